@@ -1,0 +1,271 @@
+"""Audio I/O and conversions: soundfile for files, soxr for resampling.
+
+Audio in Cadence is a float tensor ``(c, t)`` for one clip and ``(b, c, t)`` for a batch,
+in [-1, 1]. Every failure names the file or the problem and what to do about it, because
+the first thing a new user feeds a model is usually a file in the wrong format.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "AudioDecodeError",
+    "AudioError",
+    "ChannelMismatchError",
+    "EmptyAudioError",
+    "NonFiniteAudioError",
+    "SampleRateMismatchError",
+    "check_audio",
+    "check_sample_rate",
+    "convert_channels",
+    "info",
+    "load",
+    "resample",
+    "save",
+    "to_mono",
+]
+
+# soundfile (libsndfile >= 1.1) reads and writes all of these.
+SUPPORTED_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+
+
+class AudioError(ValueError):
+    """Base class of every audio problem Cadence reports."""
+
+
+class AudioDecodeError(AudioError):
+    """The file exists but cannot be decoded as audio."""
+
+
+class EmptyAudioError(AudioError):
+    """The file or tensor holds no samples."""
+
+
+class NonFiniteAudioError(AudioError):
+    """The audio holds NaN or infinite samples."""
+
+
+class SampleRateMismatchError(AudioError):
+    """The audio is at a different sample rate from the one required."""
+
+
+class ChannelMismatchError(AudioError):
+    """The audio has a number of channels the consumer cannot use."""
+
+
+def _check_finite(audio: Tensor, what: str) -> None:
+    if not torch.isfinite(audio).all():
+        bad = (~torch.isfinite(audio)).sum().item()
+        raise NonFiniteAudioError(
+            f"{what} contains {bad} NaN or infinite sample(s); "
+            "clean or regenerate it (a NaN usually comes from a diverged model or a broken export)."
+        )
+
+
+def info(path: str | os.PathLike) -> sf._SoundFileInfo:
+    """Header of an audio file (sample rate, channels, frames) without reading samples."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioDecodeError(f"cannot read audio header of {path}: {err}") from err
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"expected an audio file, got a directory: {path}")
+
+
+def load(
+    path: str | os.PathLike,
+    sample_rate: int | None = None,
+    channels: int | None = None,
+    *,
+    offset: int = 0,
+    frames: int = -1,
+) -> tuple[Tensor, int]:
+    """Read an audio file (wav, flac, ogg, mp3) as float32 ``(c, t)``.
+
+    Args:
+        path: the file.
+        sample_rate: resample to this rate if given; otherwise keep the file's rate.
+        channels: convert to this many channels (1 = mono mixdown, 2 = duplicate mono) if given.
+        offset: first frame to read, at the file's own rate.
+        frames: number of frames to read at the file's own rate (-1 = to the end).
+
+    Returns:
+        ``(audio, sample_rate)`` with audio ``(c, t)`` float32.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        AudioDecodeError: the file is not decodable audio (corrupt, truncated, not audio).
+        EmptyAudioError: the file holds no samples.
+        NonFiniteAudioError: the file holds NaN/inf samples (possible in float WAV).
+    """
+    path = Path(path)
+    _check_path(path)
+    try:
+        data, file_rate = sf.read(
+            str(path), start=offset, frames=frames, dtype="float32", always_2d=True
+        )
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioDecodeError(
+            f"cannot decode {path} as audio ({err}); supported formats: "
+            f"{', '.join(SUPPORTED_FORMATS)}. Check the file is not truncated or mislabeled."
+        ) from err
+    if data.size == 0:
+        raise EmptyAudioError(f"{path} contains no audio samples")
+    audio = torch.from_numpy(np.ascontiguousarray(data.T))
+    _check_finite(audio, str(path))
+    if channels is not None:
+        audio = convert_channels(audio, channels)
+    if sample_rate is not None and sample_rate != file_rate:
+        audio = resample(audio, file_rate, sample_rate)
+        file_rate = sample_rate
+    return audio, int(file_rate)
+
+
+def save(
+    path: str | os.PathLike,
+    audio: Tensor,
+    sample_rate: int,
+    *,
+    subtype: str | None = None,
+) -> Path:
+    """Write ``(c, t)`` (or ``(t,)``) audio; the format follows the suffix.
+
+    Samples outside [-1, 1] are clipped for integer formats by libsndfile; NaN/inf are refused.
+    The file is written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_FORMATS:
+        raise AudioError(
+            f"cannot save {path}: unknown audio format {suffix!r}; use one of "
+            f"{', '.join(SUPPORTED_FORMATS)}"
+        )
+    audio = audio.detach().float().cpu()
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2:
+        raise AudioError(f"save expects audio (c, t) or (t,), got shape {tuple(audio.shape)}")
+    if audio.shape[-1] == 0:
+        raise EmptyAudioError(f"refusing to save empty audio to {path}")
+    _check_finite(audio, f"audio to save to {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    try:
+        sf.write(
+            str(tmp),
+            audio.T.numpy(),
+            sample_rate,
+            format=SUPPORTED_FORMATS[suffix],
+            subtype=subtype,
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def resample(audio: Tensor, orig_sr: int, target_sr: int, *, quality: str = "HQ") -> Tensor:
+    """Resample ``(..., t)`` audio with soxr (band-limited, phase-linear).
+
+    Gradients do not flow through this (it runs in numpy); it is for data preparation.
+    """
+    if orig_sr <= 0 or target_sr <= 0:
+        raise SampleRateMismatchError(
+            f"sample rates must be positive, got {orig_sr} -> {target_sr}"
+        )
+    if orig_sr == target_sr:
+        return audio
+    lead, t = audio.shape[:-1], audio.shape[-1]
+    flat = audio.detach().reshape(-1, t).float().cpu().numpy()
+    # soxr wants (frames, channels)
+    out = soxr.resample(np.ascontiguousarray(flat.T), orig_sr, target_sr, quality=quality)
+    out = torch.from_numpy(np.ascontiguousarray(out.T if out.ndim == 2 else out[None]))
+    return out.reshape(*lead, out.shape[-1]).to(device=audio.device, dtype=audio.dtype)
+
+
+def to_mono(audio: Tensor) -> Tensor:
+    """Average the channel axis (-2) of ``(..., c, t)`` down to one channel."""
+    return audio.mean(dim=-2, keepdim=True)
+
+
+def convert_channels(audio: Tensor, channels: int) -> Tensor:
+    """Convert ``(..., c, t)`` to ``channels``: mono mixdown, or mono duplicated to many."""
+    have = audio.shape[-2]
+    if have == channels:
+        return audio
+    if channels == 1:
+        return to_mono(audio)
+    if have == 1:
+        return audio.expand(*audio.shape[:-2], channels, audio.shape[-1]).contiguous()
+    raise ChannelMismatchError(
+        f"cannot convert {have}-channel audio to {channels} channels; "
+        "mix down to mono first (convert_channels(audio, 1))"
+    )
+
+
+def check_sample_rate(sample_rate: int, expected: int, *, what: str = "audio") -> None:
+    """Raise a clear error when ``sample_rate`` is not the one a model requires."""
+    if sample_rate != expected:
+        raise SampleRateMismatchError(
+            f"{what} is at {sample_rate} Hz but {expected} Hz is required; resample it first, "
+            f"e.g. cadence.core.audio.resample(audio, {sample_rate}, {expected}) "
+            f"or load(path, sample_rate={expected})"
+        )
+
+
+def check_audio(
+    audio: Tensor,
+    *,
+    channels: int | None = None,
+    sample_rate: int | None = None,
+    expected_sample_rate: int | None = None,
+    min_samples: int = 1,
+    what: str = "audio",
+) -> Tensor:
+    """Validate a model input batch ``(b, c, t)``; returns it unchanged.
+
+    Checks rank, channel count, emptiness, finiteness and (when both are given) that
+    ``sample_rate`` equals ``expected_sample_rate``.
+    """
+    if not isinstance(audio, Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor (b, c, t), got {type(audio).__name__}")
+    if audio.ndim != 3:
+        hint = " (add a batch/channel axis: audio[None] or audio[None, None])" if audio.ndim < 3 else ""
+        raise AudioError(f"{what} must have shape (b, c, t), got {tuple(audio.shape)}{hint}")
+    if not audio.is_floating_point():
+        raise AudioError(f"{what} must be floating point in [-1, 1], got dtype {audio.dtype}")
+    if channels is not None and audio.shape[1] != channels:
+        raise ChannelMismatchError(
+            f"{what} has {audio.shape[1]} channel(s) but {channels} are required; "
+            f"use cadence.core.audio.convert_channels(audio, {channels})"
+        )
+    if audio.shape[-1] < min_samples or audio.shape[0] == 0:
+        raise EmptyAudioError(
+            f"{what} has shape {tuple(audio.shape)}: at least {min_samples} sample(s) per item needed"
+        )
+    _check_finite(audio, what)
+    if sample_rate is not None and expected_sample_rate is not None:
+        check_sample_rate(sample_rate, expected_sample_rate, what=what)
+    return audio
+
+
+def duration_to_samples(seconds: float, sample_rate: int) -> int:
+    """Whole samples in ``seconds`` at ``sample_rate`` (rounded down)."""
+    return int(math.floor(seconds * sample_rate))

@@ -1,0 +1,347 @@
+"""Self-describing model checkpoints: ``config.json`` + ``model.safetensors``.
+
+A checkpoint directory holds everything needed to rebuild a model and nothing executable:
+
+    my-model/
+      config.json        {"class": "cadence.soundstorm.SoundStorm", "format_version": 1,
+                          "config": {...}, "cadence_core_version": "0.1.0"}
+      model.safetensors  the weights of the unwrapped module
+
+No pickle is involved in saving or loading. Saving is atomic: the new checkpoint is
+written into a sibling temporary directory, fsynced, and swapped in by renames, so a crash
+at any point leaves either the previous checkpoint or the new one loadable (a crash between
+the two renames is recovered by the next load). Loading is strict about keys, shapes and
+the class the checkpoint was saved from.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_model
+from torch import nn
+
+from .config import Config, config_from_dict
+
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "WEIGHTS_NAME",
+    "CheckpointError",
+    "PretrainedMixin",
+    "load_pretrained",
+    "read_checkpoint_config",
+    "save_pretrained",
+    "unwrap_model",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+# Suffix of the previous checkpoint while a new one is being swapped in.
+_OLD_SUFFIX = ".cadence-old"
+_TMP_SUFFIX = ".cadence-tmp"
+
+M = TypeVar("M", bound=nn.Module)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or holds another model than the one asked for."""
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Strip DDP / FSDP-style ``.module`` and ``torch.compile``'s ``_orig_mod`` wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+def _qualified_name(cls: type) -> str:
+    """The public import path of a class: its package's re-export when there is one."""
+    module = cls.__module__
+    # Prefer the shortest parent package that re-exports the class (cadence.soundstorm.SoundStorm
+    # rather than cadence.soundstorm.soundstorm.SoundStorm), so refactors inside a package
+    # do not invalidate checkpoints.
+    parts = module.split(".")
+    for i in range(2, len(parts)):
+        parent = ".".join(parts[:i])
+        try:
+            if getattr(importlib.import_module(parent), cls.__qualname__, None) is cls:
+                return f"{parent}.{cls.__qualname__}"
+        except ImportError:
+            continue
+    return f"{module}.{cls.__qualname__}"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not supported on every platform (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def save_pretrained(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    *,
+    config: Config | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Save ``model`` (unwrapped) with its config as a checkpoint directory, atomically.
+
+    Args:
+        model: a module with a ``config`` attribute (a Config dataclass), or pass ``config``.
+        directory: where the checkpoint goes; an existing checkpoint there is replaced.
+        config: the config, when the model does not carry one.
+        metadata: extra JSON-able information kept in config.json under "metadata"
+            (training step, data description); never needed to rebuild the model.
+    """
+    model = unwrap_model(model)
+    config = config if config is not None else getattr(model, "config", None)
+    if config is None or not isinstance(config, Config):
+        raise CheckpointError(
+            f"{type(model).__name__} has no `config` (a cadence.core.config.Config dataclass); "
+            "give one with save_pretrained(model, dir, config=...)"
+        )
+    from . import __version__
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _recover(directory)
+    tmp = directory.with_name(f"{directory.name}{_TMP_SUFFIX}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        header = {
+            "class": _qualified_name(type(model)),
+            "config_class": _qualified_name(type(config)),
+            "format_version": FORMAT_VERSION,
+            "cadence_core_version": __version__,
+            "config": config.to_dict(),
+        }
+        if metadata:
+            header["metadata"] = metadata
+        (tmp / CONFIG_NAME).write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
+        # save_model handles tied/shared tensors (they are stored once and re-tied on load).
+        save_model(
+            model,
+            str(tmp / WEIGHTS_NAME),
+            metadata={"format": "pt", "class": header["class"]},
+        )
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            _fsync_file(tmp / name)
+        _fsync_dir(tmp)
+        old = directory.with_name(directory.name + _OLD_SUFFIX)
+        if directory.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        _fsync_dir(directory.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def _recover(directory: Path) -> None:
+    """Finish or roll back a swap interrupted between its two renames."""
+    old = directory.with_name(directory.name + _OLD_SUFFIX)
+    if old.exists():
+        if directory.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, directory)
+    for stale in directory.parent.glob(f"{directory.name}{_TMP_SUFFIX}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def read_checkpoint_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint directory (class, version, config)."""
+    directory = Path(directory)
+    if not directory.exists():
+        old = directory.with_name(directory.name + _OLD_SUFFIX)
+        if old.exists():
+            # A save was interrupted after moving the previous checkpoint aside.
+            os.replace(old, directory)
+        else:
+            raise CheckpointError(f"checkpoint not found: {directory}")
+    if not directory.is_dir():
+        raise CheckpointError(
+            f"{directory} is a file; a Cadence checkpoint is a directory holding "
+            f"{CONFIG_NAME} and {WEIGHTS_NAME}"
+        )
+    path = directory / CONFIG_NAME
+    if not path.exists():
+        raise CheckpointError(
+            f"{directory} has no {CONFIG_NAME}; it is not a Cadence checkpoint "
+            "(official third-party checkpoints have their own loaders, e.g. EnCodec.from_official)"
+        )
+    try:
+        header = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); the checkpoint is corrupt") from err
+    for key in ("class", "format_version", "config"):
+        if key not in header:
+            raise CheckpointError(f"{path} lacks {key!r}; it is not a Cadence checkpoint")
+    if header["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{directory} uses checkpoint format {header['format_version']}, newer than this "
+            f"cadence-core understands ({FORMAT_VERSION}); upgrade cadence-core"
+        )
+    return header
+
+
+def _import_class(path: str) -> type:
+    # Only classes in the cadence namespace are imported by name: a checkpoint must not be
+    # able to make us import arbitrary modules.
+    if not path.startswith("cadence."):
+        raise CheckpointError(
+            f"checkpoint names class {path!r} outside the cadence namespace; "
+            "pass the model class explicitly: load_pretrained(dir, cls=YourModel)"
+        )
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise CheckpointError(
+            f"the checkpoint holds a {path}, which is not importable here ({err}); "
+            "install the package that provides it"
+        ) from err
+
+
+def load_pretrained(
+    directory: str | os.PathLike,
+    cls: type[M] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+) -> M:
+    """Rebuild a model from a checkpoint directory.
+
+    Args:
+        directory: a directory written by :func:`save_pretrained`.
+        cls: the expected model class. The checkpoint must have been saved from it (or a
+            subclass); loading another model's checkpoint raises a CheckpointError naming both.
+            When omitted, the class recorded in config.json is imported (cadence classes only).
+        device: where the weights go.
+        strict: every parameter/buffer must be present with the same shape, and no extra.
+    """
+    directory = Path(directory)
+    header = read_checkpoint_config(directory)
+    saved_name = header["class"]
+    if cls is None:
+        cls = _import_class(saved_name)
+    else:
+        expected = _qualified_name(cls)
+        # Accept the class itself or a saved subclass whose name we can import and check.
+        ok = saved_name == expected or saved_name.rsplit(".", 1)[-1] == cls.__qualname__
+        if not ok:
+            try:
+                ok = issubclass(_import_class(saved_name), cls)
+            except CheckpointError:
+                ok = False
+        if not ok:
+            raise CheckpointError(
+                f"{directory} holds a {saved_name} checkpoint, not a {expected}; "
+                f"load it with {saved_name.rsplit('.', 1)[-1]}.load_pretrained"
+            )
+    config_class = getattr(cls, "config_class", None)
+    if config_class is None:
+        raise CheckpointError(
+            f"{cls.__name__} has no `config_class` attribute; it cannot be rebuilt from config.json"
+        )
+    config = config_from_dict(config_class, header["config"])
+    model = cls(config)
+    weights = directory / WEIGHTS_NAME
+    if not weights.exists():
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}; the checkpoint is incomplete")
+    try:
+        state = load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{weights} is corrupt or truncated ({err})") from err
+    _load_state(model, state, strict=strict, where=str(directory))
+    return model.to(device)
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], *, strict: bool, where: str) -> None:
+    own = model.state_dict()
+    # Tied tensors are stored once by save_model; fill the aliases from their twin.
+    aliases = _shared_aliases(model)
+    for name, twin in aliases.items():
+        if name not in state and twin in state:
+            state[name] = state[twin]
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape_errors = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own.keys() & state.keys()
+        if own[k].shape != state[k].shape
+    ]
+    if strict and (missing or unexpected or shape_errors):
+        lines = [f"checkpoint {where} does not match {type(model).__name__}:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {missing[:10]}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {unexpected[:10]}")
+        if shape_errors:
+            lines.append(f"  shape mismatches: {shape_errors[:10]}")
+        lines.append("  (was it saved from another version or config of this model?)")
+        raise CheckpointError("\n".join(lines))
+    if shape_errors:
+        raise CheckpointError(f"checkpoint {where}: shape mismatches {shape_errors[:10]}")
+    model.load_state_dict(state, strict=strict)
+
+
+def _shared_aliases(model: nn.Module) -> dict[str, str]:
+    """Names of state entries that share storage with an earlier entry -> that entry."""
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    aliases = {}
+    for name, tensor in model.state_dict(keep_vars=False).items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key in seen and tensor.numel() > 0:
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+    return aliases
+
+
+class PretrainedMixin:
+    """``save_pretrained`` / ``load_pretrained`` for a module built from ``config_class``.
+
+    A model sets ``config_class = ItsConfig``, takes the config as its only ``__init__``
+    argument and stores it as ``self.config``.
+    """
+
+    config_class: type[Config]
+
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
+        return save_pretrained(self, directory, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def load_pretrained(
+        cls: type[M], directory: str | os.PathLike, *, device: str | torch.device = "cpu", strict: bool = True
+    ) -> M:
+        return load_pretrained(directory, cls, device=device, strict=strict)

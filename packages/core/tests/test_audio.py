@@ -1,0 +1,130 @@
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from cadence.core import audio
+from cadence.core.audio import (
+    AudioDecodeError,
+    ChannelMismatchError,
+    EmptyAudioError,
+    NonFiniteAudioError,
+    SampleRateMismatchError,
+)
+
+
+def sine(freq: float, sample_rate: int, seconds: float = 1.0, channels: int = 1) -> torch.Tensor:
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    return (0.5 * torch.sin(2 * math.pi * freq * t)).repeat(channels, 1)
+
+
+def dominant_frequency(x: torch.Tensor, sample_rate: int) -> float:
+    spectrum = torch.fft.rfft(x * torch.hann_window(x.shape[-1]), dim=-1).abs()
+    return spectrum.argmax().item() * sample_rate / x.shape[-1]
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".mp3"])
+def test_round_trip_formats(tmp_path, suffix):
+    x = sine(440, 16000, 0.5)
+    path = audio.save(tmp_path / f"a{suffix}", x, 16000)
+    y, sr = audio.load(path)
+    assert sr == 16000 and y.shape[0] == 1 and y.dtype == torch.float32
+    if suffix in (".wav", ".flac"):  # lossless up to 16-bit quantization
+        assert y.shape == x.shape
+        assert (y - x).abs().max() < 1e-4
+    else:  # lossy: length may include codec padding, pitch must survive
+        assert abs(y.shape[-1] - x.shape[-1]) < 0.1 * 16000
+        assert abs(dominant_frequency(y[0], sr) - 440) < 5
+
+
+def test_resampling_keeps_frequency(tmp_path):
+    x = sine(1000, 44100, 1.0)
+    audio.save(tmp_path / "a.wav", x, 44100)
+    y, sr = audio.load(tmp_path / "a.wav", sample_rate=16000)
+    assert sr == 16000 and y.shape[-1] == 16000
+    assert abs(dominant_frequency(y[0], sr) - 1000) <= 1.0
+    # and the amplitude survives (soxr is band-limited, the tone is far from Nyquist)
+    assert abs(y[0, 2000:-2000].abs().max().item() - 0.5) < 0.01
+
+
+def test_resample_batched_shapes():
+    x = torch.randn(3, 2, 24000)
+    y = audio.resample(x, 24000, 16000)
+    assert y.shape == (3, 2, 16000)
+    assert torch.allclose(audio.resample(y, 16000, 16000), y)
+
+
+def test_channel_conversion(tmp_path):
+    stereo = torch.stack([sine(300, 16000)[0], -sine(300, 16000)[0] * 0.5])
+    audio.save(tmp_path / "s.wav", stereo, 16000)
+    mono, _ = audio.load(tmp_path / "s.wav", channels=1)
+    assert mono.shape[0] == 1
+    torch.testing.assert_close(mono[0], stereo.mean(0), atol=1e-4, rtol=0)
+    dup = audio.convert_channels(mono, 2)
+    assert dup.shape[0] == 2 and torch.equal(dup[0], dup[1])
+    with pytest.raises(ChannelMismatchError, match="mix down"):
+        audio.convert_channels(torch.zeros(3, 10), 2)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        audio.load(tmp_path / "nope.wav")
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" + bytes(100))
+    with pytest.raises(AudioDecodeError, match="cannot decode"):
+        audio.load(path)
+    text = tmp_path / "notes.flac"
+    text.write_text("this is not audio")
+    with pytest.raises(AudioDecodeError):
+        audio.load(text)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(str(path), np.zeros((0, 1), dtype=np.float32), 16000)
+    with pytest.raises(EmptyAudioError, match="no audio"):
+        audio.load(path)
+
+
+def test_nan_samples(tmp_path):
+    data = np.zeros((100, 1), dtype=np.float32)
+    data[10] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(str(path), data, 16000, subtype="FLOAT")
+    with pytest.raises(NonFiniteAudioError, match="NaN"):
+        audio.load(path)
+    with pytest.raises(NonFiniteAudioError):
+        audio.save(tmp_path / "out.wav", torch.tensor([[0.0, float("inf")]]), 16000)
+
+
+def test_wrong_sample_rate():
+    with pytest.raises(SampleRateMismatchError, match="24000 Hz but 16000 Hz"):
+        audio.check_sample_rate(24000, 16000)
+    x = torch.zeros(1, 1, 100)
+    with pytest.raises(SampleRateMismatchError, match="resample"):
+        audio.check_audio(x, sample_rate=44100, expected_sample_rate=16000)
+
+
+def test_check_audio_shapes():
+    with pytest.raises(audio.AudioError, match=r"\(b, c, t\)"):
+        audio.check_audio(torch.zeros(100))
+    with pytest.raises(ChannelMismatchError, match="2 channel"):
+        audio.check_audio(torch.zeros(1, 2, 100), channels=1)
+    with pytest.raises(EmptyAudioError):
+        audio.check_audio(torch.zeros(1, 1, 0))
+    with pytest.raises(audio.AudioError, match="floating"):
+        audio.check_audio(torch.zeros(1, 1, 10, dtype=torch.long))
+    x = torch.zeros(2, 1, 10)
+    assert audio.check_audio(x, channels=1) is x
+
+
+def test_save_unknown_format_and_atomic(tmp_path):
+    with pytest.raises(audio.AudioError, match="unknown audio format"):
+        audio.save(tmp_path / "a.xyz", torch.zeros(1, 10), 16000)
+    audio.save(tmp_path / "a.wav", torch.zeros(1, 10), 16000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]  # no temporary left behind
