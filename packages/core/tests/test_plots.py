@@ -1,0 +1,21 @@
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("matplotlib")
+
+from cadence.core.plots import save_curves_png, save_spectrogram_png  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_spectrogram_png(tmp_path):
+    t = torch.arange(16000) / 16000
+    path = save_spectrogram_png(torch.sin(2 * math.pi * 440 * t)[None], 16000, tmp_path / "s.png", title="A4")
+    assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 2000
+
+
+def test_curves_png(tmp_path):
+    path = save_curves_png({"train": [3.0, 2.0, 1.0], "valid": torch.tensor([3.5, 2.5, 2.0])}, tmp_path / "c.png", log_y=True)
+    assert path.read_bytes()[:8] == PNG_MAGIC

@@ -1,0 +1,75 @@
+"""Every implementation of a core Protocol in this workspace conforms, in signature and behaviour.
+
+Packages register their implementations here as they land (a codec, a tokenizer); the same
+behavioural checks then run against each.
+"""
+
+import pytest
+import torch
+
+from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
+from cadence.core.testing import FakeCodec, FakeSemanticTokenizer
+
+CODECS = [pytest.param(lambda: FakeCodec(), id="FakeCodec")]
+LATENT_CODECS = [pytest.param(lambda: FakeCodec(latent_dim=8), id="FakeCodec")]
+TOKENIZERS = [pytest.param(lambda: FakeSemanticTokenizer(), id="FakeSemanticTokenizer")]
+
+
+def speechlike(batch: int, seconds: float, sample_rate: int, channels: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 120 + 40 * torch.rand(batch, 1, 1, generator=gen)
+    tone = torch.sin(2 * torch.pi * f0 * t) * (0.5 + 0.5 * torch.sin(2 * torch.pi * 3 * t))
+    return (0.3 * tone + 0.01 * torch.randn(batch, channels, t.numel(), generator=gen)).clamp(-1, 1)
+
+
+@pytest.mark.parametrize("make", CODECS)
+def test_codec_conforms(make):
+    codec = make()
+    assert isinstance(codec, Codec)
+    assert codec.frame_rate == pytest.approx(codec.sample_rate / codec.hop_length)
+    audio = speechlike(2, 1.0, codec.sample_rate, codec.channels)
+    codes = codec.encode(audio)
+    n = round(codec.frame_rate * 1.0)
+    assert codes.shape == (2, n, codec.num_quantizers) and codes.dtype == torch.long
+    assert 0 <= codes.min() and codes.max() < codec.codebook_size
+    decoded = codec.decode(codes)
+    assert decoded.shape[:2] == (2, codec.channels)
+    assert abs(decoded.shape[-1] - audio.shape[-1]) <= codec.sample_rate / codec.frame_rate
+    # fewer levels decode to the same length
+    assert codec.decode(codes[..., :1]).shape == decoded.shape
+
+
+@pytest.mark.parametrize("make", LATENT_CODECS)
+def test_latent_codec_conforms(make):
+    codec = make()
+    assert isinstance(codec, LatentCodec)
+    audio = speechlike(2, 0.5, codec.sample_rate, codec.channels)
+    latents = codec.encode_latents(audio)
+    codes = codec.encode(audio)
+    assert latents.shape == (2, codes.shape[1], codec.latent_dim) and latents.is_floating_point()
+    assert codec.decode_latents(latents).shape[:2] == (2, codec.channels)
+
+
+@pytest.mark.parametrize("make", TOKENIZERS)
+def test_semantic_tokenizer_conforms(make):
+    tokenizer = make()
+    assert isinstance(tokenizer, SemanticTokenizer)
+    audio = speechlike(3, 1.0, tokenizer.sample_rate)
+    tokens = tokenizer.tokenize(audio)
+    assert tokens.shape == (3, round(tokenizer.frame_rate)) and tokens.dtype == torch.long
+    assert 0 <= tokens.min() and tokens.max() < tokenizer.codebook_size
+    assert len(tokens.unique()) > 1  # tokens depend on the audio
+    assert torch.equal(tokenizer.tokenize(audio), tokens)  # deterministic
+
+
+def test_non_conforming_objects_are_rejected():
+    class HalfCodec:
+        sample_rate = 16000
+
+        def encode(self, audio):
+            return audio
+
+    assert not isinstance(HalfCodec(), Codec)
+    assert not isinstance(FakeSemanticTokenizer(), Codec)
+    assert not isinstance(FakeCodec(), SemanticTokenizer)
