@@ -52,7 +52,7 @@ def main() -> int:
     modules = {name: "cadence." + name.removeprefix("cadence-").replace("-", "_") for name in wheels}
     modules = {n: m.replace("cadence.app-", "cadence.apps.") for n, m in modules.items()}
     failures = []
-    for name, wheel in sorted(wheels.items()):
+    for name in sorted(wheels):
         needed = {name}
         frontier = [name]
         while frontier:  # workspace members this one depends on, transitively (no extras)

@@ -32,7 +32,7 @@ def test_codec_conforms(make):
     codes = codec.encode(audio)
     n = round(codec.frame_rate * 1.0)
     assert codes.shape == (2, n, codec.num_quantizers) and codes.dtype == torch.long
-    assert 0 <= codes.min() and codes.max() < codec.codebook_size
+    assert codes.min() >= 0 and codes.max() < codec.codebook_size
     decoded = codec.decode(codes)
     assert decoded.shape[:2] == (2, codec.channels)
     assert abs(decoded.shape[-1] - audio.shape[-1]) <= codec.sample_rate / codec.frame_rate
@@ -58,7 +58,7 @@ def test_semantic_tokenizer_conforms(make):
     audio = speechlike(3, 1.0, tokenizer.sample_rate)
     tokens = tokenizer.tokenize(audio)
     assert tokens.shape == (3, round(tokenizer.frame_rate)) and tokens.dtype == torch.long
-    assert 0 <= tokens.min() and tokens.max() < tokenizer.codebook_size
+    assert tokens.min() >= 0 and tokens.max() < tokenizer.codebook_size
     assert len(tokens.unique()) > 1  # tokens depend on the audio
     assert torch.equal(tokenizer.tokenize(audio), tokens)  # deterministic
 

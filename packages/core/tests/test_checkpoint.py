@@ -89,7 +89,7 @@ def test_missing_and_corrupt(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         TinyModel.load_pretrained(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="no config.json"):
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
         TinyModel.load_pretrained(tmp_path / "empty")
     make().save_pretrained(tmp_path / "c")
     weights = tmp_path / "c/model.safetensors"

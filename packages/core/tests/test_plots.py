@@ -5,7 +5,7 @@ import torch
 
 pytest.importorskip("matplotlib")
 
-from cadence.core.plots import save_curves_png, save_spectrogram_png  # noqa: E402
+from cadence.core.plots import save_curves_png, save_spectrogram_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

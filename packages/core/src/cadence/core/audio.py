@@ -273,4 +273,4 @@ def check_audio(
 
 def duration_to_samples(seconds: float, sample_rate: int) -> int:
     """Whole samples in ``seconds`` at ``sample_rate`` (rounded down)."""
-    return int(math.floor(seconds * sample_rate))
+    return math.floor(seconds * sample_rate)

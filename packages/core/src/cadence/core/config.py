@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import types
-
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 

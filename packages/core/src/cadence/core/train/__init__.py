@@ -1,0 +1,35 @@
+"""Training: one accelerate-based loop (``Trainer``) plus the pieces it is built from.
+
+Each Cadence package supplies a train step (``step(model, batch) -> StepOutput``) that owns
+its loss; loops that need more (a GAN codec) are built from the same EMA, schedules and
+optimizer helpers.
+"""
+
+from .ema import EMA
+from .optim import build_optimizer, parameter_groups
+from .schedules import (
+    ScheduleName,
+    build_scheduler,
+    lr_lambda,
+    warmup_constant,
+    warmup_cosine,
+    warmup_linear,
+)
+from .trainer import StepOutput, Trainer, TrainerConfig, TrainStep, latest_checkpoint
+
+__all__ = [
+    "EMA",
+    "ScheduleName",
+    "StepOutput",
+    "TrainStep",
+    "Trainer",
+    "TrainerConfig",
+    "build_optimizer",
+    "build_scheduler",
+    "latest_checkpoint",
+    "lr_lambda",
+    "parameter_groups",
+    "warmup_constant",
+    "warmup_cosine",
+    "warmup_linear",
+]
