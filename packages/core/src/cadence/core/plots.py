@@ -66,16 +66,21 @@ def save_curves_png(
     curves: Mapping[str, Sequence[float] | Tensor],
     path: str | os.PathLike,
     *,
+    steps: Sequence[int] | None = None,
     xlabel: str = "step",
     title: str | None = None,
     log_y: bool = False,
 ) -> Path:
-    """Write named curves (e.g. ``{"train loss": [...], "valid loss": [...]}``) as a PNG."""
+    """Write named curves (e.g. ``{"train loss": [...], "valid loss": [...]}``) as a PNG.
+
+    ``steps`` gives the x value of each point (shared by all curves); by default 1, 2, ...
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.5), dpi=100)
     for name, values in curves.items():
         values = torch.as_tensor(values, dtype=torch.float64).cpu().numpy()
-        ax.plot(range(1, len(values) + 1), values, label=name)
+        xs = list(steps)[: len(values)] if steps is not None else range(1, len(values) + 1)
+        ax.plot(xs, values, label=name)
     ax.set_xlabel(xlabel)
     if log_y:
         ax.set_yscale("log")

@@ -759,8 +759,8 @@ class Trainer:
     def plot_losses(self, path: str | os.PathLike | None = None) -> Path | None:
         """Write the train-loss curve of ``self.history`` as a PNG (main process only).
 
-        Needs matplotlib (``cadence-core[plots]``). The x axis counts the steps of this
-        trainer's history (after a resume, from the resumed step on).
+        Needs matplotlib (``cadence-core[plots]``). The x axis is the global step, so a
+        resumed run's curve starts where it resumed.
         """
         if not self.accelerator.is_main_process or not self.history:
             return None
@@ -769,5 +769,8 @@ class Trainer:
         losses = [row["loss"] for row in self.history]
         positive = all(math.isfinite(v) and v > 0 for v in losses)
         return save_curves_png(
-            {"train loss": losses}, path or self.output_dir / "loss.png", log_y=positive
+            {"train loss": losses},
+            path or self.output_dir / "loss.png",
+            steps=[int(row["step"]) for row in self.history],
+            log_y=positive,
         )
