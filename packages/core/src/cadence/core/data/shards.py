@@ -164,6 +164,17 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _check_header(data: dict[str, Any], path: Path, expected_format: str, what: str) -> None:
+    """The ``format`` tag is ours and the ``version`` is one this code can read."""
+    if data.get("format") != expected_format:
+        raise ShardFormatError(f"{path} is not a Cadence {what} (format={data.get('format')!r})")
+    if data.get("version", 0) > VERSION:
+        raise ShardFormatError(
+            f"{path} has format version {data['version']}; this cadence reads up to "
+            f"{VERSION}. Upgrade cadence-core."
+        )
+
+
 def _read_index(directory: Path, name: str) -> dict[str, Any]:
     path = directory / f"{name}{_INDEX_SUFFIX}"
     if not path.exists():
@@ -172,15 +183,7 @@ def _read_index(directory: Path, name: str) -> dict[str, Any]:
             "Re-run the precompute (it resumes), or write_manifest() over the shards that exist."
         )
     index = _read_json(path, "shard index")
-    if index.get("format") != INDEX_FORMAT:
-        raise ShardFormatError(
-            f"{path} is not a Cadence shard index (format={index.get('format')!r})"
-        )
-    if index.get("version", 0) > VERSION:
-        raise ShardFormatError(
-            f"{path} has format version {index['version']}; this cadence reads up to {VERSION}. "
-            "Upgrade cadence-core."
-        )
+    _check_header(index, path, INDEX_FORMAT, "shard index")
     try:
         num = len(index["ids"])
         for field in index["fields"]:
@@ -518,15 +521,7 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
             "never published. Re-run the precompute (it resumes) or call write_manifest(directory)."
         )
     manifest = _read_json(path, "shard manifest")
-    if manifest.get("format") != FORMAT:
-        raise ShardFormatError(
-            f"{path} is not a Cadence shard manifest (format={manifest.get('format')!r})"
-        )
-    if manifest.get("version", 0) > VERSION:
-        raise ShardFormatError(
-            f"{path} has format version {manifest['version']}; this cadence reads up to "
-            f"{VERSION}. Upgrade cadence-core."
-        )
+    _check_header(manifest, path, FORMAT, "shard manifest")
     for key in ("fields", "metadata", "shards"):
         if key not in manifest:
             raise ShardFormatError(f"{path} has no '{key}' entry; the manifest is corrupt")
