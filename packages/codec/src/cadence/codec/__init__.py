@@ -1,0 +1,1 @@
+"""Cadence codec: trainable SoundStream, EnCodec loading official checkpoints, streaming, GAN training."""

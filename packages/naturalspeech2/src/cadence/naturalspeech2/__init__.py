@@ -1,0 +1,1 @@
+"""Cadence NaturalSpeech 2: zero-shot TTS by latent diffusion over codec latents."""

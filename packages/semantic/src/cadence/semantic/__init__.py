@@ -1,0 +1,1 @@
+"""Cadence semantic tokens: HuBERT (fairseq and Hugging Face checkpoints, no fairseq) + k-means, offline MFCC tokenizer."""

@@ -1,0 +1,1 @@
+"""Cadence SoundStorm: Conformer with per-level MaskGIT decoding, prompting and voice conversion."""
