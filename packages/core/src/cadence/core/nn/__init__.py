@@ -1,0 +1,26 @@
+"""Shared neural building blocks: rotary attention, Transformer / Conformer / U-Conformer backbones."""
+
+from .attention import Attention, RotaryEmbedding, apply_rotary
+from .backbone import Backbone, BackboneConfig, BackboneKind, build_backbone
+from .blocks import (
+    AdaptiveLayerNorm,
+    ConformerBlock,
+    ConvolutionModule,
+    FeedForward,
+    TransformerBlock,
+)
+
+__all__ = [
+    "AdaptiveLayerNorm",
+    "Attention",
+    "Backbone",
+    "BackboneConfig",
+    "BackboneKind",
+    "ConformerBlock",
+    "ConvolutionModule",
+    "FeedForward",
+    "RotaryEmbedding",
+    "TransformerBlock",
+    "apply_rotary",
+    "build_backbone",
+]
