@@ -1,0 +1,242 @@
+"""Residual quantizers for codec latents, built on vector-quantize-pytorch.
+
+One module, :class:`ResidualQuantizer`, hides the three quantizers vector-quantize-pytorch
+offers for codecs behind one shape contract, so a codec never branches on the kind:
+
+- ``"rvq"``: ``ResidualVQ`` (SoundStream, Zeghidour et al. 2021, Algorithm 1) with k-means
+  initialisation, EMA codebooks, dead-code replacement and quantizer dropout;
+- ``"grouped_rvq"``: ``GroupedResidualVQ`` (HiFi-Codec), one RVQ per slice of the latent;
+- ``"fsq"``: ``ResidualFSQ`` (finite scalar quantization, Mentzer et al. 2023): no codebook
+  to learn, so no k-means, no EMA and no commitment loss.
+
+Codes are ``(b, n, q)`` long in ``[0, codebook_size)``. For grouped RVQ the last axis holds
+``levels * groups`` codes ordered level-major (``(q g)``), so the first ``k * groups``
+columns are the first ``k`` levels of every group and a prefix is still a coarser code.
+"""
+
+# b batch | n frames | q quantizer levels | g groups | d latent dim
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from vector_quantize_pytorch import GroupedResidualVQ, ResidualFSQ, ResidualVQ
+
+__all__ = ["CodeRangeError", "QuantizedResult", "QuantizerKind", "ResidualQuantizer"]
+
+QuantizerKind = Literal["rvq", "grouped_rvq", "fsq"]
+
+
+class CodeRangeError(ValueError):
+    """Codes given to a decoder are malformed: wrong rank, out of range, too many levels."""
+
+
+@dataclass
+class QuantizedResult:
+    """What quantization returns.
+
+    Attributes:
+        quantized: ``(b, n, d)`` quantized latents (straight-through in training).
+        codes: ``(b, n, q)`` long; in training, levels removed by quantizer dropout are -1.
+        commit_loss: scalar commitment loss summed over levels (0 for FSQ and in eval mode).
+    """
+
+    quantized: Tensor
+    codes: Tensor
+    commit_loss: Tensor
+
+
+class ResidualQuantizer(nn.Module):
+    """A residual quantizer over ``(b, n, d)`` latents; see the module docstring.
+
+    Args:
+        dim: latent width ``d``.
+        kind: ``"rvq"``, ``"grouped_rvq"`` or ``"fsq"``.
+        num_quantizers: residual levels per group.
+        codebook_size: entries per codebook (RVQ kinds; FSQ derives it from ``fsq_levels``).
+        codebook_dim: project to this width before the codebooks (RVQ kinds); None = ``dim``.
+        groups: latent slices, each with its own RVQ (``"grouped_rvq"`` only).
+        fsq_levels: levels per FSQ dimension; the codebook size is their product.
+        kmeans_init: initialise each codebook with k-means on its first batch.
+        kmeans_iters: k-means iterations for that initialisation.
+        ema_decay: decay of the EMA codebook update (SoundStream and EnCodec: 0.99).
+        threshold_ema_dead_code: codes whose EMA usage falls below this are replaced by
+            random vectors of the current batch (0 disables replacement).
+        commitment_weight: weight of ``||x - sg(q)||^2`` in ``commit_loss``.
+        quantize_dropout: in training, keep a random number of levels per batch
+            (SoundStream sec. 3.3, bitrate scalability).
+        quantize_dropout_cutoff_index: the fewest levels quantizer dropout keeps, minus one.
+        rotation_trick: gradients through VQ by the rotation trick (Fifty et al. 2024)
+            instead of the plain straight-through estimator.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        kind: QuantizerKind = "rvq",
+        num_quantizers: int = 8,
+        codebook_size: int = 1024,
+        codebook_dim: int | None = None,
+        groups: int = 1,
+        fsq_levels: tuple[int, ...] = (8, 5, 5, 5),
+        kmeans_init: bool = True,
+        kmeans_iters: int = 10,
+        ema_decay: float = 0.99,
+        threshold_ema_dead_code: float = 2.0,
+        commitment_weight: float = 1.0,
+        quantize_dropout: bool = True,
+        quantize_dropout_cutoff_index: int = 0,
+        rotation_trick: bool = True,
+    ):
+        super().__init__()
+        if num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be >= 1, got {num_quantizers}")
+        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
+            raise ValueError(
+                f"quantize_dropout_cutoff_index must be in [0, {num_quantizers}), "
+                f"got {quantize_dropout_cutoff_index}"
+            )
+        if kind != "grouped_rvq" and groups != 1:
+            raise ValueError(f"groups={groups} needs kind='grouped_rvq', got kind={kind!r}")
+        if kind == "grouped_rvq" and (groups < 1 or dim % groups):
+            raise ValueError(f"groups must divide the latent dim {dim}, got {groups}")
+        self.dim = dim
+        self.kind = kind
+        self.levels = num_quantizers
+        self.groups = groups
+        dropout = dict(
+            quantize_dropout=quantize_dropout,
+            quantize_dropout_cutoff_index=quantize_dropout_cutoff_index,
+        )
+        if kind == "fsq":
+            if len(fsq_levels) < 1 or any(level < 2 for level in fsq_levels):
+                raise ValueError(f"fsq_levels must be >= 2 each, got {fsq_levels}")
+            self.codebook_size = math.prod(fsq_levels)
+            self.quantizer: nn.Module = ResidualFSQ(
+                dim=dim, levels=list(fsq_levels), num_quantizers=num_quantizers, **dropout
+            )
+        else:
+            if codebook_size < 2:
+                raise ValueError(f"codebook_size must be >= 2, got {codebook_size}")
+            self.codebook_size = codebook_size
+            vq = dict(
+                num_quantizers=num_quantizers,
+                codebook_size=codebook_size,
+                codebook_dim=codebook_dim,
+                kmeans_init=kmeans_init,
+                kmeans_iters=kmeans_iters,
+                decay=ema_decay,
+                threshold_ema_dead_code=threshold_ema_dead_code,
+                commitment_weight=commitment_weight,
+                rotation_trick=rotation_trick,
+                **dropout,
+            )
+            if kind == "rvq":
+                self.quantizer = ResidualVQ(dim=dim, **vq)
+            elif kind == "grouped_rvq":
+                self.quantizer = GroupedResidualVQ(dim=dim, groups=groups, **vq)
+            else:
+                raise ValueError(f"unknown quantizer kind {kind!r}; use 'rvq', 'grouped_rvq' or 'fsq'")
+
+    @property
+    def num_quantizers(self) -> int:
+        """Columns of a full code: levels times groups."""
+        return self.levels * self.groups
+
+    def forward(self, latents: Tensor) -> QuantizedResult:
+        """Quantize ``(b, n, d)`` latents; in training this also updates the codebooks."""
+        if self.kind == "fsq":
+            quantized, codes = self.quantizer(latents)
+            commit = latents.new_zeros(())
+        else:
+            quantized, codes, losses = self.quantizer(latents)
+            commit = losses.sum()
+            if self.kind == "grouped_rvq":
+                codes = rearrange(codes, "g b n q -> b n (q g)")
+        return QuantizedResult(quantized=quantized, codes=codes.long(), commit_loss=commit)
+
+    @contextmanager
+    def _frozen(self) -> Iterator[None]:
+        # Encoding for inference must not move EMA codebooks, run k-means or drop levels,
+        # whatever mode the surrounding model is in.
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
+    def encode(self, latents: Tensor, num_quantizers: int | None = None) -> Tensor:
+        """``(b, n, d)`` latents -> ``(b, n, q)`` long codes (the first ``num_quantizers`` columns)."""
+        q = self._check_levels(num_quantizers)
+        with self._frozen():
+            codes = self(latents).codes
+        return codes[..., :q]
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """``(b, n, q')`` codes, ``q' <= num_quantizers`` -> ``(b, n, d)`` quantized latents.
+
+        Missing finer levels contribute nothing (as after quantizer dropout).
+        """
+        self.check_codes(codes)
+        pad = self.num_quantizers - codes.shape[-1]
+        # -1 marks an absent level; vector-quantize-pytorch masks those codes to zero.
+        full = F.pad(codes.long(), (0, pad), value=-1)
+        if self.kind == "grouped_rvq":
+            full = rearrange(full, "b n (q g) -> g b n q", g=self.groups)
+        return self._output_from_indices(full)
+
+    def _output_from_indices(self, indices: Tensor) -> Tensor:
+        if self.kind == "grouped_rvq":
+            outs = [
+                self._rvq_output(rvq, chunk) for rvq, chunk in zip(self.quantizer.rvqs, indices)
+            ]
+            return torch.cat(outs, dim=-1)
+        return self._rvq_output(self.quantizer, indices)
+
+    @staticmethod
+    def _rvq_output(rvq: nn.Module, indices: Tensor) -> Tensor:
+        # get_codes_from_indices masks -1 entries; it only accepts fewer columns than levels
+        # when quantize dropout is on, so we always hand it a full-width, -1-padded code.
+        codes = rvq.get_codes_from_indices(indices)  # (q, b, n, d')
+        return rvq.project_out(codes.sum(0))
+
+    def _check_levels(self, num_quantizers: int | None) -> int:
+        if num_quantizers is None:
+            return self.num_quantizers
+        if not 1 <= num_quantizers <= self.num_quantizers:
+            raise CodeRangeError(
+                f"asked for {num_quantizers} quantizers but this model has "
+                f"{self.num_quantizers}; use 1..{self.num_quantizers}"
+            )
+        if num_quantizers % self.groups:
+            raise CodeRangeError(
+                f"grouped RVQ codes come in whole levels of {self.groups} groups; "
+                f"ask for a multiple of {self.groups} quantizers, got {num_quantizers}"
+            )
+        return num_quantizers
+
+    def check_codes(self, codes: Tensor) -> None:
+        """Raise :class:`CodeRangeError` unless ``codes`` is a valid ``(b, n, q')`` code."""
+        if not isinstance(codes, Tensor):
+            raise TypeError(f"codes must be a torch.Tensor (b, n, q), got {type(codes).__name__}")
+        if codes.ndim != 3:
+            raise CodeRangeError(f"codes must have shape (b, n, q), got {tuple(codes.shape)}")
+        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise CodeRangeError(f"codes must be integers (torch.long), got dtype {codes.dtype}")
+        self._check_levels(codes.shape[-1])
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
+            raise CodeRangeError(
+                f"codes must lie in [0, {self.codebook_size}), got values in "
+                f"[{int(codes.min())}, {int(codes.max())}]; were they made by another codec "
+                "or with another codebook_size?"
+            )
