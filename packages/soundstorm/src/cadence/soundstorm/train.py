@@ -1,0 +1,223 @@
+"""Training SoundStorm on precomputed (semantic token, codec code) shards with core's Trainer.
+
+# b batch | n codec frames | m semantic frames | q quantizer levels | v codebook entries
+
+Shards come from :func:`cadence.core.data.precompute` with a codec and a semantic tokenizer
+(fields ``codes`` ``(n, q)`` and ``tokens`` ``(m,)``); batches from
+:func:`cadence.core.data.collate_sequences`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cadence.core.data import ShardReader, collate_sequences, lengths_to_mask
+from cadence.core.train import StepOutput, Trainer, TrainerConfig
+
+from .config import SoundStormConfig
+from .masking import TrainingMask, align_semantic, training_mask
+from .soundstorm import SoundStorm
+
+__all__ = [
+    "SoundStormTrainStep",
+    "masked_accuracy",
+    "open_shards",
+    "train_soundstorm",
+    "unigram_accuracy",
+]
+
+
+def _unpack(batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    for key in ("codes", "codes_lengths", "tokens", "tokens_lengths"):
+        if key not in batch:
+            raise KeyError(
+                f"a SoundStorm batch needs {key!r} (collate ShardReader items holding 'codes' and "
+                f"'tokens' with collate_sequences); got keys {sorted(batch)}"
+            )
+    return batch["codes"], batch["codes_lengths"], batch["tokens"], batch["tokens_lengths"]
+
+
+def _masked_problem(
+    config: SoundStormConfig, batch: Mapping[str, Any], draw: TrainingMask | None, **mask_kwargs: Any
+) -> tuple[Tensor, Tensor, Tensor, Tensor, TrainingMask]:
+    """Inputs (masked codes, aligned semantic, frame mask), targets and the mask of one batch."""
+    codes, lengths, tokens, token_lengths = _unpack(batch)
+    b, n, q = codes.shape
+    if q != config.num_quantizers:
+        raise ValueError(f"batch codes have {q} levels, the model {config.num_quantizers}")
+    if draw is None:
+        draw = training_mask(lengths, n, q, prompt_range=config.prompt_range, **mask_kwargs)
+    semantic = align_semantic(
+        tokens,
+        n,
+        frame_rate=config.frame_rate,
+        semantic_rate=config.semantic_frame_rate,
+        semantic_lengths=token_lengths,
+    )
+    mask = lengths_to_mask(lengths.to(codes.device), n)
+    semantic = semantic.masked_fill(~mask, config.semantic_codebook_size)
+    inputs = codes.masked_fill(draw.masked, config.codebook_size)
+    targets = codes.gather(2, draw.level[:, None, None].expand(b, n, 1)).squeeze(-1)
+    return inputs, semantic, mask, targets, draw
+
+
+class SoundStormTrainStep:
+    """``step(model, batch) -> StepOutput`` for :class:`cadence.core.train.Trainer`.
+
+    Draws the paper's training mask (:func:`~cadence.soundstorm.masking.training_mask`),
+    drops the semantic condition of a sample with probability ``cond_drop_prob``, and
+    returns the cross-entropy over the masked frames of each sample's level, with the
+    masked-token accuracy as a metric. Randomness comes from the global RNGs, which the
+    Trainer reseeds per micro-batch (exact resume).
+    """
+
+    def __init__(self, config: SoundStormConfig):
+        self.config = config
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> StepOutput:
+        cfg = self.config
+        inputs, semantic, mask, targets, draw = _masked_problem(cfg, batch, None)
+        if cfg.cond_drop_prob > 0 and model.training:
+            drop = torch.rand(inputs.shape[0], device=inputs.device) < cfg.cond_drop_prob
+            semantic = semantic.masked_fill(drop[:, None], cfg.semantic_codebook_size)
+        logits = model(inputs, semantic, mask, level=draw.level)  # (b, n, v)
+        weight = draw.loss_mask.float()
+        per_frame = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
+        total = weight.sum().clamp(min=1.0)
+        loss = (per_frame * weight).sum() / total
+        accuracy = ((logits.argmax(-1) == targets).float() * weight).sum() / total
+        return StepOutput(loss=loss, metrics={"accuracy": accuracy.detach()})
+
+
+@torch.no_grad()
+def masked_accuracy(
+    model: SoundStorm,
+    batch: Mapping[str, Any],
+    *,
+    level: int = 0,
+    mask_ratio: float = 0.5,
+    seed: int = 0,
+) -> float:
+    """Argmax accuracy on a fixed, seeded masking of one level (no prompt, finer levels masked).
+
+    The same ``seed`` masks the same frames as :func:`unigram_accuracy`, so the two compare.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        generator = torch.Generator().manual_seed(seed)
+        inputs, semantic, mask, targets, draw = _fixed_problem(model.config, batch, level, mask_ratio, generator)
+        logits = model(inputs, semantic, mask, level=level)
+        hits = (logits.argmax(-1) == targets) & draw.loss_mask
+        return float(hits.sum() / draw.loss_mask.sum().clamp(min=1))
+    finally:
+        model.train(was_training)
+
+
+def _fixed_problem(config: SoundStormConfig, batch, level: int, mask_ratio: float, generator):
+    codes, lengths, _, _ = _unpack(batch)
+    draw = training_mask(
+        lengths,
+        codes.shape[1],
+        codes.shape[2],
+        prompt_range=(0.0, 0.0),
+        level=level,
+        mask_ratio=mask_ratio,
+        generator=generator,
+    )
+    return _masked_problem(config, batch, draw)
+
+
+def unigram_accuracy(
+    train_codes: Iterable[Tensor],
+    batch: Mapping[str, Any],
+    *,
+    level: int = 0,
+    mask_ratio: float = 0.5,
+    seed: int = 0,
+) -> float:
+    """The trivial baseline: always predict the most frequent training code of ``level``.
+
+    Scored on the frames :func:`masked_accuracy` masks with the same arguments.
+    """
+    counts: Counter[int] = Counter()
+    for codes in train_codes:
+        counts.update(codes[:, level].tolist())
+    if not counts:
+        raise ValueError("unigram_accuracy needs at least one training item")
+    mode = counts.most_common(1)[0][0]
+    codes, lengths, _, _ = _unpack(batch)
+    draw = training_mask(
+        lengths,
+        codes.shape[1],
+        codes.shape[2],
+        prompt_range=(0.0, 0.0),
+        level=level,
+        mask_ratio=mask_ratio,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    hits = (codes[..., level] == mode) & draw.loss_mask
+    return float(hits.sum() / draw.loss_mask.sum().clamp(min=1))
+
+
+def open_shards(directory: str | os.PathLike, config: SoundStormConfig) -> ShardReader:
+    """A :class:`ShardReader` checked against the model's codec and tokenizer settings."""
+    reader = ShardReader(directory)
+    missing = {"codes", "tokens"} - set(reader.fields)
+    if missing:
+        raise ValueError(
+            f"shards in {directory} lack {sorted(missing)}; precompute them with both a codec "
+            "and a semantic tokenizer"
+        )
+    reader.check_compatible(
+        codebook_size=config.codebook_size,
+        num_quantizers=config.num_quantizers,
+        frame_rate=config.frame_rate,
+        tokenizer_codebook_size=config.semantic_codebook_size,
+        tokenizer_frame_rate=config.semantic_frame_rate,
+    )
+    return reader
+
+
+def train_soundstorm(
+    model: SoundStorm | SoundStormConfig,
+    train_dir: str | os.PathLike,
+    config: TrainerConfig,
+    *,
+    output_dir: str | os.PathLike,
+    valid_dir: str | os.PathLike | None = None,
+    resume_from: str | os.PathLike | None = "latest",
+) -> Trainer:
+    """Train SoundStorm on precomputed shards; returns the Trainer (``trainer.history``,
+    ``trainer.save_pretrained(dir)`` for the EMA release weights).
+
+    Example::
+
+        trainer = train_soundstorm(SoundStormConfig(), "shards/train",
+                                   TrainerConfig(max_steps=200_000, batch_size=32, ema_decay=0.999),
+                                   output_dir="runs/soundstorm", valid_dir="shards/valid")
+        trainer.save_pretrained("runs/soundstorm/release")
+    """
+    if isinstance(model, SoundStormConfig):
+        model = SoundStorm(model)
+    train = open_shards(train_dir, model.config)
+    valid = None if valid_dir is None else open_shards(valid_dir, model.config)
+    trainer = Trainer(
+        model,
+        SoundStormTrainStep(model.config),
+        train,
+        config,
+        output_dir=Path(output_dir),
+        collate_fn=collate_sequences,
+        eval_dataset=valid,
+    )
+    trainer.train(resume_from=resume_from)
+    return trainer
