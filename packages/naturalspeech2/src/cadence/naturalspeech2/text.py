@@ -1,0 +1,138 @@
+"""Text front end: IPA phonemes from libespeak-ng, a phoneme vocabulary, duration targets.
+
+G2P goes through core's ctypes binding to libespeak-ng (``cadence.core.corpus.espeak``):
+the phonemes are espeak-ng's own IPA phoneme events, exactly the symbols the toy corpus
+stores in ``train.jsonl``, so what the model reads at synthesis time matches what it was
+trained on. A silence symbol opens every sequence because espeak-ng starts every utterance
+with ~0.1 s of silence that must belong to some phoneme when durations are counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "PAD",
+    "SILENCE",
+    "SPECIAL_SYMBOLS",
+    "UNK",
+    "WORD_BOUNDARY",
+    "PhonemeVocabulary",
+    "durations_from_starts",
+    "phonemize",
+    "read_corpus_phonemes",
+]
+
+PAD = "<pad>"
+UNK = "<unk>"
+#: Reserved for front ends that mark word boundaries; espeak-ng's phoneme events carry none.
+WORD_BOUNDARY = "|"
+#: Leading silence (espeak-ng starts every utterance with ~0.1 s of it).
+SILENCE = "_"
+SPECIAL_SYMBOLS = (PAD, UNK, WORD_BOUNDARY, SILENCE)
+
+
+@dataclass(frozen=True)
+class PhonemeVocabulary:
+    """Phoneme symbols <-> ids; id 0 is padding, id 1 is the unknown symbol.
+
+    The symbol list is stored in the model config (``NaturalSpeech2Config.phonemes``), so a
+    checkpoint carries its own vocabulary.
+    """
+
+    symbols: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.symbols[: len(SPECIAL_SYMBOLS)] != SPECIAL_SYMBOLS:
+            raise ValueError(
+                f"a phoneme vocabulary starts with {SPECIAL_SYMBOLS}; build one with "
+                "PhonemeVocabulary.build(sequences)"
+            )
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("phoneme vocabulary has duplicate symbols")
+
+    @classmethod
+    def build(cls, sequences: Iterable[Sequence[str]]) -> PhonemeVocabulary:
+        """The special symbols, then every symbol seen in ``sequences`` in sorted order."""
+        seen = {s for seq in sequences for s in seq} - set(SPECIAL_SYMBOLS)
+        return cls(SPECIAL_SYMBOLS + tuple(sorted(seen)))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    @property
+    def unk_id(self) -> int:
+        return 1
+
+    def encode(self, phonemes: Sequence[str]) -> Tensor:
+        """Symbols -> ``(n,)`` long ids; unseen symbols map to ``<unk>``."""
+        index = {s: i for i, s in enumerate(self.symbols)}
+        return torch.tensor([index.get(p, self.unk_id) for p in phonemes], dtype=torch.long)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.symbols[int(i)] for i in ids]
+
+
+def phonemize(text: str, voice: str = "en-us") -> list[str]:
+    """Text -> IPA phonemes with libespeak-ng, led by the silence symbol.
+
+    Args:
+        text: the text to speak.
+        voice: espeak-ng voice (language) name; the toy corpus uses ``"en-us"`` and ``"en"``.
+
+    Raises:
+        cadence.core.corpus.EspeakNotFoundError: no libespeak-ng here; the message names the
+            install (``pip install "cadence-core[corpus]"`` or ``apt-get install espeak-ng``).
+        ValueError: empty text.
+    """
+    from cadence.core.corpus.espeak import synthesize
+
+    if not text.strip():
+        raise ValueError("cannot phonemize empty text")
+    # The binding reports phonemes as synthesis events; synthesizing a sentence costs a few
+    # milliseconds, and the events are the same ones the corpus timings come from.
+    synthesis = synthesize(text, voice)
+    return [SILENCE] + [p.symbol for p in synthesis.phonemes]
+
+
+def durations_from_starts(
+    starts: Sequence[float], total_seconds: float, frame_rate: float, num_frames: int
+) -> np.ndarray:
+    """espeak-ng phoneme start times -> integer frame counts, silence first.
+
+    Phoneme ``i`` lasts from its start to the next start, the last one to the end of the
+    audio, and the leading silence from 0 to the first start. Boundaries are rounded to
+    frames (so rounding errors do not accumulate) and the counts sum to ``num_frames``.
+
+    Returns:
+        ``(len(starts) + 1,)`` int64 frame counts (the first is the silence).
+    """
+    if len(starts) == 0:
+        raise ValueError("no phoneme start times given")
+    if any(b < a for a, b in zip(starts, starts[1:])):
+        raise ValueError("phoneme start times must be non-decreasing")
+    del total_seconds  # the last phoneme absorbs whatever the codec's frame count leaves
+    bounds = np.round(np.asarray(starts, dtype=np.float64) * frame_rate).astype(np.int64)
+    bounds = np.clip(bounds, 0, num_frames)
+    edges = np.concatenate([[0], bounds, [num_frames]])
+    return np.diff(edges)
+
+
+def read_corpus_phonemes(corpus_dir: str | Path, split: str = "train") -> list[dict]:
+    """The rows of ``<corpus_dir>/<split>.jsonl`` (id, path, phonemes, phoneme_starts, ...)."""
+    path = Path(corpus_dir) / f"{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"no {split}.jsonl in {corpus_dir}")
+    with path.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
