@@ -1,0 +1,660 @@
+# b batch | n positions | q levels | d dim | h heads | e head dim | m condition length | v vocabulary
+"""The decoder shared by the three AudioLM stages, and its KV-cached incremental path.
+
+Every stage reads one flat sequence of discrete tokens::
+
+    [pad ...] [condition prefix] START [prefix tokens] SEP [target tokens, levels flattened per frame]
+
+- *prefix tokens* are what the stage is conditioned on and never predicts: nothing for the
+  semantic stage, the semantic tokens for the coarse stage, the coarse codes for the fine stage.
+- *target tokens* are what the stage predicts: semantic tokens, or residual codes flattened
+  frame by frame ``c[0,0] c[0,1] .. c[0,q-1] c[1,0] ..`` (AudioLM sec. 4.2).
+- Each stream and each residual level has its own slice of one embedding table (a per-level
+  embedding), and each target level its own output head.
+- Sequences of different prefix lengths in one batch are **left-padded**: rotary position
+  embeddings only see relative distances, so left padding changes nothing for the real
+  tokens, and every row reaches its first target token at the same step, which keeps the
+  level schedule (which head predicts next) identical across a batch.
+
+The network is an ``x_transformers.Decoder`` (pre-norm, rotary, SDPA attention). Training
+and the reference (uncached) sampler call it as is. Cached sampling runs the same weights
+through :class:`FastDecoder`, a lean re-implementation of the decoder's forward pass over
+preallocated key/value buffers: it writes one position per step instead of concatenating
+caches, and skips the generic machinery of x-transformers, which dominates the per-token
+cost at these sizes. Tests check it against the x-transformers forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from x_transformers import Decoder
+
+from cadence.core.config import Config, ConfigError
+
+__all__ = ["ConditionMode", "FastDecoder", "GenerateOutput", "StageConfig", "StageTransformer", "left_align"]
+
+ConditionMode = Literal["cross", "prefix"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig(Config):
+    """Fields every stage shares.
+
+    Attributes:
+        dim, depth, heads, dim_head: decoder size (``dim_head`` per attention head).
+        ff_mult: feed-forward expansion.
+        attn_dropout, ff_dropout: dropout inside the decoder (training only).
+        max_seq_len: the longest flat sequence trained on (tokens, including START/SEP and
+            a prefix condition); sampling slides a window beyond it (see ``generate_long``).
+        cond_dim: width of an optional conditioning embedding sequence (e.g. a T5
+            encoder's ``d_model``); None: unconditional model.
+        cond_mode: ``"cross"`` (cross-attention in every layer) or ``"prefix"`` (the
+            projected condition is prepended to the sequence).
+        max_cond_len: longest conditioning sequence (prefix mode reserves it in the context).
+        cond_drop_prob: probability that a training example's condition is replaced by the
+            learned null condition, for classifier-free guidance.
+    """
+
+    dim: int = 1024
+    depth: int = 12
+    heads: int = 16
+    dim_head: int = 64
+    ff_mult: int = 4
+    attn_dropout: float = 0.0
+    ff_dropout: float = 0.0
+    max_seq_len: int = 1024
+    cond_dim: int | None = None
+    cond_mode: ConditionMode = "cross"
+    max_cond_len: int = 64
+    cond_drop_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "depth", "heads", "dim_head", "ff_mult", "max_seq_len", "max_cond_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{type(self).__name__}.{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim_head % 2:
+            raise ConfigError(f"{type(self).__name__}.dim_head must be even (rotary), got {self.dim_head}")
+        if self.cond_dim is not None and self.cond_dim < 1:
+            raise ConfigError(f"{type(self).__name__}.cond_dim must be >= 1 or None")
+        for name in ("attn_dropout", "ff_dropout", "cond_drop_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{type(self).__name__}.{name} must be in [0, 1)")
+
+
+def left_align(x: Tensor, lengths: Tensor) -> Tensor:
+    """Move the first ``lengths[i]`` entries of each row of ``(b, n, ...)`` to its right end.
+
+    The freed left part is filled with zeros (callers mask it).
+    """
+    n = x.shape[1]
+    shift = (n - lengths).to(x.device)  # (b,)
+    index = torch.arange(n, device=x.device)[None, :] - shift[:, None]  # source position
+    valid = index >= 0
+    index = index.clamp(min=0)
+    if x.ndim == 2:
+        out = x.gather(1, index)
+        return out.masked_fill(~valid, 0)
+    expanded = index[..., None].expand(-1, -1, x.shape[-1])
+    out = x.gather(1, expanded)
+    return out.masked_fill(~valid[..., None], 0)
+
+
+class StageTransformer(nn.Module):
+    """Embeddings, decoder, conditioning and per-level heads of one AudioLM stage.
+
+    Subclasses describe their streams through :meth:`_setup` and build sequences; this
+    class owns the network.
+
+    Args (to ``_setup``):
+        vocab: size of the input vocabulary (every stream, level and special token).
+        num_levels: target levels per frame (1 for semantic tokens).
+        num_classes: output classes per level (codebook size, +1 when EOS is predicted).
+    """
+
+    config: StageConfig
+
+    def _setup(self, config: StageConfig, *, vocab: int, num_levels: int, num_classes: int) -> None:
+        self.num_levels = num_levels
+        self.num_classes = num_classes
+        self.token_emb = nn.Embedding(vocab, config.dim)
+        nn.init.normal_(self.token_emb.weight, std=0.02)
+        cross = config.cond_dim is not None and config.cond_mode == "cross"
+        self.decoder = Decoder(
+            dim=config.dim,
+            depth=config.depth,
+            heads=config.heads,
+            attn_dim_head=config.dim_head,
+            ff_mult=config.ff_mult,
+            attn_dropout=config.attn_dropout,
+            ff_dropout=config.ff_dropout,
+            attn_flash=True,  # F.scaled_dot_product_attention
+            rotary_pos_emb=True,
+            rotary_emb_dim=config.dim_head,
+            cross_attend=cross,
+            verbose=False,
+        )
+        # One head per target level: (q, d, v) weights, used with einsum / indexing so a step
+        # computes only the level it needs.
+        self.head_weight = nn.Parameter(torch.randn(num_levels, config.dim, num_classes) * config.dim**-0.5)
+        self.head_bias = nn.Parameter(torch.zeros(num_levels, num_classes))
+        if config.cond_dim is not None:
+            self.cond_proj = nn.Linear(config.cond_dim, config.dim)
+            # The learned "no condition": a context token (cross) or the fill of the prefix
+            # slots (prefix) seen when the condition is dropped, and at guidance time.
+            self.null_cond = nn.Parameter(torch.randn(config.dim) * 0.02)
+
+    # -- conditioning ---------------------------------------------------------------------
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.config.cond_dim is not None
+
+    def check_condition(self, cond: Tensor | None, cond_mask: Tensor | None, batch: int) -> None:
+        name = type(self).__name__
+        if cond is None:
+            if cond_mask is not None:
+                raise ValueError(f"{name}: cond_mask given without cond")
+            return
+        if not self.is_conditional:
+            raise ValueError(
+                f"{name} was built without conditioning (config.cond_dim=None) but got `cond`; "
+                "build it with cond_dim=<embedding width> or drop the condition"
+            )
+        if cond.ndim != 3 or cond.shape[0] != batch or cond.shape[-1] != self.config.cond_dim:
+            raise ValueError(
+                f"{name}: cond must be (b={batch}, m, cond_dim={self.config.cond_dim}), got "
+                f"{tuple(cond.shape)}"
+            )
+        if cond.shape[1] > self.config.max_cond_len:
+            raise ValueError(
+                f"{name}: cond has {cond.shape[1]} positions, more than config.max_cond_len="
+                f"{self.config.max_cond_len}; truncate it or raise max_cond_len"
+            )
+        if cond_mask is not None and cond_mask.shape != cond.shape[:2]:
+            raise ValueError(f"{name}: cond_mask must be {tuple(cond.shape[:2])}, got {tuple(cond_mask.shape)}")
+
+    def condition_inputs(
+        self, cond: Tensor | None, cond_mask: Tensor | None, keep: Tensor | None, batch: int, device: torch.device
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """The condition as the decoder sees it: ``(prefix, context, context_mask)``.
+
+        ``keep`` ``(b,)`` bool: False replaces the example's condition by the null one
+        (condition dropout in training; the unconditional half of guidance). A conditional
+        model called with no ``cond`` at all runs fully unconditionally.
+        """
+        if not self.is_conditional:
+            return None, None, None
+        cfg = self.config
+        null = self.null_cond
+        if cond is None:
+            cond_emb = null.new_zeros(batch, 0, cfg.dim)
+            real = torch.zeros(batch, 0, dtype=torch.bool, device=device)
+        else:
+            cond_emb = self.cond_proj(cond)
+            real = cond_mask if cond_mask is not None else torch.ones(cond.shape[:2], dtype=torch.bool, device=device)
+            if keep is not None:
+                real = real & keep[:, None]
+        if cfg.cond_mode == "prefix":
+            # Always max_cond_len slots, so a missing, dropped or short condition looks the
+            # same to the model in training and at sampling (null-filled slots).
+            extra = cfg.max_cond_len - cond_emb.shape[1]
+            cond_emb = F.pad(cond_emb, (0, 0, 0, extra))
+            real = F.pad(real, (0, extra), value=False)
+        if cfg.cond_mode == "cross":
+            context = torch.cat([null.expand(batch, 1, -1), cond_emb], dim=1)
+            context_mask = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=device), real], dim=1)
+            return None, context, context_mask
+        # prefix: dropped or padded condition slots hold the null embedding
+        prefix = torch.where(real[..., None], cond_emb, null.to(cond_emb.dtype))
+        return prefix, None, None
+
+    # -- the full (training / reference) forward ------------------------------------------
+
+    def embed(
+        self,
+        ids: Tensor,
+        lengths: Tensor,
+        *,
+        cond: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        keep: Tensor | None = None,
+        left_pad: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """Embed right-padded flat sequences, with the condition.
+
+        Args:
+            ids: ``(b, n)`` global token ids, row ``i`` real on its first ``lengths[i]``.
+            lengths: ``(b,)``.
+            cond, cond_mask, keep: see :meth:`condition_inputs`.
+            left_pad: move each row's real positions to its right end (sampling), so every
+                row's next position is the same column.
+
+        Returns:
+            ``(x, lengths, context, context_mask)``: ``x`` ``(b, m + n, d)`` with the ``m``
+            prefix-condition slots in front of each row's tokens, the rows' real lengths
+            ``m + lengths``, and the cross-attention context (or None).
+        """
+        b = ids.shape[0]
+        x = self.token_emb(ids)
+        prefix, context, context_mask = self.condition_inputs(cond, cond_mask, keep, b, ids.device)
+        if prefix is not None and prefix.shape[1] > 0:
+            x = torch.cat([prefix, x], dim=1)
+            lengths = lengths + prefix.shape[1]
+        if left_pad:
+            x = left_align(x, lengths)
+        return x, lengths, context, context_mask
+
+    def run_decoder(
+        self, x: Tensor, *, start_pos: Tensor | None = None, context: Tensor | None = None, context_mask: Tensor | None = None
+    ) -> Tensor:
+        """The x-transformers decoder over embedded positions ``(b, n, d)`` (left padding
+        masked through ``start_pos``)."""
+        if start_pos is not None and not bool((start_pos > 0).any()):
+            start_pos = None
+        return self.decoder(x, seq_start_pos=start_pos, context=context, context_mask=context_mask)
+
+    def level_logits(self, h: Tensor, first_level: int = 0) -> Tensor:
+        """Logits of hidden states ``(b, n, d)`` whose positions predict levels
+        ``first_level, first_level + 1, ...`` (mod q) in turn -> ``(b, n, v)``."""
+        q = self.num_levels
+        b, n, _ = h.shape
+        pad_front = first_level
+        total = pad_front + n
+        pad_back = (-total) % q
+        h = F.pad(h, (0, 0, pad_front, pad_back))
+        h = rearrange(h, "b (f q) d -> b f q d", q=q)
+        logits = torch.einsum("bfqd,qdv->bfqv", h, self.head_weight) + self.head_bias
+        logits = rearrange(logits, "b f q v -> b (f q) v")
+        return logits[:, pad_front : pad_front + n]
+
+    # -- flat sequences -------------------------------------------------------------------
+
+    # Set by each stage: where target level 0 starts in the global vocabulary, the target
+    # codebook size, and whether the stage predicts an end of sequence (EOS = class K).
+    target_offset: int
+    target_codebook_size: int
+    has_eos: bool
+
+    def target_ids(self, codes: Tensor) -> Tensor:
+        """``(b, n, q)`` target codes -> ``(b, n * q)`` global ids (level-wise offsets)."""
+        levels = torch.arange(self.num_levels, device=codes.device) * self.target_codebook_size
+        return rearrange(codes + levels + self.target_offset, "b n q -> b (n q)")
+
+    @staticmethod
+    def join(first: Tensor, first_lengths: Tensor, second: Tensor, second_lengths: Tensor) -> Tensor:
+        """Concatenate two right-padded ``(b, n)`` id batches row by row (right-padded result)."""
+        b, n1 = first.shape
+        n2 = second.shape[1]
+        out = first.new_zeros(b, n1 + n2)
+        out[:, :n1] = first
+        cols = first_lengths[:, None] + torch.arange(n2, device=first.device)[None, :]
+        # padded entries of `second` land beyond each row's real length, where nothing reads
+        out.scatter_(1, cols, second)
+        return out
+
+    def sequence_loss(
+        self,
+        prefix: Tensor,
+        prefix_lengths: Tensor,
+        codes: Tensor,
+        frames: Tensor,
+        *,
+        cond: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        eos: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Next-token cross-entropy over the target positions of a batch.
+
+        Args:
+            prefix: ``(b, p)`` right-padded global ids ``START ... SEP`` (or just ``START``).
+            prefix_lengths: ``(b,)``.
+            codes: ``(b, n, q)`` target codes, right-padded.
+            frames: ``(b,)`` real frames per row.
+            cond, cond_mask: optional condition; dropped per example with
+                ``config.cond_drop_prob`` while training.
+            eos: ``(b,)`` bool, whether the row's target ends there (False for a crop cut
+                before the end of its utterance); default all True. Ignored without EOS.
+
+        Returns:
+            ``(loss, accuracy)`` averaged over the predicted tokens.
+        """
+        b, n, q = codes.shape
+        self.check_condition(cond, cond_mask, b)
+        flat = self.target_ids(codes)
+        tokens = frames * q
+        ids = self.join(prefix, prefix_lengths, flat, tokens)
+        keep = None
+        if cond is not None and self.training and self.config.cond_drop_prob > 0:
+            keep = torch.rand(b, device=codes.device) >= self.config.cond_drop_prob
+        x, lengths, context, context_mask = self.embed(ids, prefix_lengths + tokens, cond=cond, cond_mask=cond_mask, keep=keep)
+        h = self.run_decoder(x, context=context, context_mask=context_mask)
+        m = x.shape[1] - ids.shape[1]
+        # the position of SEP (last prefix token) predicts target token 0, and so on
+        num_pred = n * q + (1 if self.has_eos else 0)
+        index = (m + prefix_lengths - 1)[:, None] + torch.arange(num_pred, device=h.device)[None, :]
+        index = index.clamp(max=h.shape[1] - 1)
+        h = h.gather(1, index[..., None].expand(-1, -1, h.shape[-1]))
+        logits = self.level_logits(h)
+        targets = F.pad(rearrange(codes, "b n q -> b (n q)"), (0, num_pred - n * q))
+        valid = torch.arange(num_pred, device=h.device)[None, :] < tokens[:, None]
+        if self.has_eos:
+            ends = torch.ones(b, dtype=torch.bool, device=h.device) if eos is None else eos.to(h.device)
+            eos_at = tokens[:, None] == torch.arange(num_pred, device=h.device)[None, :]
+            eos_at = eos_at & ends[:, None]
+            targets = torch.where(eos_at, self.target_codebook_size, targets)
+            valid = valid | eos_at
+        loss = F.cross_entropy(logits[valid], targets[valid])
+        accuracy = (logits[valid].argmax(-1) == targets[valid]).float().mean()
+        return loss, accuracy
+
+    # -- sampling -------------------------------------------------------------------------
+
+    def step_logits(self, h: Tensor, level: int) -> Tensor:
+        """``(b, d)`` hidden -> ``(b, v)`` logits of the given level."""
+        return torch.addmm(self.head_bias[level], h, self.head_weight[level])
+
+    def generate_flat(
+        self,
+        prefix: Tensor,
+        prefix_lengths: Tensor,
+        prompt: Tensor,
+        prompt_frames: Tensor,
+        max_frames: Tensor,
+        *,
+        cond: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        cond_scale: float = 1.0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        allow_eos: bool = True,
+        generator: torch.Generator | None = None,
+        return_logits: bool = False,
+        progress: bool = False,
+    ) -> GenerateOutput:
+        """Autoregressive sampling of target frames after a prefix and a prompt.
+
+        Args:
+            prefix, prefix_lengths: as in :meth:`sequence_loss`.
+            prompt: ``(b, p, q)`` target codes to continue, right-padded (``p`` may be 0).
+            prompt_frames: ``(b,)`` real prompt frames per row.
+            max_frames: ``(b,)`` most frames per row, prompt included.
+            cond, cond_mask: optional conditioning sequence.
+            cond_scale: classifier-free guidance scale (1: plain conditional, 0:
+                unconditional); needs ``cond``.
+            temperature, top_k, top_p: sampling (``temperature=0``: greedy).
+            use_cache: incremental decoding over a KV cache; False re-runs the whole
+                sequence through the decoder every step (reference, slow).
+            allow_eos: let a row stop at a sampled EOS (else it runs to ``max_frames``).
+            generator: for reproducible draws.
+            return_logits: also return the (guided) logits of every step.
+            progress: show a progress bar.
+
+        Returns:
+            :class:`GenerateOutput` with prompt + continuation per row.
+        """
+        from cadence.core.sampling import classifier_free_guidance, sample_logits
+
+        b = prefix.shape[0]
+        q, k = self.num_levels, self.target_codebook_size
+        device = prefix.device
+        self.check_condition(cond, cond_mask, b)
+        guided = cond is not None and cond_scale != 1.0
+        if cond_scale != 1.0 and cond is None:
+            raise ValueError("cond_scale != 1 needs a condition (`cond`); guidance mixes conditional and unconditional logits")
+        max_frames = max_frames.to(device)
+        prompt_frames = prompt_frames.to(device)
+        if bool((max_frames < prompt_frames).any()):
+            raise ValueError("max_frames must be at least the prompt length of every row")
+        new_frames = max_frames - prompt_frames  # budget per row
+        steps = int(new_frames.max()) * q if b else 0
+        ids = self.join(prefix, prefix_lengths, self.target_ids(prompt), prompt_frames * q)
+        lengths = prefix_lengths + prompt_frames * q
+        keep = None
+        if guided:
+            ids = torch.cat([ids, ids])
+            lengths = torch.cat([lengths, lengths])
+            cond = torch.cat([cond, cond])
+            cond_mask = None if cond_mask is None else torch.cat([cond_mask, cond_mask])
+            keep = torch.arange(2 * b, device=device) < b
+        x, lengths, context, context_mask = self.embed(ids, lengths, cond=cond, cond_mask=cond_mask, keep=keep, left_pad=True)
+        start_pos = x.shape[1] - lengths
+
+        tokens = torch.zeros(b, steps, dtype=torch.long, device=device)
+        finished = new_frames <= 0
+        done_frames = torch.zeros(b, dtype=torch.long, device=device)
+        all_logits = []
+        if use_cache:
+            fast = self.fast_decoder()
+            state = fast.start(x.shape[0], x.shape[1] + steps, start_pos=start_pos, context=context, context_mask=context_mask)
+            h = fast.forward(state, x)[:, -1]
+        else:
+            h = self.run_decoder(x, start_pos=start_pos, context=context, context_mask=context_mask)[:, -1]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=steps, desc=type(self).__name__, leave=False)
+        offsets = self.target_offset + torch.arange(q, device=device) * k
+        for step in range(steps):
+            level = step % q
+            if level == 0:
+                # one host sync per frame: stop when every row is done
+                if bool(finished.all()):
+                    tokens = tokens[:, :step]
+                    break
+            logits = self.step_logits(h, level)
+            if guided:
+                logits = classifier_free_guidance(logits[:b], logits[b:], cond_scale)
+            if self.has_eos and (level != 0 or not allow_eos):
+                # EOS only ends a frame (level 0), and only where allowed; masked after
+                # guidance so that no -inf enters the mix
+                logits[:, k] = float("-inf")
+            if return_logits:
+                all_logits.append(logits)
+            token = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+            if self.has_eos and level == 0:
+                hit_eos = token == k
+                finished = finished | hit_eos
+            token = torch.where(finished, 0, token)
+            tokens[:, step] = token
+            if level == q - 1:
+                done_frames = done_frames + (~finished).long()
+                finished = finished | (done_frames >= new_frames)
+            next_ids = (token + offsets[level])[:, None]
+            if guided:
+                next_ids = torch.cat([next_ids, next_ids])
+            emb = self.token_emb(next_ids)
+            if use_cache:
+                h = fast.forward(state, emb)[:, -1]
+            else:
+                x = torch.cat([x, emb], dim=1)
+                h = self.run_decoder(x, start_pos=start_pos, context=context, context_mask=context_mask)[:, -1]
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        generated = rearrange(tokens[:, : (tokens.shape[1] // q) * q], "b (n q) -> b n q", q=q)
+        total = prompt_frames + done_frames
+        width = int(total.max()) if b else 0
+        codes = torch.zeros(b, width, q, dtype=torch.long, device=device)
+        p = min(prompt.shape[1], width)
+        codes[:, :p] = prompt[:, :p]
+        if generated.shape[1] > 0:
+            rows = torch.arange(b, device=device)[:, None]
+            cols = prompt_frames[:, None] + torch.arange(generated.shape[1], device=device)[None, :]
+            inside = cols < width
+            codes[rows.expand_as(cols)[inside], cols[inside]] = generated[inside]
+        mask = torch.arange(width, device=device)[None, :] < total[:, None]
+        codes = codes.masked_fill(~mask[..., None], 0)
+        logits_out = torch.stack(all_logits, dim=1) if return_logits and all_logits else None
+        return GenerateOutput(codes=codes, lengths=total, mask=mask, logits=logits_out)
+
+    # -- cached decoding ------------------------------------------------------------------
+
+    def fast_decoder(self) -> FastDecoder:
+        return FastDecoder(self.decoder)
+
+
+@dataclass
+class GenerateOutput:
+    """What the samplers return.
+
+    Attributes:
+        codes: ``(b, n, q)`` prompt + generated codes per row, right-padded with 0
+            (semantic stage: ``(b, n)`` tokens).
+        lengths: ``(b,)`` real frames per row (a row stops at its EOS or its max length).
+        mask: ``(b, n)`` bool, True = real frame.
+        logits: ``(b, steps, v)`` logits of every sampling step when asked for.
+    """
+
+    codes: Tensor
+    lengths: Tensor
+    mask: Tensor
+    logits: Tensor | None = None
+
+
+@dataclass
+class _AttnWeights:
+    kind: str  # "a" self-attention | "c" cross-attention | "f" feed-forward
+    norm: Tensor  # effective LayerNorm scale
+    w_in: Tensor  # qkv (a), q (c), ff in (f)
+    b_in: Tensor | None
+    w_out: Tensor
+    b_out: Tensor | None
+    w_kv: Tensor | None = None  # cross-attention k, v
+
+
+class FastDecoder:
+    """Incremental forward pass of an ``x_transformers.Decoder`` over a preallocated KV cache.
+
+    Supports the configuration :class:`StageTransformer` builds (pre-norm LayerNorm, full
+    rotary, optional cross-attention, GELU feed-forward). Usage::
+
+        fast = FastDecoder(decoder)
+        state = fast.start(batch, max_len, start_pos, context, context_mask)
+        h = fast.forward(state, x)     # x (b, n_new, d): prefill, then one position at a time
+    """
+
+    def __init__(self, decoder: Decoder):
+        self.heads = decoder.layers[0][1].heads
+        self.dim_head = decoder.rotary_pos_emb.inv_freq.shape[0] * 2
+        self.inv_freq = decoder.rotary_pos_emb.inv_freq
+        self.layers: list[_AttnWeights] = []
+        for kind, layer in zip(decoder.layer_types, decoder.layers):
+            norm_module, block = layer[0][0], layer[1]
+            norm = norm_module.gamma + float(norm_module.unit_offset)
+            if kind == "a":
+                w_in = torch.cat([block.to_q.weight, block.to_k.weight, block.to_v.weight])
+                self.layers.append(_AttnWeights("a", norm, w_in, None, block.to_out.weight, None))
+            elif kind == "c":
+                w_kv = torch.cat([block.to_k.weight, block.to_v.weight])
+                self.layers.append(_AttnWeights("c", norm, block.to_q.weight, None, block.to_out.weight, None, w_kv))
+            elif kind == "f":
+                lin_in, lin_out = block.ff[0][0], block.ff[2]
+                self.layers.append(_AttnWeights("f", norm, lin_in.weight, lin_in.bias, lin_out.weight, lin_out.bias))
+            else:  # pragma: no cover - StageTransformer never builds other layer types
+                raise NotImplementedError(f"layer type {kind!r}")
+        fn = decoder.final_norm
+        self.final_norm = fn.gamma + float(fn.unit_offset)
+        self.num_self = sum(layer.kind == "a" for layer in self.layers)
+
+    def start(
+        self,
+        batch: int,
+        max_len: int,
+        *,
+        start_pos: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+    ) -> dict:
+        """A fresh decoding state with room for ``max_len`` positions."""
+        ref = self.final_norm
+        h, e = self.heads, self.dim_head
+        state: dict = {
+            "k": torch.empty(self.num_self, batch, h, max_len, e, dtype=ref.dtype, device=ref.device),
+            "v": torch.empty(self.num_self, batch, h, max_len, e, dtype=ref.dtype, device=ref.device),
+            "length": 0,
+            "max_len": max_len,
+        }
+        positions = torch.arange(max_len, device=ref.device, dtype=ref.dtype)
+        freqs = positions[:, None] * self.inv_freq[None, :]  # (n, e/2)
+        freqs = torch.stack([freqs, freqs], dim=-1).flatten(-2)  # interleaved, as x-transformers
+        state["cos"], state["sin"] = freqs.cos(), freqs.sin()
+        if start_pos is not None and bool((start_pos > 0).any()):
+            state["key_valid"] = torch.arange(max_len, device=ref.device)[None, :] >= start_pos[:, None]
+        else:
+            state["key_valid"] = None
+        if context is not None:
+            kvs = []
+            for layer in self.layers:
+                if layer.kind == "c":
+                    kv = F.linear(context, layer.w_kv)
+                    k, v = rearrange(kv, "b m (two h e) -> two b h m e", two=2, h=h)
+                    kvs.append((k, v))
+            state["context_kv"] = kvs
+            state["context_mask"] = None if context_mask is None else context_mask[:, None, None, :]
+        return state
+
+    @staticmethod
+    def _rotate(t: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        pairs = t.unflatten(-1, (-1, 2))
+        rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+        return t * cos + rotated * sin
+
+    def forward(self, state: dict, x: Tensor) -> Tensor:
+        """Run ``x`` ``(b, n_new, d)``, the next positions, and return their hidden states."""
+        b, n, d = x.shape
+        start = state["length"]
+        end = start + n
+        if end > state["max_len"]:
+            raise RuntimeError(f"decoding state holds {state['max_len']} positions; asked for {end}")
+        cos = state["cos"][start:end]
+        sin = state["sin"][start:end]
+        key_valid = state["key_valid"]
+        if n == 1:
+            mask = None if key_valid is None else key_valid[:, None, None, :end]
+        else:
+            causal = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
+            if key_valid is None:
+                mask = causal[None, None]
+            else:
+                # a padded query attends itself only, so no row is empty (SDPA would give NaN)
+                eye = torch.zeros(n, end, dtype=torch.bool, device=x.device)
+                eye[torch.arange(n), torch.arange(start, end)] = True
+                mask = ((causal & key_valid[:, None, :end]) | eye)[:, None]
+        self_index = 0
+        cross_index = 0
+        h = self.heads
+        for layer in self.layers:
+            normed = F.layer_norm(x, (d,), layer.norm)
+            if layer.kind == "a":
+                qkv = F.linear(normed, layer.w_in)
+                q, k, v = rearrange(qkv, "b n (three h e) -> three b h n e", three=3, h=h)
+                q = self._rotate(q, cos, sin)
+                k = self._rotate(k, cos, sin)
+                cache_k = state["k"][self_index]
+                cache_v = state["v"][self_index]
+                cache_k[:, :, start:end] = k
+                cache_v[:, :, start:end] = v
+                out = F.scaled_dot_product_attention(q, cache_k[:, :, :end], cache_v[:, :, :end], attn_mask=mask)
+                x = x + F.linear(rearrange(out, "b h n e -> b n (h e)"), layer.w_out)
+                self_index += 1
+            elif layer.kind == "c":
+                q = rearrange(F.linear(normed, layer.w_in), "b n (h e) -> b h n e", h=h)
+                k, v = state["context_kv"][cross_index]
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=state["context_mask"])
+                x = x + F.linear(rearrange(out, "b h n e -> b n (h e)"), layer.w_out)
+                cross_index += 1
+            else:
+                hidden = F.gelu(F.linear(normed, layer.w_in, layer.b_in))
+                x = x + F.linear(hidden, layer.w_out, layer.b_out)
+        state["length"] = end
+        return F.layer_norm(x, (d,), self.final_norm)
