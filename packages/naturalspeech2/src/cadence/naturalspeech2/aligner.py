@@ -119,7 +119,7 @@ def forward_sum_loss(
         log_attn: ``(b, t, n)`` unnormalised log alignment scores (padding is ignored).
         frame_lengths, phoneme_lengths: ``(b,)`` valid lengths.
     """
-    b, t, n = log_attn.shape
+    b, _t, n = log_attn.shape
     token_mask = torch.arange(n, device=log_attn.device)[None, None, :] < phoneme_lengths[:, None, None]
     scores = log_attn.masked_fill(~token_mask, -1e4)
     # class 0 is CTC's blank with a fixed score; phoneme i is class i + 1

@@ -110,7 +110,7 @@ def sample(
                 x = mean.to(dtype)
         return x
     grid = timesteps_for(total, 32 if steps is None else steps)
-    pairs = list(zip(grid, grid[1:] + [-1]))
+    pairs = list(zip(grid, [*grid[1:], -1]))
     if sampler == "ddim":
         for t, s in pairs:
             x0 = denoise(x, torch.full((b,), t, device=device, dtype=torch.long))
@@ -124,7 +124,7 @@ def sample(
         return x
     if sampler == "dpm++":
         previous: tuple[Tensor, Tensor] | None = None  # (x0, h) of the last step
-        for i, (t, s) in enumerate(pairs):
+        for _i, (t, s) in enumerate(pairs):
             x0 = denoise(x, torch.full((b,), t, device=device, dtype=torch.long))
             if s < 0:  # sigma_s = 0: the ODE's end point is the data prediction itself
                 return x0.to(dtype)

@@ -9,6 +9,7 @@ with ~0.1 s of silence that must belong to some phoneme when durations are count
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ def durations_from_starts(
     """
     if len(starts) == 0:
         raise ValueError("no phoneme start times given")
-    if any(b < a for a, b in zip(starts, starts[1:])):
+    if any(b < a for a, b in itertools.pairwise(starts)):
         raise ValueError("phoneme start times must be non-decreasing")
     del total_seconds  # the last phoneme absorbs whatever the codec's frame count leaves
     bounds = np.round(np.asarray(starts, dtype=np.float64) * frame_rate).astype(np.int64)
