@@ -177,6 +177,7 @@ def write_fairseq(path, variant: str, *, cfg_kind: str, make_dictconfig=None):
 
 
 @pytest.mark.parametrize("variant", ["base", "large"])
+@pytest.mark.slow  # the first test to touch transformers pays its import (~5-30 s)
 def test_matches_transformers_every_layer(variant):
     ref = reference_model(variant)
     from cadence.semantic.loading import hf_config, hf_to_cadence_state
