@@ -1,0 +1,387 @@
+# b batch | c audio channels | t samples | n frames | q quantizers (levels) | k codebook entries | d latent dim
+"""EnCodec (Défossez et al. 2022) for inference, in our own code, loading the official weights.
+
+SEANet encoder -> residual vector quantizer with Euclidean codebooks -> SEANet decoder.
+The bandwidth picks how many of the codebooks are used: ``bandwidth * 1000 /
+(frame_rate * log2(codebook_size))`` levels, so the 24 kHz model (75 Hz, 32 x 1024) uses
+2 / 4 / 8 / 16 / 32 levels at 1.5 / 3 / 6 / 12 / 24 kbps.
+
+Official checkpoints (the ``encodec_24khz-*.th`` state dict and the Hugging Face
+``facebook/encodec_24khz`` directory) load with :meth:`EnCodec.from_official`; Cadence's own
+``save_pretrained`` / ``load_pretrained`` also work. Training (EMA codebooks, losses,
+discriminators) is not part of this class; the 24 kHz model is causal and streams
+(:meth:`EnCodec.stream_encoder`, :meth:`EnCodec.stream_decoder`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from cadence.core.audio import check_audio
+from cadence.core.checkpoint import PretrainedMixin
+from cadence.core.config import Config, ConfigError
+
+from .conv import ConvNorm, PadMode
+from .seanet import SEANetDecoder, SEANetEncoder
+
+if TYPE_CHECKING:
+    from .streaming import StreamingDecoder, StreamingEncoder
+
+__all__ = ["EnCodec", "EnCodecConfig", "EuclideanResidualVQ", "check_codes"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnCodecConfig(Config):
+    """Everything that defines an EnCodec model. Defaults are the official 24 kHz model.
+
+    Attributes:
+        sample_rate: audio sample rate in Hz.
+        channels: audio channels.
+        dimension: latent width ``d`` (also the codebook vector width).
+        n_filters, n_residual_layers, ratios, activation, norm, kernel_size,
+        residual_kernel_size, last_kernel_size, dilation_base, causal, pad_mode, true_skip,
+        compress, lstm, trim_right_ratio: the SEANet encoder/decoder (see SEANetEncoder).
+        codebook_size: entries per codebook.
+        n_codebooks: codebooks stored (levels at the highest bandwidth).
+        target_bandwidths: the bandwidths (kbps) the model was trained for.
+        bandwidth: the bandwidth :meth:`EnCodec.encode` uses unless told otherwise.
+    """
+
+    sample_rate: int = 24000
+    channels: int = 1
+    dimension: int = 128
+    n_filters: int = 32
+    n_residual_layers: int = 1
+    ratios: tuple[int, ...] = (8, 5, 4, 2)
+    activation: str = "ELU"
+    norm: ConvNorm = "weight_norm"
+    kernel_size: int = 7
+    residual_kernel_size: int = 3
+    last_kernel_size: int = 7
+    dilation_base: int = 2
+    causal: bool = True
+    pad_mode: PadMode = "reflect"
+    true_skip: bool = False
+    compress: int = 2
+    lstm: int = 2
+    trim_right_ratio: float = 1.0
+    codebook_size: int = 1024
+    n_codebooks: int = 32
+    target_bandwidths: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0, 24.0)
+    bandwidth: float = 6.0
+
+    def __post_init__(self) -> None:
+        if self.bandwidth not in self.target_bandwidths:
+            raise ConfigError(
+                f"bandwidth {self.bandwidth} is not one of target_bandwidths {list(self.target_bandwidths)}"
+            )
+        if self.codebook_size < 2:
+            raise ConfigError("codebook_size must be at least 2")
+        if max(self.target_bandwidths) and self.quantizers_for(max(self.target_bandwidths)) > self.n_codebooks:
+            raise ConfigError(
+                f"target bandwidth {max(self.target_bandwidths)} kbps needs "
+                f"{self.quantizers_for(max(self.target_bandwidths))} codebooks but n_codebooks={self.n_codebooks}"
+            )
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.ratios)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def quantizers_for(self, bandwidth: float) -> int:
+        """Levels used at ``bandwidth`` kbps (EnCodec: ``bw * 1000 / (ceil(frame_rate) * log2 k)``)."""
+        bits_per_level = math.ceil(self.frame_rate) * math.log2(self.codebook_size)
+        return max(1, math.floor(bandwidth * 1000 / bits_per_level))
+
+    @classmethod
+    def encodec_24khz(cls, bandwidth: float = 6.0) -> EnCodecConfig:
+        """The official 24 kHz mono model (``encodec_24khz-d7cc33bc.th``, ``facebook/encodec_24khz``)."""
+        return cls(bandwidth=bandwidth)
+
+    @classmethod
+    def tiny(cls) -> EnCodecConfig:
+        """A small causal model for tests (hop 8 at 8 kHz -> 1 kHz frames)."""
+        return cls(
+            sample_rate=8000,
+            dimension=16,
+            n_filters=4,
+            ratios=(4, 2),
+            codebook_size=64,
+            n_codebooks=4,
+            target_bandwidths=(6.0, 12.0, 24.0),
+            bandwidth=12.0,
+        )
+
+
+def check_codes(codes: Tensor, *, codebook_size: int, max_quantizers: int) -> None:
+    """Validate codes ``(b, n, q)``: integer, in ``[0, codebook_size)``, ``1 <= q <= max_quantizers``."""
+    if not isinstance(codes, Tensor):
+        raise TypeError(f"codes must be a torch.Tensor (b, n, q), got {type(codes).__name__}")
+    if codes.ndim != 3:
+        raise ValueError(
+            f"codes must have shape (b, n, q), got {tuple(codes.shape)}"
+            + (" (add a batch axis: codes[None])" if codes.ndim == 2 else "")
+        )
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise ValueError(f"codes must be integers (torch.long), got {codes.dtype}; use codes.long()")
+    q = codes.shape[-1]
+    if q > max_quantizers:
+        raise ValueError(
+            f"codes have {q} quantizer levels but the model has only {max_quantizers}; "
+            f"keep the first levels: codes[..., :{max_quantizers}]"
+        )
+    if q == 0:
+        raise ValueError("codes have 0 quantizer levels; at least one is needed")
+    if codes.numel():
+        low, high = int(codes.min()), int(codes.max())
+        if low < 0 or high >= codebook_size:
+            raise ValueError(
+                f"codes must lie in [0, {codebook_size}) but range over [{low}, {high}]; "
+                "were they produced by a codec with another codebook size?"
+            )
+
+
+class EuclideanResidualVQ(nn.Module):
+    """EnCodec's residual VQ at inference: nearest codebook vector per level, on the residual.
+
+    ``codebooks`` ``(q, k, d)`` are the EMA-trained ``embed`` tensors of the checkpoint.
+    """
+
+    def __init__(self, n_codebooks: int, codebook_size: int, dim: int):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.register_buffer("codebooks", torch.zeros(n_codebooks, codebook_size, dim))
+        self.codebooks: Tensor
+
+    @property
+    def n_codebooks(self) -> int:
+        return self.codebooks.shape[0]
+
+    def encode(self, latents: Tensor, n_q: int) -> Tensor:
+        """Latents ``(b, n, d)`` -> codes ``(b, n, n_q)``."""
+        b, n, d = latents.shape
+        residual = latents.reshape(b * n, d)
+        codebooks = self.codebooks[:n_q]
+        # ||x||^2 - 2 x.e + ||e||^2 as one matmul per level (the expression EnCodec uses, so
+        # near-ties resolve the same way); ||e||^2 is computed once for all levels.
+        squared_norms = codebooks.pow(2).sum(-1)  # (q, k)
+        indices = []
+        for level in range(n_q):
+            embed = codebooks[level]
+            dist = -(residual.pow(2).sum(1, keepdim=True) - 2 * residual @ embed.t() + squared_norms[level])
+            index = dist.max(dim=-1).indices
+            residual = residual - F.embedding(index, embed)
+            indices.append(index)
+        return rearrange(torch.stack(indices, dim=-1), "(b n) q -> b n q", b=b)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """Codes ``(b, n, q)`` -> quantized latents ``(b, n, d)``, the sum over levels."""
+        out = torch.zeros((), device=codes.device, dtype=self.codebooks.dtype)
+        # Summed level by level in order (as EnCodec does), so outputs match it bit for bit.
+        for level in range(codes.shape[-1]):
+            out = out + F.embedding(codes[..., level], self.codebooks[level])
+        return out
+
+
+class EnCodec(PretrainedMixin, nn.Module):
+    """EnCodec neural audio codec (inference). Implements ``Codec`` and ``LatentCodec``.
+
+    Example:
+        >>> model = EnCodec(EnCodecConfig.tiny()).eval()
+        >>> codes = model.encode(torch.randn(1, 1, 800))   # (b, n, q) long
+        >>> tuple(codes.shape)
+        (1, 100, 2)
+        >>> tuple(model.decode(codes).shape)
+        (1, 1, 800)
+    """
+
+    config_class = EnCodecConfig
+
+    def __init__(self, config: EnCodecConfig):
+        super().__init__()
+        self.config = config
+        seanet = {
+            "channels": config.channels,
+            "dimension": config.dimension,
+            "n_filters": config.n_filters,
+            "n_residual_layers": config.n_residual_layers,
+            "ratios": config.ratios,
+            "activation": config.activation,
+            "norm": config.norm,
+            "kernel_size": config.kernel_size,
+            "residual_kernel_size": config.residual_kernel_size,
+            "last_kernel_size": config.last_kernel_size,
+            "dilation_base": config.dilation_base,
+            "causal": config.causal,
+            "pad_mode": config.pad_mode,
+            "true_skip": config.true_skip,
+            "compress": config.compress,
+            "lstm": config.lstm,
+        }
+        self.encoder = SEANetEncoder(**seanet)
+        self.decoder = SEANetDecoder(**seanet, trim_right_ratio=config.trim_right_ratio)
+        self.quantizer = EuclideanResidualVQ(config.n_codebooks, config.codebook_size, config.dimension)
+        self.bandwidth = config.bandwidth
+
+    # -- Codec attributes ---------------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.dimension
+
+    @property
+    def num_quantizers(self) -> int:
+        """Levels :meth:`encode` returns at the current bandwidth."""
+        return self.config.quantizers_for(self.bandwidth)
+
+    def set_bandwidth(self, bandwidth: float) -> None:
+        """Choose the bandwidth (kbps) that :meth:`encode` uses; one of ``target_bandwidths``."""
+        self.bandwidth = self._check_bandwidth(bandwidth)
+
+    def _check_bandwidth(self, bandwidth: float | None) -> float:
+        if bandwidth is None:
+            return self.bandwidth
+        if bandwidth not in self.config.target_bandwidths:
+            raise ValueError(
+                f"bandwidth {bandwidth} kbps is not supported by this model; "
+                f"choose one of {list(self.config.target_bandwidths)}"
+            )
+        return float(bandwidth)
+
+    # -- encode / decode ----------------------------------------------------------------------
+
+    def check_audio(self, audio: Tensor, sample_rate: int | None = None) -> Tensor:
+        """Validate audio ``(b, c, t)`` for this model (channels, finite, non-empty, sample rate)."""
+        return check_audio(
+            audio,
+            channels=self.channels,
+            sample_rate=sample_rate,
+            expected_sample_rate=self.sample_rate,
+            what="EnCodec input",
+        )
+
+    def _encoder_input(self, audio: Tensor) -> Tensor:
+        return audio.to(self.quantizer.codebooks.dtype)
+
+    def encode_latents(self, audio: Tensor, *, sample_rate: int | None = None) -> Tensor:
+        """Audio ``(b, c, t)`` -> continuous latents ``(b, ceil(t / hop_length), d)`` before quantization."""
+        self.check_audio(audio, sample_rate)
+        with torch.inference_mode(), parametrize.cached():
+            latents = self.encoder(self._encoder_input(audio))
+        return rearrange(latents, "b d n -> b n d")
+
+    def quantize_latents(self, latents: Tensor, *, bandwidth: float | None = None) -> Tensor:
+        """Latents ``(b, n, d)`` -> codes ``(b, n, q)`` at ``bandwidth`` (default: the model's)."""
+        n_q = self.config.quantizers_for(self._check_bandwidth(bandwidth))
+        with torch.inference_mode():
+            return self.quantizer.encode(latents, n_q)
+
+    def encode(
+        self, audio: Tensor, *, bandwidth: float | None = None, sample_rate: int | None = None
+    ) -> Tensor:
+        """Audio ``(b, c, t)`` in [-1, 1] -> codes ``(b, ceil(t / hop_length), q)`` long.
+
+        Args:
+            audio: waveform at ``self.sample_rate`` with ``self.channels`` channels.
+            bandwidth: kbps, one of ``config.target_bandwidths`` (default: ``self.bandwidth``);
+                sets ``q``.
+            sample_rate: the rate of ``audio``, checked against the model's when given.
+        """
+        return self.quantize_latents(self.encode_latents(audio, sample_rate=sample_rate), bandwidth=bandwidth)
+
+    def codes_to_latents(self, codes: Tensor) -> Tensor:
+        """Codes ``(b, n, q)`` -> quantized latents ``(b, n, d)`` (sum of the codebook vectors)."""
+        check_codes(codes, codebook_size=self.codebook_size, max_quantizers=self.config.n_codebooks)
+        with torch.inference_mode():
+            return self.quantizer.decode(codes)
+
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        """Latents ``(b, n, d)`` (quantized or not) -> audio ``(b, c, n * hop_length)``."""
+        if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"latents must have shape (b, n, {self.latent_dim}), got {tuple(latents.shape)}"
+            )
+        with torch.inference_mode(), parametrize.cached():
+            return self.decoder(rearrange(latents, "b n d -> b d n"))
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """Codes ``(b, n, q)``, any ``q <= config.n_codebooks`` -> audio ``(b, c, n * hop_length)``.
+
+        The output may be up to ``hop_length - 1`` samples longer than the encoded audio
+        (the encoder pads the last frame); trim it to the input length.
+        """
+        return self.decode_latents(self.codes_to_latents(codes))
+
+    def forward(self, audio: Tensor, *, bandwidth: float | None = None) -> Tensor:
+        """Encode and decode, trimmed to the input length."""
+        return self.decode(self.encode(audio, bandwidth=bandwidth))[..., : audio.shape[-1]]
+
+    # -- streaming (causal models) ------------------------------------------------------------
+
+    def stream_encoder(self, *, bandwidth: float | None = None) -> StreamingEncoder:
+        """A stateful chunk-by-chunk encoder; its codes equal :meth:`encode`'s (causal models only)."""
+        from .streaming import StreamingEncoder
+
+        bandwidth = self._check_bandwidth(bandwidth)
+        return StreamingEncoder(
+            self.encoder,
+            lambda latents: self.quantize_latents(latents, bandwidth=bandwidth),
+            check=self.check_audio,
+        )
+
+    def stream_decoder(self) -> StreamingDecoder:
+        """A stateful chunk-by-chunk decoder; its audio equals :meth:`decode`'s (causal models only)."""
+        from .streaming import StreamingDecoder
+
+        return StreamingDecoder(self.decoder, self.codes_to_latents)
+
+    # -- official checkpoints -----------------------------------------------------------------
+
+    @classmethod
+    def from_official(
+        cls, path: str | os.PathLike, *, bandwidth: float = 6.0, device: str | torch.device = "cpu"
+    ) -> EnCodec:
+        """Load an official EnCodec checkpoint from a local path.
+
+        Args:
+            path: the original ``encodec_24khz-d7cc33bc.th`` state dict, or a Hugging Face
+                ``facebook/encodec_24khz`` directory (config.json + model.safetensors or
+                pytorch_model.bin). The format is detected.
+            bandwidth: kbps used by :meth:`encode` (1.5, 3, 6, 12 or 24 for the 24 kHz model).
+            device: where the weights go.
+        """
+        from .encodec_loading import load_official
+
+        return load_official(path, bandwidth=bandwidth, device=device)
