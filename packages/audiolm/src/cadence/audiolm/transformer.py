@@ -263,7 +263,7 @@ class StageTransformer(nn.Module):
         """Logits of hidden states ``(b, n, d)`` whose positions predict levels
         ``first_level, first_level + 1, ...`` (mod q) in turn -> ``(b, n, v)``."""
         q = self.num_levels
-        b, n, _ = h.shape
+        n = h.shape[1]
         pad_front = first_level
         total = pad_front + n
         pad_back = (-total) % q
@@ -332,7 +332,7 @@ class StageTransformer(nn.Module):
         keep = None
         if cond is not None and self.training and self.config.cond_drop_prob > 0:
             keep = torch.rand(b, device=codes.device) >= self.config.cond_drop_prob
-        x, lengths, context, context_mask = self.embed(ids, prefix_lengths + tokens, cond=cond, cond_mask=cond_mask, keep=keep)
+        x, _, context, context_mask = self.embed(ids, prefix_lengths + tokens, cond=cond, cond_mask=cond_mask, keep=keep)
         h = self.run_decoder(x, context=context, context_mask=context_mask)
         m = x.shape[1] - ids.shape[1]
         # the position of SEP (last prefix token) predicts target token 0, and so on
@@ -445,11 +445,10 @@ class StageTransformer(nn.Module):
         offsets = self.target_offset + torch.arange(q, device=device) * k
         for step in range(steps):
             level = step % q
-            if level == 0:
-                # one host sync per frame: stop when every row is done
-                if bool(finished.all()):
-                    tokens = tokens[:, :step]
-                    break
+            # one host sync per frame: stop when every row is done
+            if level == 0 and bool(finished.all()):
+                tokens = tokens[:, :step]
+                break
             logits = self.step_logits(h, level)
             if guided:
                 logits = classifier_free_guidance(logits[:b], logits[b:], cond_scale)
@@ -611,7 +610,7 @@ class FastDecoder:
 
     def forward(self, state: dict, x: Tensor) -> Tensor:
         """Run ``x`` ``(b, n_new, d)``, the next positions, and return their hidden states."""
-        b, n, d = x.shape
+        _, n, d = x.shape
         start = state["length"]
         end = start + n
         if end > state["max_len"]:
