@@ -57,8 +57,9 @@ def training_mask(
             are never masked nor scored.
         num_frames: ``n``, the padded length (>= ``lengths.max()``).
         num_quantizers: ``Q``.
-        prompt_range: the prompt length is drawn uniformly from the integers in
-            ``[lo * (T - 1), hi * (T - 1)]``; ``(0, 1)`` is the paper's ``t ~ U{0, T-1}``.
+        prompt_range: the prompt length is drawn uniformly from the integers
+            ``floor(lo * (T - 1)), ..., floor(hi * (T - 1))``; ``(0, 1)`` is the paper's
+            ``t ~ U{0, T-1}``.
             The prompt never covers the last frame, so there is always something to predict.
         level: evaluate one fixed level instead of drawing it (evaluation).
         mask_ratio: a fixed masking probability instead of ``cos(u)`` (evaluation).
@@ -83,10 +84,10 @@ def training_mask(
         )
     b = lengths_cpu.numel()
 
-    # Prompt delimiter t ~ U{ceil(lo (T-1)), ..., floor(hi (T-1))}.
+    # Prompt delimiter t ~ U{floor(lo (T-1)), ..., floor(hi (T-1))}.
     last = (lengths_cpu - 1).double()
-    low = torch.ceil(last * lo - 1e-9).long()
-    high = torch.floor(last * hi + 1e-9).long().clamp(min=low)
+    low = torch.floor(last * lo + 1e-9).long()
+    high = torch.floor(last * hi + 1e-9).long()
     u = torch.rand(b, generator=generator, dtype=torch.float64)
     prompt = (low + (u * (high - low + 1).double()).floor().long()).clamp(max=high)
 
