@@ -257,12 +257,15 @@ def decode_to_file(
     *,
     num_samples: int | None = None,
     chunk_frames: int = 750,
+    subtype: str | None = None,
     progress: bool = True,
 ) -> Path:
     """Decode codes ``(1, n, q)`` straight into an audio file, chunk by chunk.
 
     Args:
         num_samples: trim the output to this length (the encoded file's), else ``n * hop_length``.
+        subtype: soundfile sample format (default: the format's, e.g. 16-bit PCM for WAV;
+            ``"FLOAT"`` keeps float32 exactly).
     """
     import soundfile as sf
 
@@ -273,7 +276,7 @@ def decode_to_file(
     written = 0
     stream = model.stream_decoder()
     starts = range(0, codes.shape[1], chunk_frames)
-    with sf.SoundFile(str(path), "w", samplerate=model.sample_rate, channels=model.channels) as f:
+    with sf.SoundFile(str(path), "w", samplerate=model.sample_rate, channels=model.channels, subtype=subtype) as f:
 
         def write(audio: Tensor) -> None:
             nonlocal written
