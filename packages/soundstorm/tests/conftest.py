@@ -11,7 +11,9 @@ import torch
 from cadence.core.audio import load
 from cadence.core.data import ShardReader, ShardWriter, write_manifest
 from cadence.core.features import log_mel_spectrogram
+from cadence.core.nn import BackboneConfig
 from cadence.core.testing import FakeSemanticTokenizer, toy_corpus_dir
+from cadence.soundstorm import SoundStormConfig
 
 # b batch | t samples | n frames | q levels
 
@@ -65,11 +67,16 @@ def write_toy_shards(directory: Path, split: str, limit: int | None = None) -> P
         "tokenizer_codebook_size": SEMANTIC_VOCAB,
         "tokenizer_frame_rate": tokenizer.frame_rate,
     }
-    with ShardWriter(directory, metadata=metadata, max_items_per_shard=64) as writer:
-        for item in items[:limit]:
-            audio, _ = load(corpus / item["path"], sample_rate=16000, channels=1)
-            audio = audio[None]
-            writer.add(item["id"], codes=codec.encode(audio)[0], tokens=tokenizer.tokenize(audio)[0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see one_thread()
+    try:
+        with ShardWriter(directory, metadata=metadata, max_items_per_shard=64) as writer:
+            for item in items[:limit]:
+                audio, _ = load(corpus / item["path"], sample_rate=16000, channels=1)
+                audio = audio[None]
+                writer.add(item["id"], codes=codec.encode(audio)[0], tokens=tokenizer.tokenize(audio)[0])
+    finally:
+        torch.set_num_threads(threads)
     write_manifest(directory)
     return directory
 
@@ -91,3 +98,20 @@ def toy_shards(tmp_path_factory) -> dict[str, ShardReader]:
         split: ShardReader(write_toy_shards(root / split, split)) for split in ("train", "valid")
     }
 
+
+
+@pytest.fixture
+def toy_config():
+    """A factory of tiny configs matching the toy shards (2 levels of 16 codes, 25 Hz tokens)."""
+
+    def make(**changes) -> SoundStormConfig:
+        return SoundStormConfig.tiny(
+            num_quantizers=LEVELS,
+            codebook_size=CODEBOOK,
+            semantic_codebook_size=SEMANTIC_VOCAB,
+            frame_rate=50.0,
+            semantic_frame_rate=25.0,
+            backbone=BackboneConfig(kind="conformer", dim=64, depth=2, heads=4, ff_mult=2.0, conv_kernel_size=5),
+        ).replace(**changes)
+
+    return make

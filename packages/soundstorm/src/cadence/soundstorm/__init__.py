@@ -1,9 +1,21 @@
 """Cadence SoundStorm: Conformer with per-level MaskGIT decoding, prompting and voice conversion."""
 
 from .config import SoundStormConfig
-from .masking import TrainingMask, align_semantic, aligned_length, semantic_frame_index, training_mask
+from .masking import (
+    TrainingMask,
+    align_semantic,
+    aligned_length,
+    semantic_frame_index,
+    training_mask,
+)
 from .soundstorm import SoundStorm, SoundStormOutput, default_iterations
-from .train import SoundStormTrainStep, masked_accuracy, open_shards, train_soundstorm, unigram_accuracy
+from .train import (
+    SoundStormTrainStep,
+    masked_accuracy,
+    open_shards,
+    train_soundstorm,
+    unigram_accuracy,
+)
 
 __all__ = [
     "SoundStorm",

@@ -170,4 +170,4 @@ def align_semantic(
 
 def aligned_length(semantic_length: int, frame_rate: float, semantic_rate: float) -> int:
     """Codec frames spanned by ``semantic_length`` semantic frames: ``round(m * fr / sr)``."""
-    return int(round(semantic_length * frame_rate / semantic_rate))
+    return round(semantic_length * frame_rate / semantic_rate)
