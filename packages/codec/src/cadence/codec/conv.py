@@ -68,6 +68,7 @@ class ConvState:
     buffer: Tensor | None = None  # padded input not yet consumed by a full window
     started: bool = False  # left padding applied (needs enough samples for reflect)
     length: int = 0  # input samples seen so far (sets the end padding)
+    weight: Tensor | None = None  # the weight-normed kernel, computed once per stream
 
 
 class StreamableConv1d(nn.Module):
@@ -156,7 +157,10 @@ class StreamableConv1d(nn.Module):
             state.buffer = None if final else buffer
             return buffer.new_empty(buffer.shape[0], self._out_channels, 0)
         used = (n_out - 1) * self.stride + self.kernel_size
-        y = self.conv(buffer[..., :used])
+        if state.weight is None:
+            state.weight = self.conv.weight.detach()
+        conv = self.conv
+        y = F.conv1d(buffer[..., :used], state.weight, conv.bias, self.stride, 0, conv.dilation, conv.groups)
         state.buffer = None if final else buffer[..., n_out * self.stride :]
         return y  # causal models use no time norm, so nothing more to apply
 
@@ -171,6 +175,7 @@ class ConvTransposeState:
 
     tail: Tensor | None = None
     to_trim_left: int = 0
+    weight: Tensor | None = None  # the weight-normed kernel, computed once per stream
 
 
 class StreamableConvTranspose1d(nn.Module):
@@ -228,7 +233,9 @@ class StreamableConvTranspose1d(nn.Module):
         overlap = self.kernel_size - self.stride
         if x.shape[-1]:
             # Without bias: overlapping windows are summed, the bias must be added once.
-            y = F.conv_transpose1d(x, self.conv.weight, None, self.stride)
+            if state.weight is None:
+                state.weight = self.conv.weight.detach()
+            y = F.conv_transpose1d(x, state.weight, None, self.stride)
             if state.tail is not None:
                 y[..., :overlap] += state.tail
             ready = x.shape[-1] * self.stride

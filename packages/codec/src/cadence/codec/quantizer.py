@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -154,6 +154,10 @@ class ResidualQuantizer(nn.Module):
 
     def forward(self, latents: Tensor) -> QuantizedResult:
         """Quantize ``(b, n, d)`` latents; in training this also updates the codebooks."""
+        with nullcontext() if self.training else self._no_lazy_init():
+            return self._quantize(latents)
+
+    def _quantize(self, latents: Tensor) -> QuantizedResult:
         if self.kind == "fsq":
             quantized, codes = self.quantizer(latents)
             commit = latents.new_zeros(())
@@ -163,6 +167,24 @@ class ResidualQuantizer(nn.Module):
             if self.kind == "grouped_rvq":
                 codes = rearrange(codes, "g b n q -> b n (q g)")
         return QuantizedResult(quantized=quantized, codes=codes.long(), commit_loss=commit)
+
+    @contextmanager
+    def _no_lazy_init(self) -> Iterator[None]:
+        # vector-quantize-pytorch fits a codebook by k-means on the first batch it sees, in
+        # any mode. Outside training, a level that never trained (e.g. always dropped) must
+        # stay as it is (zeros under k-means init, so it adds nothing) rather than be fitted
+        # to whatever is being encoded, which would make encoding change the model.
+        pending = [
+            m for m in self.modules()
+            if isinstance(getattr(m, "initted", None), Tensor) and not bool(m.initted)
+        ]
+        for m in pending:
+            m.initted.fill_(True)
+        try:
+            yield
+        finally:
+            for m in pending:
+                m.initted.fill_(False)
 
     @contextmanager
     def _frozen(self) -> Iterator[None]:

@@ -150,8 +150,9 @@ def _state_tensors(state: Any) -> Iterator[Tensor]:
         for item in state:
             yield from _state_tensors(item)
     elif hasattr(state, "__dict__"):
-        for item in vars(state).values():
-            yield from _state_tensors(item)
+        for name, item in vars(state).items():
+            if name != "weight":  # a cached copy of a parameter, not stream state
+                yield from _state_tensors(item)
 
 
 def state_numel(stream: StreamingEncoder | StreamingDecoder) -> int:
