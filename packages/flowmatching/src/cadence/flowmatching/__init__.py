@@ -1,1 +1,47 @@
-"""Cadence flow matching: SpeechGPT-Gen's perceptual model, conditional flow matching from semantic to acoustic."""
+"""Cadence flow matching: SpeechGPT-Gen's perceptual model, conditional flow matching from semantic to acoustic.
+
+* :class:`ConditionalFlowMatcher`: frame-aligned semantic embeddings -> codec latents
+  (OT conditional flow matching, Gaussian or semantic-injected prior, infilling context,
+  classifier-free guidance, Euler / midpoint sampling with exactly ``steps`` steps).
+* :class:`HierarchicalConditionalFlowMatcher`: discrete semantic tokens -> latents of any
+  ``LatentCodec``, frame rates converted automatically, with or without an acoustic prompt.
+* Training on precomputed shards (:func:`build_trainer`) and :func:`voice_conversion`.
+"""
+
+from .config import FlowMatcherConfig, HierarchicalFlowMatcherConfig
+from .hierarchical import Generation, HierarchicalConditionalFlowMatcher, pack_prefix
+from .model import ConditionalFlowMatcher, FlowMatchingLoss, SinusoidalTimeEmbedding
+from .paths import ot_interpolate, ot_velocity
+from .solvers import EVALUATIONS_PER_STEP, ODEMethod, solve_ode
+from .train import (
+    build_trainer,
+    check_shards,
+    collate_flow_batch,
+    fit_latent_statistics,
+    flow_matching_step,
+    reconstruction_errors,
+)
+from .vc import voice_conversion
+
+__all__ = [
+    "EVALUATIONS_PER_STEP",
+    "ConditionalFlowMatcher",
+    "FlowMatcherConfig",
+    "FlowMatchingLoss",
+    "Generation",
+    "HierarchicalConditionalFlowMatcher",
+    "HierarchicalFlowMatcherConfig",
+    "ODEMethod",
+    "SinusoidalTimeEmbedding",
+    "build_trainer",
+    "check_shards",
+    "collate_flow_batch",
+    "fit_latent_statistics",
+    "flow_matching_step",
+    "ot_interpolate",
+    "ot_velocity",
+    "pack_prefix",
+    "reconstruction_errors",
+    "solve_ode",
+    "voice_conversion",
+]
