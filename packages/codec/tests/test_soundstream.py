@@ -172,7 +172,7 @@ def test_bad_codes_are_refused():
 
 def test_loading_another_models_checkpoint_names_both(tmp_path):
     TinyModel(TinyModelConfig()).save_pretrained(tmp_path / "other")
-    with pytest.raises(CheckpointError, match="TinyModel.*not a cadence.codec.SoundStream"):
+    with pytest.raises(CheckpointError, match=r"TinyModel.*not a cadence\.codec\.SoundStream"):
         SoundStream.load_pretrained(tmp_path / "other")
     # same class, other config: a clear key/shape report, not a silent partial load
     tiny().save_pretrained(tmp_path / "a")

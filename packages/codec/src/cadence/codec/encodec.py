@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from cadence.core.audio import check_audio
 from cadence.core.checkpoint import PretrainedMixin
@@ -298,7 +297,7 @@ class EnCodec(PretrainedMixin, nn.Module):
     def encode_latents(self, audio: Tensor, *, sample_rate: int | None = None) -> Tensor:
         """Audio ``(b, c, t)`` -> continuous latents ``(b, ceil(t / hop_length), d)`` before quantization."""
         self.check_audio(audio, sample_rate)
-        with torch.inference_mode(), parametrize.cached():
+        with torch.inference_mode():
             latents = self.encoder(self._encoder_input(audio))
         return rearrange(latents, "b d n -> b n d")
 
@@ -333,7 +332,7 @@ class EnCodec(PretrainedMixin, nn.Module):
             raise ValueError(
                 f"latents must have shape (b, n, {self.latent_dim}), got {tuple(latents.shape)}"
             )
-        with torch.inference_mode(), parametrize.cached():
+        with torch.inference_mode():
             return self.decoder(rearrange(latents, "b n d -> b d n"))
 
     def decode(self, codes: Tensor) -> Tensor:

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 import torch
 from einops import rearrange
 from torch import Tensor
-from torch.nn.utils import parametrize
 
 from cadence.core.audio import SampleRateMismatchError
 
@@ -75,7 +74,7 @@ class StreamingEncoder:
     def _run(self, audio: Tensor, final: bool) -> Tensor:
         if self._closed:
             raise RuntimeError("this stream was flushed; start a new one for new audio")
-        with torch.inference_mode(), parametrize.cached():
+        with torch.inference_mode():
             latents = stream_step(self.encoder, audio, self.state, final)
             latents = rearrange(latents, "b d n -> b n d")
             self.frames_out += latents.shape[1]
@@ -122,7 +121,7 @@ class StreamingDecoder:
     def _run(self, latents: Tensor, final: bool) -> Tensor:
         if self._closed:
             raise RuntimeError("this stream was flushed; start a new one for new codes")
-        with torch.inference_mode(), parametrize.cached():
+        with torch.inference_mode():
             return stream_step(self.decoder, rearrange(latents, "b n d -> b d n"), self.state, final)
 
     def decode_chunk(self, codes: Tensor) -> Tensor:

@@ -385,7 +385,7 @@ class CodecTrainer:
                 acc.clip_grad_norm_(self.discriminator.parameters(), cfg.max_grad_norm)
             self.opt_d.step()
             self.scheduler_d.step()
-            row["d_loss"] = float(d_loss)
+            row["d_loss"] = float(d_loss.detach())
 
         losses = {"mel": self.mel_loss(estimate, audio), "l1": waveform_l1_loss(estimate, audio)}
         if adversarial:
