@@ -55,6 +55,17 @@ def _quantize(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     return torch.cdist(x, centers).argmin(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    # Tiny models decode one token at a time: a second thread only adds synchronisation, and
+    # on a loaded machine it makes every op wait for a busy core. One thread keeps the
+    # package's tests fast and their timings independent of the machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def toy_shards(tmp_path_factory) -> dict[str, ShardReader]:
     torch.manual_seed(0)

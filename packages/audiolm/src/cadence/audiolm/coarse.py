@@ -221,6 +221,7 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
             kwargs: sampling options of :meth:`generate`.
         """
         cfg = self.config
+        eos = kwargs.pop("allow_eos", True)
         window = window_frames or cfg.max_frames
         keep = keep_frames if keep_frames is not None else window // 2
         if not 0 <= keep < window:
@@ -240,7 +241,7 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
             s1 = min(semantic.shape[1], math.ceil(end / ratio - 1e-9))
             out = self.generate(
                 semantic[:, s0:s1], prompt=codes[:, start:], max_frames=end - start,
-                allow_eos=end >= total, **kwargs,
+                allow_eos=eos and end >= total, **kwargs,
             )
             codes = torch.cat([codes, out.codes[:, done - start :]], dim=1)
             lengths = start + out.lengths

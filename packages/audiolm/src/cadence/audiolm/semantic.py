@@ -212,6 +212,7 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
             keep_frames: tokens carried into the next window (default half a window).
             kwargs: sampling options of :meth:`generate`.
         """
+        eos = kwargs.pop("allow_eos", True)
         window = window_frames or self.config.max_frames
         keep = keep_frames if keep_frames is not None else window // 2
         if not 0 <= keep < window:
@@ -224,7 +225,7 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
             done = tokens.shape[1]
             start = 0 if done < window else done - keep
             end = min(start + window, total_frames)
-            out = self.generate(tokens[:, start:], max_frames=end - start, allow_eos=end >= total_frames, **kwargs)
+            out = self.generate(tokens[:, start:], max_frames=end - start, allow_eos=eos and end >= total_frames, **kwargs)
             tokens = torch.cat([tokens, out.codes[:, done - start :]], dim=1)
             lengths = start + out.lengths
             if tokens.shape[1] == done:
