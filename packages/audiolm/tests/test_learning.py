@@ -5,8 +5,16 @@ split: the uniform distribution (log of the classes) and the training set's unig
 distribution per predicted level. A stage passes when its EMA validation loss is below a
 fixed threshold that lies well under the uniform loss and under the unigram loss, i.e. the
 model uses the context (previous tokens, semantic tokens, coarse codes) and not only
-token frequencies. Measured on the CPU when written (40-120 steps, a few seconds each):
-semantic 2.30 (unigram 3.37), coarse 2.26 (unigram 2.66), fine 2.58 (unigram 2.68).
+token frequencies. Measured on the CPU when written (one thread, 40/40/100 steps):
+
+    stage     loss   threshold  unigram  uniform  context-blind model*
+    semantic  2.30   2.80       3.48     3.47     3.49
+    coarse    2.25   2.50       2.68     2.77     2.82
+    fine      2.60   2.66       2.71     2.77     2.76
+
+*the decoder's output replaced by zeros, so only the output biases learn: it fails every
+threshold. The fine levels (residual k-means of what the coarse levels leave) carry the
+least structure, hence the smallest margin.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ CASES = {
     ),
     "fine": (
         lambda: FineTransformer(FineTransformerConfig.tiny(codebook_size=CODEBOOK)),
-        100, 2.64, ("codes", [2, 3], CODEBOOK),
+        100, 2.66, ("codes", [2, 3], CODEBOOK),
     ),
 }
 
