@@ -43,7 +43,9 @@ class EnvelopeCodec:
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         n = audio.shape[-1] // CODEC_HOP
-        mel = log_mel_spectrogram(audio[:, 0], self.sample_rate, n_fft=1024, hop_length=CODEC_HOP, n_mels=16)
+        mel = log_mel_spectrogram(
+            audio[:, 0], self.sample_rate, n_fft=1024, hop_length=CODEC_HOP, n_mels=16
+        )
         energy = mel.mean(1)[:, :n]  # (b, n), log scale, about -11.5 (silence) .. 0
         residual = torch.tanh((energy + 6.0) / 4.0)
         codes = []
@@ -57,7 +59,9 @@ class EnvelopeCodec:
 
 def write_toy_shards(directory: Path, split: str, limit: int | None = None) -> Path:
     corpus = toy_corpus_dir()
-    items = [json.loads(line) for line in (corpus / f"{split}.jsonl").read_text().splitlines() if line]
+    items = [
+        json.loads(line) for line in (corpus / f"{split}.jsonl").read_text().splitlines() if line
+    ]
     codec = EnvelopeCodec()
     tokenizer = FakeSemanticTokenizer(hop_length=SEMANTIC_HOP, codebook_size=SEMANTIC_VOCAB)
     metadata = {
@@ -74,7 +78,9 @@ def write_toy_shards(directory: Path, split: str, limit: int | None = None) -> P
             for item in items[:limit]:
                 audio, _ = load(corpus / item["path"], sample_rate=16000, channels=1)
                 audio = audio[None]
-                writer.add(item["id"], codes=codec.encode(audio)[0], tokens=tokenizer.tokenize(audio)[0])
+                writer.add(
+                    item["id"], codes=codec.encode(audio)[0], tokens=tokenizer.tokenize(audio)[0]
+                )
     finally:
         torch.set_num_threads(threads)
     write_manifest(directory)
@@ -99,7 +105,6 @@ def toy_shards(tmp_path_factory) -> dict[str, ShardReader]:
     }
 
 
-
 @pytest.fixture
 def toy_config():
     """A factory of tiny configs matching the toy shards (2 levels of 16 codes, 25 Hz tokens)."""
@@ -111,7 +116,9 @@ def toy_config():
             semantic_codebook_size=SEMANTIC_VOCAB,
             frame_rate=50.0,
             semantic_frame_rate=25.0,
-            backbone=BackboneConfig(kind="conformer", dim=64, depth=2, heads=4, ff_mult=2.0, conv_kernel_size=5),
+            backbone=BackboneConfig(
+                kind="conformer", dim=64, depth=2, heads=4, ff_mult=2.0, conv_kernel_size=5
+            ),
         ).replace(**changes)
 
     return make

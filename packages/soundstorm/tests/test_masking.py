@@ -34,7 +34,11 @@ def test_mask_pattern_per_level_is_exactly_as_specified(seed):
             level, prompt = int(draw.level[i]), int(draw.prompt_lengths[i])
             lo, hi = prompt_range
             assert 0 <= level < q
-            assert math.floor(lo * (length - 1) + 1e-9) <= prompt <= math.floor(hi * (length - 1) + 1e-9)
+            assert (
+                math.floor(lo * (length - 1) + 1e-9)
+                <= prompt
+                <= math.floor(hi * (length - 1) + 1e-9)
+            )
             frames = torch.arange(n)
             non_prompt = (frames >= prompt) & (frames < length)
             # levels < q visible everywhere
@@ -75,9 +79,15 @@ def test_prompt_length_is_uniform_over_the_range():
 
 def test_fixed_level_and_ratio_for_evaluation():
     gen = torch.Generator().manual_seed(2)
-    draw = training_mask(torch.tensor([50, 30]), 50, 3, prompt_range=(0, 0), level=1, mask_ratio=1.0, generator=gen)
+    draw = training_mask(
+        torch.tensor([50, 30]), 50, 3, prompt_range=(0, 0), level=1, mask_ratio=1.0, generator=gen
+    )
     assert draw.level.tolist() == [1, 1]
-    assert draw.loss_mask[0].all() and draw.loss_mask[1, :30].all() and not draw.loss_mask[1, 30:].any()
+    assert (
+        draw.loss_mask[0].all()
+        and draw.loss_mask[1, :30].all()
+        and not draw.loss_mask[1, 30:].any()
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,8 +114,13 @@ def test_semantic_alignment_nearest_frame():
     # equal rates: identity
     assert semantic_frame_index(5, 50.0, 50.0).tolist() == [0, 1, 2, 3, 4]
     tokens = torch.tensor([[5, 6, 7], [8, 9, 0]])
-    aligned = align_semantic(tokens, 6, frame_rate=50.0, semantic_rate=25.0, semantic_lengths=torch.tensor([3, 2]))
-    assert aligned.tolist() == [[5, 5, 6, 6, 7, 7], [8, 8, 9, 9, 9, 9]]  # clamped to the real tokens
+    aligned = align_semantic(
+        tokens, 6, frame_rate=50.0, semantic_rate=25.0, semantic_lengths=torch.tensor([3, 2])
+    )
+    assert aligned.tolist() == [
+        [5, 5, 6, 6, 7, 7],
+        [8, 8, 9, 9, 9, 9],
+    ]  # clamped to the real tokens
     assert aligned_length(100, 75.0, 50.0) == 150
     with pytest.raises(ValueError, match=r"\(b, m\)"):
         align_semantic(torch.tensor([1, 2]), 4, frame_rate=50.0, semantic_rate=50.0)

@@ -24,7 +24,9 @@ def _semantic(b: int, m: int, seed: int = 0, vocab: int = 12) -> torch.Tensor:
 
 def _count_passes(model: SoundStorm):
     calls = []
-    handle = model.backbone.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    handle = model.backbone.register_forward_hook(
+        lambda module, args, out: calls.append(args[0].shape[0])
+    )
     return calls, handle
 
 
@@ -33,10 +35,13 @@ def _count_passes(model: SoundStorm):
 
 def test_config_json_round_trip_keeps_the_nested_backbone():
     config = SoundStormConfig.tiny(
-        backbone=BackboneConfig(kind="uconformer", dim=32, depth=2, heads=2), prompt_range=(0.1, 0.9)
+        backbone=BackboneConfig(kind="uconformer", dim=32, depth=2, heads=2),
+        prompt_range=(0.1, 0.9),
     )
     assert SoundStormConfig.from_json(config.to_json()) == config
-    assert SoundStormConfig.from_dict(json.loads(SoundStormConfig().to_json())) == SoundStormConfig()
+    assert (
+        SoundStormConfig.from_dict(json.loads(SoundStormConfig().to_json())) == SoundStormConfig()
+    )
     assert SoundStormConfig().backbone.dim == 1024  # the paper's model by default
 
 
@@ -104,7 +109,9 @@ def test_forward_rejects_misaligned_inputs():
 
 def test_generate_shapes_and_frame_rate_conversion():
     model = _model(semantic_frame_rate=25.0)  # 25 Hz tokens, 50 Hz codes
-    out = model.generate(_semantic(2, 10), semantic_lengths=torch.tensor([10, 6]), iterations=(4, 1, 1))
+    out = model.generate(
+        _semantic(2, 10), semantic_lengths=torch.tensor([10, 6]), iterations=(4, 1, 1)
+    )
     assert out.codes.shape == (2, 20, 3)
     assert out.lengths.tolist() == [20, 12]
     assert out.codes.min() >= 0 and out.codes.max() < 16
@@ -172,7 +179,9 @@ def test_level_one_sampling_follows_the_cosine_schedule():
     handle = model.code_embedding.register_forward_hook(
         lambda module, args, out: seen.append(args[0]) if args[0].ndim == 2 else None
     )
-    model.generate(_semantic(1, 40), iterations=(8, 1, 1), generator=torch.Generator().manual_seed(0))
+    model.generate(
+        _semantic(1, 40), iterations=(8, 1, 1), generator=torch.Generator().manual_seed(0)
+    )
     handle.remove()
     masked = [int((ids == model.mask_id).sum()) for ids in seen[:8]]
     expected = [40] + [int(40 * torch.cos(torch.tensor(s / 8 * torch.pi / 2))) for s in range(1, 8)]
@@ -192,7 +201,9 @@ def test_outputs_at_real_frames_do_not_depend_on_padding():
         **greedy,
     )
     for i, (m, p) in enumerate([(16, 2), (9, 5)]):
-        alone = model.generate(semantic[i : i + 1, :m], prompt_codes=prompt[i : i + 1, :p], **greedy)
+        alone = model.generate(
+            semantic[i : i + 1, :m], prompt_codes=prompt[i : i + 1, :p], **greedy
+        )
         assert torch.equal(batched.codes[i, :m], alone.codes[0])
 
 
@@ -214,7 +225,9 @@ def test_convert_keeps_the_content_length_and_drops_the_prompt():
     codes = model.convert(_semantic(2, 15), prompt, iterations=(3, 1, 1))
     assert codes.shape == (2, 30, 3)
     # the same call with the prompt's own semantic tokens
-    codes = model.convert(_semantic(2, 15), prompt, prompt_semantic=_semantic(2, 15, seed=9), iterations=(3, 1, 1))
+    codes = model.convert(
+        _semantic(2, 15), prompt, prompt_semantic=_semantic(2, 15, seed=9), iterations=(3, 1, 1)
+    )
     assert codes.shape == (2, 30, 3)
 
 

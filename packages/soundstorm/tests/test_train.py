@@ -42,7 +42,9 @@ def test_loss_only_on_masked_frames_of_the_drawn_level(toy_shards, toy_config):
     out = SoundStormTrainStep(config)(recorder, batch)
     torch.manual_seed(7)  # the step draws its mask from the global RNG: redraw the same one
     codes = batch["codes"]
-    draw = training_mask(batch["codes_lengths"], codes.shape[1], LEVELS, prompt_range=config.prompt_range)
+    draw = training_mask(
+        batch["codes_lengths"], codes.shape[1], LEVELS, prompt_range=config.prompt_range
+    )
     assert torch.isfinite(out.loss)
     out.loss.backward()
     touched = recorder.logits.grad.abs().sum(-1) > 0  # (b, n)
@@ -90,7 +92,11 @@ def test_learns_level_one_on_the_toy_corpus(toy_shards, toy_config, tmp_path):
     after = masked_accuracy(trained, batch, level=0)
     assert before < 0.15
     assert after > 0.33, f"accuracy {after:.3f} after training"
-    assert after > baseline + 0.05, f"accuracy {after:.3f} does not beat the unigram baseline {baseline:.3f}"
+    assert after > baseline + 0.05, (
+        f"accuracy {after:.3f} does not beat the unigram baseline {baseline:.3f}"
+    )
     # and the trained model decodes from semantic tokens alone
-    codes = trained.generate(batch["tokens"][:2], semantic_lengths=batch["tokens_lengths"][:2], iterations=(8, 1))
+    codes = trained.generate(
+        batch["tokens"][:2], semantic_lengths=batch["tokens_lengths"][:2], iterations=(8, 1)
+    )
     assert codes.codes.shape[-1] == LEVELS

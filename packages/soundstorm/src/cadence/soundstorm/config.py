@@ -12,7 +12,9 @@ __all__ = ["SoundStormConfig"]
 
 def _paper_backbone() -> BackboneConfig:
     # SoundStorm sec. 4: 12-layer Conformer, 16 heads, width 1024, FF 4096, kernel 5, rotary.
-    return BackboneConfig(kind="conformer", dim=1024, depth=12, heads=16, ff_mult=4.0, conv_kernel_size=5)
+    return BackboneConfig(
+        kind="conformer", dim=1024, depth=12, heads=16, ff_mult=4.0, conv_kernel_size=5
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +52,9 @@ class SoundStormConfig(Config):
     def __post_init__(self) -> None:
         for name in ("num_quantizers", "codebook_size", "semantic_codebook_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"SoundStormConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"SoundStormConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
         if self.frame_rate <= 0 or self.semantic_frame_rate <= 0:
             raise ConfigError(
                 "SoundStormConfig: frame_rate and semantic_frame_rate must be > 0, got "
@@ -58,9 +62,13 @@ class SoundStormConfig(Config):
             )
         lo, hi = self.prompt_range
         if not 0.0 <= lo <= hi <= 1.0:
-            raise ConfigError(f"SoundStormConfig.prompt_range must satisfy 0 <= lo <= hi <= 1, got {self.prompt_range}")
+            raise ConfigError(
+                f"SoundStormConfig.prompt_range must satisfy 0 <= lo <= hi <= 1, got {self.prompt_range}"
+            )
         if not 0.0 <= self.cond_drop_prob < 1.0:
-            raise ConfigError(f"SoundStormConfig.cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
+            raise ConfigError(
+                f"SoundStormConfig.cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}"
+            )
         if self.backbone.cond_dim or self.backbone.cross_attn_dim:
             raise ConfigError(
                 "SoundStormConfig.backbone: SoundStorm sums its conditioning into the frame "
@@ -76,7 +84,9 @@ class SoundStormConfig(Config):
             semantic_codebook_size=12,
             frame_rate=50.0,
             semantic_frame_rate=50.0,
-            backbone=BackboneConfig(kind="conformer", dim=32, depth=2, heads=2, ff_mult=2.0, conv_kernel_size=5),
+            backbone=BackboneConfig(
+                kind="conformer", dim=32, depth=2, heads=2, ff_mult=2.0, conv_kernel_size=5
+            ),
             cond_drop_prob=0.1,
         )
         return base.replace(**changes) if changes else base

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["TrainingMask", "align_semantic", "aligned_length", "semantic_frame_index", "training_mask"]
+__all__ = [
+    "TrainingMask",
+    "align_semantic",
+    "aligned_length",
+    "semantic_frame_index",
+    "training_mask",
+]
 
 
 @dataclass
@@ -75,7 +81,9 @@ def training_mask(
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"prompt_range must satisfy 0 <= lo <= hi <= 1, got {prompt_range}")
     if lengths.ndim != 1 or lengths.numel() == 0:
-        raise ValueError(f"lengths must be a non-empty (b,) tensor, got shape {tuple(lengths.shape)}")
+        raise ValueError(
+            f"lengths must be a non-empty (b,) tensor, got shape {tuple(lengths.shape)}"
+        )
     device = lengths.device
     lengths_cpu = lengths.detach().to("cpu", torch.long)
     if int(lengths_cpu.min()) < 1 or int(lengths_cpu.max()) > num_frames:
@@ -126,7 +134,9 @@ def training_mask(
     )
 
 
-def semantic_frame_index(num_frames: int, frame_rate: float, semantic_rate: float, *, device=None) -> Tensor:
+def semantic_frame_index(
+    num_frames: int, frame_rate: float, semantic_rate: float, *, device=None
+) -> Tensor:
     """For each codec frame, the semantic frame that holds its centre.
 
     Codec frame ``i`` covers ``[i, i + 1) / frame_rate`` seconds; its centre

@@ -84,7 +84,11 @@ class SoundStorm(PretrainedMixin, nn.Module):
         self.head_weight = nn.Parameter(torch.empty(q, v, d))
         self.head_bias = nn.Parameter(torch.zeros(q, v))
         self.register_buffer("level_offsets", torch.arange(q) * (v + 1), persistent=False)
-        for weight in (self.code_embedding.weight, self.semantic_embedding.weight, self.head_weight):
+        for weight in (
+            self.code_embedding.weight,
+            self.semantic_embedding.weight,
+            self.head_weight,
+        ):
             nn.init.normal_(weight, std=0.02)
 
     # -- vocabulary ------------------------------------------------------------------------
@@ -99,7 +103,9 @@ class SoundStorm(PretrainedMixin, nn.Module):
         """The "no condition" semantic token (``semantic_codebook_size``)."""
         return self.config.semantic_codebook_size
 
-    def align_semantic(self, semantic: Tensor, num_frames: int, semantic_lengths: Tensor | None = None) -> Tensor:
+    def align_semantic(
+        self, semantic: Tensor, num_frames: int, semantic_lengths: Tensor | None = None
+    ) -> Tensor:
         """Semantic tokens ``(b, m)`` at ``semantic_frame_rate`` -> ``(b, n)`` per codec frame."""
         return align_semantic(
             semantic,
@@ -151,14 +157,18 @@ class SoundStorm(PretrainedMixin, nn.Module):
     def _check_frames(self, codes: Tensor, semantic: Tensor, mask: Tensor | None) -> None:
         q = self.config.num_quantizers
         if codes.ndim != 3 or codes.shape[-1] != q:
-            raise ValueError(f"codes must be (b, n, {q}) (one column per level), got {tuple(codes.shape)}")
+            raise ValueError(
+                f"codes must be (b, n, {q}) (one column per level), got {tuple(codes.shape)}"
+            )
         if semantic.shape != codes.shape[:2]:
             raise ValueError(
                 f"semantic must be aligned to the codec frames, (b, n) = {tuple(codes.shape[:2])}, "
                 f"got {tuple(semantic.shape)}; use model.align_semantic(tokens, num_frames)"
             )
         if mask is not None and mask.shape != codes.shape[:2]:
-            raise ValueError(f"mask must be (b, n) = {tuple(codes.shape[:2])}, got {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must be (b, n) = {tuple(codes.shape[:2])}, got {tuple(mask.shape)}"
+            )
 
     # -- generation ------------------------------------------------------------------------
 
@@ -221,10 +231,15 @@ class SoundStorm(PretrainedMixin, nn.Module):
         p_max = prompt_codes.shape[1]
         if prompt_semantic is not None:
             prompt_semantic, prompt_semantic_lengths = self._check_tokens(
-                prompt_semantic, prompt_semantic_lengths, cfg.semantic_codebook_size, "prompt_semantic"
+                prompt_semantic,
+                prompt_semantic_lengths,
+                cfg.semantic_codebook_size,
+                "prompt_semantic",
             )
             if prompt_semantic.shape[0] != b:
-                raise ValueError(f"prompt_semantic has {prompt_semantic.shape[0]} rows, semantic {b}")
+                raise ValueError(
+                    f"prompt_semantic has {prompt_semantic.shape[0]} rows, semantic {b}"
+                )
 
         # Layout (host-side integers, so the loop below never syncs): [prompt | new | pad].
         totals = prompt_lengths + lengths
@@ -239,7 +254,9 @@ class SoundStorm(PretrainedMixin, nn.Module):
         null = self.null_semantic_id
         new_semantic = self.align_semantic(semantic, n_max, semantic_lengths.to(device))
         if prompt_semantic is not None and p_max > 0:
-            prompt_aligned = self.align_semantic(prompt_semantic, p_max, prompt_semantic_lengths.to(device))
+            prompt_aligned = self.align_semantic(
+                prompt_semantic, p_max, prompt_semantic_lengths.to(device)
+            )
         else:
             prompt_aligned = torch.full((b, max(p_max, 1)), null, device=device, dtype=torch.long)
         is_prompt, is_real, is_new = is_prompt.to(device), is_real.to(device), is_new.to(device)
@@ -249,7 +266,9 @@ class SoundStorm(PretrainedMixin, nn.Module):
             new_semantic.gather(1, new_index.to(device)),
         ).masked_fill(~is_real, null)
 
-        codes = torch.full((b, total_max, cfg.num_quantizers), self.mask_id, device=device, dtype=torch.long)
+        codes = torch.full(
+            (b, total_max, cfg.num_quantizers), self.mask_id, device=device, dtype=torch.long
+        )
         if p_max > 0:
             window = min(p_max, total_max)
             codes[:, :window] = torch.where(
@@ -288,7 +307,9 @@ class SoundStorm(PretrainedMixin, nn.Module):
                 sampled = gumbel_sample(logits, heat, generator=generator)
                 filled = torch.where(still, sampled, current)
                 if step < steps - 1:
-                    confidence = logits.log_softmax(-1).gather(-1, sampled[..., None]).squeeze(-1).exp()
+                    confidence = (
+                        logits.log_softmax(-1).gather(-1, sampled[..., None]).squeeze(-1).exp()
+                    )
                     remask = lowest_confidence_mask(
                         confidence,
                         left[step],
@@ -352,7 +373,9 @@ class SoundStorm(PretrainedMixin, nn.Module):
 
     # -- input checks (once per call, before the loop) --------------------------------------
 
-    def _check_plan(self, iterations, temperature, choice_temperature, guidance_scale) -> tuple[int, ...]:
+    def _check_plan(
+        self, iterations, temperature, choice_temperature, guidance_scale
+    ) -> tuple[int, ...]:
         q = self.config.num_quantizers
         plan = default_iterations(q) if iterations is None else tuple(int(s) for s in iterations)
         if len(plan) != q or min(plan) < 1:
@@ -369,11 +392,15 @@ class SoundStorm(PretrainedMixin, nn.Module):
         return plan
 
     @staticmethod
-    def _check_tokens(tokens: Tensor, lengths: Tensor | None, vocab: int, name: str) -> tuple[Tensor, Tensor]:
+    def _check_tokens(
+        tokens: Tensor, lengths: Tensor | None, vocab: int, name: str
+    ) -> tuple[Tensor, Tensor]:
         if tokens.ndim == 1:
             raise ValueError(f"{name} must be (b, m); add a batch axis: {name}[None]")
         if tokens.ndim != 2 or tokens.shape[1] == 0:
-            raise ValueError(f"{name} must be a non-empty (b, m) tensor, got shape {tuple(tokens.shape)}")
+            raise ValueError(
+                f"{name} must be a non-empty (b, m) tensor, got shape {tuple(tokens.shape)}"
+            )
         if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
             raise TypeError(f"{name} must hold integer token ids, got {tokens.dtype}")
         b, m = tokens.shape
@@ -381,7 +408,9 @@ class SoundStorm(PretrainedMixin, nn.Module):
             lengths = torch.full((b,), m, dtype=torch.long)
         lengths = lengths.detach().to("cpu", torch.long)
         if lengths.shape != (b,) or int(lengths.min()) < 1 or int(lengths.max()) > m:
-            raise ValueError(f"{name}_lengths must be (b,) = ({b},) in [1, {m}], got {lengths.tolist()}")
+            raise ValueError(
+                f"{name}_lengths must be (b,) = ({b},) in [1, {m}], got {lengths.tolist()}"
+            )
         real = lengths_to_mask(lengths, m).to(tokens.device)
         lo, hi = int(tokens[real].min()), int(tokens[real].max())
         if lo < 0 or hi >= vocab:
@@ -395,22 +424,31 @@ class SoundStorm(PretrainedMixin, nn.Module):
         cfg = self.config
         if num_frames is None:
             lengths = torch.tensor(
-                [max(1, aligned_length(int(m), cfg.frame_rate, cfg.semantic_frame_rate)) for m in semantic_lengths]
+                [
+                    max(1, aligned_length(int(m), cfg.frame_rate, cfg.semantic_frame_rate))
+                    for m in semantic_lengths
+                ]
             )
         elif isinstance(num_frames, int):
             lengths = torch.full((b,), num_frames, dtype=torch.long)
         else:
             lengths = torch.as_tensor(num_frames).detach().to("cpu", torch.long).reshape(-1)
         if lengths.shape != (b,) or int(lengths.min()) < 1:
-            raise ValueError(f"num_frames must be >= 1 for each of the {b} rows, got {lengths.tolist()}")
+            raise ValueError(
+                f"num_frames must be >= 1 for each of the {b} rows, got {lengths.tolist()}"
+            )
         return lengths
 
-    def _check_prompt(self, codes: Tensor | None, lengths: Tensor | None, b: int, device) -> tuple[Tensor, Tensor]:
+    def _check_prompt(
+        self, codes: Tensor | None, lengths: Tensor | None, b: int, device
+    ) -> tuple[Tensor, Tensor]:
         q, v = self.config.num_quantizers, self.config.codebook_size
         if codes is None:
             if lengths is not None:
                 raise ValueError("prompt_lengths given without prompt_codes")
-            return torch.zeros((b, 0, q), dtype=torch.long, device=device), torch.zeros(b, dtype=torch.long)
+            return torch.zeros((b, 0, q), dtype=torch.long, device=device), torch.zeros(
+                b, dtype=torch.long
+            )
         if codes.ndim != 3 or codes.shape[0] != b or codes.shape[2] != q:
             raise ValueError(
                 f"prompt_codes must be (b, p, q) = ({b}, p, {q}) with codes of all {q} levels, "
@@ -419,9 +457,15 @@ class SoundStorm(PretrainedMixin, nn.Module):
         if codes.dtype.is_floating_point or codes.dtype == torch.bool:
             raise TypeError(f"prompt_codes must hold integer codes, got {codes.dtype}")
         p = codes.shape[1]
-        lengths = torch.full((b,), p, dtype=torch.long) if lengths is None else lengths.detach().to("cpu", torch.long)
+        lengths = (
+            torch.full((b,), p, dtype=torch.long)
+            if lengths is None
+            else lengths.detach().to("cpu", torch.long)
+        )
         if lengths.shape != (b,) or int(lengths.min()) < 0 or int(lengths.max()) > p:
-            raise ValueError(f"prompt_lengths must be (b,) = ({b},) in [0, {p}], got {lengths.tolist()}")
+            raise ValueError(
+                f"prompt_lengths must be (b,) = ({b},) in [0, {p}], got {lengths.tolist()}"
+            )
         real = lengths_to_mask(lengths, p).to(codes.device)
         if bool(real.any()):
             lo, hi = int(codes[real].min()), int(codes[real].max())
@@ -437,5 +481,7 @@ class SoundStorm(PretrainedMixin, nn.Module):
         """Frames left masked after each iteration, per row, computed once on the host."""
         if steps == 1:
             return []
-        table = [[num_masked(step, steps, int(n), schedule) for n in lengths] for step in range(steps)]
+        table = [
+            [num_masked(step, steps, int(n), schedule) for n in lengths] for step in range(steps)
+        ]
         return [torch.tensor(row, device=device) for row in table]

@@ -46,7 +46,10 @@ def _unpack(batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def _masked_problem(
-    config: SoundStormConfig, batch: Mapping[str, Any], draw: TrainingMask | None, **mask_kwargs: Any
+    config: SoundStormConfig,
+    batch: Mapping[str, Any],
+    draw: TrainingMask | None,
+    **mask_kwargs: Any,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, TrainingMask]:
     """Inputs (masked codes, aligned semantic, frame mask), targets and the mask of one batch."""
     codes, lengths, tokens, token_lengths = _unpack(batch)
@@ -114,7 +117,9 @@ def masked_accuracy(
     model.eval()
     try:
         generator = torch.Generator().manual_seed(seed)
-        inputs, semantic, mask, targets, draw = _fixed_problem(model.config, batch, level, mask_ratio, generator)
+        inputs, semantic, mask, targets, draw = _fixed_problem(
+            model.config, batch, level, mask_ratio, generator
+        )
         logits = model(inputs, semantic, mask, level=level)
         hits = (logits.argmax(-1) == targets) & draw.loss_mask
         return float(hits.sum() / draw.loss_mask.sum().clamp(min=1))
