@@ -183,3 +183,18 @@ def test_loading_another_models_checkpoint_names_both(tmp_path):
     (tmp_path / "a" / "config.json").write_text(json.dumps(header))
     with pytest.raises(CheckpointError, match="shape mismatches"):
         SoundStream.load_pretrained(tmp_path / "a")
+
+
+@pytest.mark.parametrize("chunk", [1, 317, 3200])
+def test_causal_model_streams_like_offline(chunk):
+    from cadence.codec.streaming import decode_chunked, encode_chunked
+
+    model = tiny(causal=True)
+    audio = speechlike(1, 8000)
+    codes = model.encode(audio)
+    torch.testing.assert_close(encode_chunked(model, audio, chunk_samples=chunk), codes)
+    frames = max(chunk // model.hop_length, 1)
+    streamed = decode_chunked(model, codes, chunk_frames=frames)
+    torch.testing.assert_close(streamed, model.decode(codes), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="causal"):
+        tiny().stream_encoder()

@@ -8,6 +8,8 @@ from .discriminators import (
     MultiScaleDiscriminator,
     MultiScaleSTFTDiscriminator,
 )
+from .encodec import EnCodec, EnCodecConfig
+from .encodec_loading import load_official
 from .losses import (
     MultiScaleMelLoss,
     discriminator_adversarial_loss,
@@ -19,6 +21,15 @@ from .metrics import codec_metrics, mel_distance, pesq, si_snr, stft_distance, s
 from .quantizer import CodeRangeError, QuantizedResult, ResidualQuantizer
 from .seanet import SEANetDecoder, SEANetEncoder
 from .soundstream import SoundStream, SoundStreamConfig, SoundStreamOutput
+from .streaming import (
+    StreamableCodec,
+    StreamingDecoder,
+    StreamingEncoder,
+    decode_chunked,
+    decode_to_file,
+    encode_chunked,
+    encode_file,
+)
 from .training import CodecTrainer, CodecTrainerConfig
 
 __all__ = [
@@ -28,6 +39,8 @@ __all__ = [
     "CodecTrainer",
     "CodecTrainerConfig",
     "DiscriminatorConfig",
+    "EnCodec",
+    "EnCodecConfig",
     "MultiPeriodDiscriminator",
     "MultiScaleDiscriminator",
     "MultiScaleMelLoss",
@@ -39,10 +52,18 @@ __all__ = [
     "SoundStream",
     "SoundStreamConfig",
     "SoundStreamOutput",
+    "StreamableCodec",
+    "StreamingDecoder",
+    "StreamingEncoder",
     "codec_metrics",
+    "decode_chunked",
+    "decode_to_file",
     "discriminator_adversarial_loss",
+    "encode_chunked",
+    "encode_file",
     "feature_matching_loss",
     "generator_adversarial_loss",
+    "load_official",
     "mel_distance",
     "pesq",
     "si_snr",

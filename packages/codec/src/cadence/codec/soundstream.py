@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from einops import rearrange
@@ -28,6 +28,9 @@ from cadence.core.config import Config
 
 from .quantizer import QuantizerKind, ResidualQuantizer
 from .seanet import SEANetDecoder, SEANetEncoder
+
+if TYPE_CHECKING:
+    from .streaming import StreamingDecoder, StreamingEncoder
 
 __all__ = ["SoundStream", "SoundStreamConfig", "SoundStreamOutput"]
 
@@ -282,6 +285,28 @@ class SoundStream(PretrainedMixin, nn.Module):
     def codes_to_latents(self, codes: Tensor) -> Tensor:
         """``(b, n, q')`` codes -> ``(b, n, d)`` quantized latents (sum over the given levels)."""
         return self.quantizer.decode(codes)
+
+    # -- streaming (causal models) ---------------------------------------------------------
+
+    def stream_encoder(self, *, num_quantizers: int | None = None) -> StreamingEncoder:
+        """A stateful chunk-by-chunk encoder whose codes equal :meth:`encode`'s (causal models).
+
+        See :mod:`cadence.codec.streaming` (``encode_chunked``, ``encode_file``).
+        """
+        from .streaming import StreamingEncoder
+
+        q = self.quantizer._check_levels(num_quantizers)
+        return StreamingEncoder(
+            self.encoder,
+            lambda latents: self.quantizer.encode(latents, q),
+            check=self._check_audio,
+        )
+
+    def stream_decoder(self) -> StreamingDecoder:
+        """A stateful chunk-by-chunk decoder whose audio equals :meth:`decode`'s (causal models)."""
+        from .streaming import StreamingDecoder
+
+        return StreamingDecoder(self.decoder, self.quantizer.decode)
 
     @torch.no_grad()
     def decode_latents(self, latents: Tensor, *, quantize: bool = False) -> Tensor:
