@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from torch import Tensor
 
 from cadence.core.data import AudioDataset, ShardReader, precompute
@@ -78,3 +79,13 @@ def make_shards(root: Path, codec=None) -> tuple[ShardReader, ShardReader]:
 def toy_shards(tmp_path_factory) -> tuple[ShardReader, ShardReader]:
     """(train, valid) shards: 25 Hz fake semantic tokens, 50 Hz 8-dim log-mel latents."""
     return make_shards(tmp_path_factory.mktemp("flow-shards"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models gain nothing from a second thread, and on a machine shared with other jobs
+    # two OpenMP threads per process were measured 20x slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
