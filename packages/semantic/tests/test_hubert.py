@@ -247,8 +247,17 @@ def test_real_fairseq_reference(tmp_path):
     with torch.no_grad():
         for p in ref.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    torch.save({"cfg": {"model": model_cfg, "task": {"normalize": False, "sample_rate": 16000}}, "model": ref.state_dict()}, tmp_path / "fs.pt")
-    ours = load_hubert(tmp_path / "fs.pt", output_layer=2)
+    from omegaconf import OmegaConf  # a fairseq dependency
+
+    # the config as a DictConfig, as in the 2021 releases (enums as strings: fairseq's dynamic
+    # ChoiceEnum classes cannot be pickled)
+    plain = {
+        name: OmegaConf.to_container(OmegaConf.structured(part), enum_to_str=True)
+        for name, part in (("model", cfg), ("task", task))
+    }
+    full_cfg = OmegaConf.create(plain)
+    torch.save({"args": None, "cfg": full_cfg, "model": ref.state_dict()}, tmp_path / "fs.pt")
+    ours = load_hubert(tmp_path / "fs.pt", output_layer=2)  # safe path: stand-ins, not omegaconf
     audio = speech(1, 16000)
     with torch.no_grad():
         expected, _ = ref.extract_features(audio, padding_mask=None, mask=False, output_layer=2)
