@@ -63,8 +63,9 @@ def test_shards_of_another_codec_are_refused(toy_shards, toy_config):
 def test_learns_level_one_on_the_toy_corpus(toy_shards, toy_config, tmp_path):
     """Level-1 masked-token accuracy on held-out speakers after 150 CPU steps.
 
-    Measured (seeded, deterministic): 0.375 after training vs 0.269 for the unigram baseline
-    and 0.006 before training; thresholds leave margin on both sides.
+    Measured (seeded, deterministic on one machine): 0.375 after training vs 0.269 for the
+    unigram baseline and 0.006 before training; with targets shifted by 3 frames (a broken
+    step) 0.229. The thresholds sit between, with margin on both sides.
     """
     train, valid = toy_shards["train"], toy_shards["valid"]
     torch.manual_seed(0)
@@ -91,8 +92,8 @@ def test_learns_level_one_on_the_toy_corpus(toy_shards, toy_config, tmp_path):
     trained = SoundStorm.load_pretrained(tmp_path / "release")
     after = masked_accuracy(trained, batch, level=0)
     assert before < 0.15
-    assert after > 0.33, f"accuracy {after:.3f} after training"
-    assert after > baseline + 0.05, (
+    assert after > 0.31, f"accuracy {after:.3f} after training"
+    assert after > baseline + 0.03, (
         f"accuracy {after:.3f} does not beat the unigram baseline {baseline:.3f}"
     )
     # and the trained model decodes from semantic tokens alone
