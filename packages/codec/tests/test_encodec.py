@@ -159,12 +159,3 @@ def test_from_official_rejects_other_files(tmp_path):
 class Unpicklable:
     """A class that weights_only unpickling refuses (as an experiment config would be)."""
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: one thread avoids OpenMP spin-waiting on a shared machine (LSTM steps
-    # are tiny matmuls), which otherwise makes these tests 10-30x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

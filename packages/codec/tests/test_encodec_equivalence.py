@@ -63,13 +63,6 @@ def reference(tmp_path_factory):
     return model, root
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("source", ["hf", "hf-legacy", "encodec_24khz-test.th"])
 def test_identical_codes_and_audio(reference, source):

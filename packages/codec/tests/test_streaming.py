@@ -21,14 +21,6 @@ from cadence.codec.streaming import (
 from cadence.core.audio import SampleRateMismatchError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(**changes):
     torch.manual_seed(0)
     model = EnCodec(EnCodecConfig.tiny().replace(**changes)).eval()
