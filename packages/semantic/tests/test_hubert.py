@@ -164,7 +164,7 @@ def fake_omegaconf(monkeypatch):
     return DictConfig
 
 
-def write_fairseq(path, variant: str, *, cfg_kind: str, make_dictconfig=None):
+def write_fairseq(path, variant: str, *, cfg_kind: str, make_dictconfig=None, zip_format: bool = True):
     ref = reference_model(variant)
     model_cfg, task_cfg = fairseq_cfg(variant)
     state = hf_to_fairseq(ref.state_dict(), variant)
@@ -172,7 +172,7 @@ def write_fairseq(path, variant: str, *, cfg_kind: str, make_dictconfig=None):
         ckpt = {"args": argparse.Namespace(arch="hubert", **{k: v for k, v in {**model_cfg, **task_cfg}.items() if k != "_name"}), "model": state}
     else:  # fairseq >= 0.10: an omegaconf DictConfig
         ckpt = {"cfg": make_dictconfig({"model": model_cfg, "task": task_cfg, "common": {"seed": 1}}), "model": state, "args": None}
-    torch.save(ckpt, path)
+    torch.save(ckpt, path, _use_new_zipfile_serialization=zip_format)
     return ref
 
 
@@ -212,10 +212,13 @@ def test_padded_batch_equals_items_alone(variant):
                 torch.testing.assert_close(out.features[i : i + 1, :n], alone, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(("variant", "cfg_kind"), [("base", "namespace"), ("base", "dictconfig"), ("large", "dictconfig")])
-def test_fairseq_checkpoint_loads_and_matches(tmp_path, fake_omegaconf, monkeypatch, variant, cfg_kind):
+@pytest.mark.parametrize(
+    ("variant", "cfg_kind", "zip_format"),
+    [("base", "namespace", True), ("base", "dictconfig", True), ("large", "dictconfig", True), ("base", "dictconfig", False)],
+)
+def test_fairseq_checkpoint_loads_and_matches(tmp_path, fake_omegaconf, monkeypatch, variant, cfg_kind, zip_format):
     path = tmp_path / "hubert.pt"
-    ref = write_fairseq(path, variant, cfg_kind=cfg_kind, make_dictconfig=fake_omegaconf)
+    ref = write_fairseq(path, variant, cfg_kind=cfg_kind, make_dictconfig=fake_omegaconf, zip_format=zip_format)
     for name in [m for m in sys.modules if m.split(".")[0] == "omegaconf"]:
         monkeypatch.delitem(sys.modules, name)  # loading must not need omegaconf
     model = load_hubert(path, output_layer=2)

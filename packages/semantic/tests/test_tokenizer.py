@@ -63,7 +63,12 @@ def clips(data, lengths):
     return batch, torch.tensor([x.shape[-1] for x in items])
 
 
-@pytest.mark.parametrize("kind", ["hubert", "mfcc"])
+@pytest.fixture(scope="module")
+def hubert_floor_tokenizer(hubert_tokenizer):
+    return HubertKMeansTokenizer.from_parts(hubert_tokenizer.hubert, hubert_tokenizer.kmeans, frames="floor")
+
+
+@pytest.mark.parametrize("kind", ["hubert", "hubert_floor", "mfcc"])
 def test_conforms_and_is_independent_of_batching_and_padding(request, valid_data, kind):
     tokenizer = request.getfixturevalue(f"{kind}_tokenizer")
     assert isinstance(tokenizer, SemanticTokenizer)
@@ -91,6 +96,13 @@ def test_frame_counts():
         assert hubert.num_frames(t) == max((t - 400) // 320 + 1, 0)
     assert mfcc.tokenize(torch.randn(1, 1, 16000) * 0.1).shape == (1, 50)
     assert hubert.tokenize(torch.randn(1, 1, 16000) * 0.1).shape == (1, 49)
+    floor = HubertKMeansTokenizer(HubertKMeansTokenizer.config_class.tiny(frames="floor"))
+    for t in (320, 399, 400, 16000, 16319, 48000):
+        assert floor.num_frames(t) == t // 320
+    assert floor.tokenize(torch.randn(2, 1, 16000) * 0.1).shape == (2, 50)
+    # unfitted tokenizers use seeded random centroids: varied tokens, the same every time
+    assert mfcc.tokenize(torch.randn(1, 1, 16000) * 0.1).unique().numel() > 1
+    assert torch.equal(MFCCKMeansTokenizer(mfcc.config).kmeans.centroids, mfcc.kmeans.centroids)
 
 
 def test_deduplicate_returns_durations(hubert_tokenizer, valid_data):
@@ -202,3 +214,17 @@ def test_log_mel_features_and_fit_checks(train_data):
     assert config.dim == 80 and config.token_hop == 320
     with pytest.raises(ConfigError, match="sample_rate=16000"):
         MFCCKMeansTokenizer.fit(AudioDataset(toy_corpus_dir() / "valid.jsonl", sample_rate=8000), TRAIN, features=config, progress=False)
+
+
+def test_hubert_tokenizer_fit_on_a_dataset(valid_data, tmp_path):
+    torch.manual_seed(0)
+    hubert = Hubert(HubertConfig.tiny()).eval()
+    items = [valid_data[i] for i in range(6)]
+    train = KMeansTrainConfig(num_clusters=8, batch_size=256, max_steps=10, init_size=400, seed=1)
+    tokenizer = HubertKMeansTokenizer.fit(hubert, items, train, state_dir=tmp_path / "state", progress=False)
+    assert tokenizer.kmeans.config.features == "HuBERT dim 32 layer 2"
+    tokens = tokenizer.tokenize(items[0]["audio"][None])
+    assert tokens.shape == (1, tokenizer.num_frames(items[0]["audio"].shape[-1]))
+    assert tokens.unique().numel() > 1
+    again = HubertKMeansTokenizer.fit(hubert, items, train, progress=False)
+    assert torch.equal(again.kmeans.centroids, tokenizer.kmeans.centroids)

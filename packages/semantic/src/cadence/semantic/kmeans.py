@@ -71,7 +71,10 @@ class KMeans(PretrainedMixin, nn.Module):
     def __init__(self, config: KMeansConfig):
         super().__init__()
         self.config = config
-        self.register_buffer("centroids", torch.zeros(config.num_clusters, config.dim))
+        # Seeded random centroids until fitted or loaded: an unfitted tokenizer still gives
+        # varied (meaningless) tokens, which is what shape and plumbing tests need.
+        init = torch.randn(config.num_clusters, config.dim, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("centroids", init)
 
     @classmethod
     def from_centroids(cls, centroids: Tensor, *, features: str = "") -> KMeans:

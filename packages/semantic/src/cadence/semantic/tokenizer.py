@@ -195,11 +195,17 @@ class HubertKMeansTokenizerConfig(Config):
         hubert: the encoder (its ``output_layer`` is the tokenized layer).
         kmeans: the centroids' shape; ``kmeans.dim`` must equal ``hubert.dim``.
         resample: resample other rates to 16 kHz; False makes another rate an error.
+        frames: ``"hubert"``: HuBERT's own ``floor((t - 400) / 320) + 1`` frames (49 per
+            second; tokens equal fairseq's and the peers'); ``"floor"``: each clip is
+            extended by ``400 - 320 = 80`` zero samples first, giving Cadence's usual
+            ``floor(t / 320)`` frames (50 per second), aligned with 50 Hz codec frames. The
+            extra samples change the features slightly (the attention sees one more frame).
     """
 
     hubert: HubertConfig = field(default_factory=HubertConfig)
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)
     resample: bool = True
+    frames: Literal["hubert", "floor"] = "hubert"
 
     def __post_init__(self) -> None:
         if self.kmeans.dim != self.hubert.dim:
@@ -209,9 +215,9 @@ class HubertKMeansTokenizerConfig(Config):
             )
 
     @classmethod
-    def tiny(cls, num_clusters: int = 16) -> HubertKMeansTokenizerConfig:
+    def tiny(cls, num_clusters: int = 16, **changes) -> HubertKMeansTokenizerConfig:
         hubert = HubertConfig.tiny()
-        return cls(hubert=hubert, kmeans=KMeansConfig(num_clusters=num_clusters, dim=hubert.dim))
+        return cls(hubert=hubert, kmeans=KMeansConfig(num_clusters=num_clusters, dim=hubert.dim), **changes)
 
 
 class HubertKMeansTokenizer(_TokenizerBase):
@@ -238,10 +244,16 @@ class HubertKMeansTokenizer(_TokenizerBase):
         self.sample_rate = config.hubert.sample_rate
         self.hop_length = config.hubert.hop_length
         self.feature_dim = config.hubert.dim
-        self.min_samples = config.hubert.receptive_field
+        # samples added to each clip so that it gives floor(t / hop) frames ("floor" frames)
+        self.extra_samples = (
+            config.hubert.receptive_field - self.hop_length if config.frames == "floor" else 0
+        )
+        self.min_samples = config.hubert.receptive_field - self.extra_samples
 
     @classmethod
-    def from_parts(cls, hubert: Hubert, kmeans: KMeans, *, resample: bool = True) -> HubertKMeansTokenizer:
+    def from_parts(
+        cls, hubert: Hubert, kmeans: KMeans, *, resample: bool = True, frames: Literal["hubert", "floor"] = "hubert"
+    ) -> HubertKMeansTokenizer:
         """Wrap a loaded model and centroids (checks that their widths agree)."""
         if kmeans.config.dim != hubert.config.dim:
             raise ConfigError(
@@ -249,7 +261,8 @@ class HubertKMeansTokenizer(_TokenizerBase):
                 f"but HuBERT layer {hubert.config.output_layer} has width {hubert.config.dim}; "
                 "use centroids fitted on this model's features"
             )
-        tokenizer = cls(HubertKMeansTokenizerConfig(hubert=hubert.config, kmeans=kmeans.config, resample=resample))
+        config = HubertKMeansTokenizerConfig(hubert=hubert.config, kmeans=kmeans.config, resample=resample, frames=frames)
+        tokenizer = cls(config)
         tokenizer.hubert.load_state_dict(hubert.state_dict())
         tokenizer.kmeans.load_state_dict(kmeans.state_dict())
         return tokenizer.eval()
@@ -270,12 +283,19 @@ class HubertKMeansTokenizer(_TokenizerBase):
         return cls.from_parts(hubert, KMeans.load_pretrained(kmeans_path))
 
     def _features(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.extra_samples:
+            # zero each clip's padding, then count extra_samples of it as part of the clip
+            keep = torch.arange(waveform.shape[-1], device=waveform.device)[None] < lengths[:, None]
+            waveform = F.pad(waveform * keep, (0, self.extra_samples))
+            lengths = lengths + self.extra_samples
         out = self.hubert(waveform, lengths)
         return out.features, out.mask, out.lengths
 
     def num_frames(self, samples: int) -> int:
         """Tokens for ``samples`` at 16 kHz."""
-        return int(conv_output_length(self.config.hubert, samples))
+        if samples <= 0:
+            return 0
+        return int(conv_output_length(self.config.hubert, samples + self.extra_samples))
 
     @classmethod
     def fit(
