@@ -119,6 +119,7 @@ def tiny_t5(tmp_path_factory):
     return directory
 
 
+@pytest.mark.slow  # importing transformers takes seconds
 def test_t5_text_encoder_conditions_the_pipeline(tiny_t5):
     encoder = T5TextEncoder(tiny_t5)
     assert isinstance(encoder, TextEncoder) and encoder.dim == 16
