@@ -1,6 +1,7 @@
 """EnCodec 24 kHz on CPU: ours vs transformers.EncodecModel with the same weights, and streaming.
 
     uv run --no-sync python bench/codec/bench_encodec.py [--seconds 10] [--repeats 2]
+    uv run --no-sync python bench/codec/bench_encodec.py --long-minutes 10   # file, chunked
 
 Each measurement runs in its own subprocess (so peak memory is its own): encode + decode of
 ``--seconds`` of audio at 6 kbps with ``torch.set_num_threads(2)``, best of ``--repeats``
@@ -79,13 +80,63 @@ def worker(kind: str, seconds: float, repeats: int, chunk_seconds: float) -> dic
     }
 
 
+def long_file(minutes_list: list[float], chunk_seconds: float) -> None:
+    """encode_file + decode_to_file on generated files: time and peak memory per length."""
+    import tempfile
+
+    print(f"EnCodec 24 kHz, 6 kbps, file -> codes -> file in {chunk_seconds:g} s chunks, CPU, 2 threads")
+    print(f"{'minutes':>8}{'enc+dec s':>11}{'RTF':>8}{'peak MB':>9}")
+    for minutes in minutes_list:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, __file__, "--long-worker", str(minutes), "--chunk-seconds", str(chunk_seconds),
+                   "--tmp", tmp]
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_ARENA_MAX": "1"}
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{minutes:>8g}{r['seconds']:>11.1f}{r['rtf']:>8.3f}{r['peak_mb']:>9.0f}")
+
+
+def long_worker(minutes: float, chunk_seconds: float, tmp: str) -> dict:
+    import numpy as np
+    import soundfile as sf
+
+    from cadence.codec.streaming import decode_to_file, encode_file
+
+    torch.set_num_threads(2)
+    _, ours = build()
+    path = f"{tmp}/long.wav"
+    rng = np.random.default_rng(0)
+    total = int(minutes * 60 * 24000)
+    with sf.SoundFile(path, "w", samplerate=24000, channels=1) as f:  # written in 1-minute blocks
+        for start in range(0, total, 24000 * 60):
+            f.write((rng.standard_normal(min(24000 * 60, total - start)) * 0.1).astype("float32"))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    codes = encode_file(ours, path, chunk_seconds=chunk_seconds, progress=False)
+    decode_to_file(ours, codes, f"{tmp}/out.wav", chunk_frames=int(chunk_seconds * 75), progress=False)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    duration = sf.info(path).duration
+    return {"seconds": seconds, "rtf": seconds / duration, "peak_mb": (peak - base) / 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--chunk-seconds", type=float, default=1.0, help="streaming chunk length")
+    parser.add_argument("--long-minutes", type=float, nargs="+",
+                        help="instead: encode/decode generated files of these lengths chunk by chunk")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--long-worker", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.long_worker:
+        print(json.dumps(long_worker(args.long_worker, args.chunk_seconds, args.tmp)))
+        return
+    if args.long_minutes:
+        long_file(args.long_minutes, args.chunk_seconds)
+        return
     if args.worker:
         print(json.dumps(worker(args.worker, args.seconds, args.repeats, args.chunk_seconds)))
         return

@@ -121,6 +121,8 @@ def test_bad_codes():
         model.decode(codes - 100)
     with pytest.raises(ValueError, match=r"only 4; keep the first levels: codes\[\.\.\., :4\]"):
         model.decode(torch.zeros(1, 10, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="0 frames"):
+        model.decode(codes[:, :0])
     with pytest.raises(ValueError, match="integers"):
         model.decode(codes.float())
     with pytest.raises(ValueError, match=r"\(b, n, q\)"):

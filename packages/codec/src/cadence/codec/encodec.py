@@ -143,6 +143,8 @@ def check_codes(codes: Tensor, *, codebook_size: int, max_quantizers: int) -> No
         )
     if q == 0:
         raise ValueError("codes have 0 quantizer levels; at least one is needed")
+    if codes.shape[1] == 0:
+        raise ValueError("codes have 0 frames; there is nothing to decode")
     if codes.numel():
         low, high = int(codes.min()), int(codes.max())
         if low < 0 or high >= codebook_size:
