@@ -169,6 +169,15 @@ def test_eos_stops_rows_independently(stage):
     assert torch.equal(out.mask, torch.arange(out.codes.shape[1])[None] < expected[:, None])
 
 
+def test_sampling_ignores_training_mode_dropout():
+    model = make("semantic", attn_dropout=0.3, ff_dropout=0.3).train()
+    run, _ = sample_fn(model)
+    a = run(temperature=0, use_cache=False, return_logits=True)
+    assert model.training, "generate restores the module's mode"
+    b = run(temperature=0, use_cache=True, return_logits=True)
+    assert torch.equal(a.codes, b.codes) and finite_close(a.logits, b.logits, 1e-4)
+
+
 def test_rows_are_independent_of_each_other():
     model = make("semantic")
     run, (prompt, lengths) = sample_fn(model)

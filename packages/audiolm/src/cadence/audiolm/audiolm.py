@@ -219,6 +219,8 @@ class AudioLM:
 
         # 1. semantic tokens
         total_semantic = math.ceil(seconds * tok.frame_rate)
+        if semantic_prompt is not None:
+            total_semantic = max(total_semantic, semantic_prompt.shape[1])
         sem_kwargs = {**sample, "temperature": temps[0], **self._cond(self.semantic, cond)}
         if self.semantic.config.cond_dim is not None and cond[0] is not None:
             sem_kwargs["cond_scale"] = cond_scale

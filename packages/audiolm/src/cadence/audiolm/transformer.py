@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from x_transformers import Decoder
 
 from cadence.core.config import Config, ConfigError
+from cadence.core.sampling import classifier_free_guidance, sample_logits
 
 __all__ = ["ConditionMode", "FastDecoder", "GenerateOutput", "StageConfig", "StageTransformer", "left_align"]
 
@@ -400,8 +401,39 @@ class StageTransformer(nn.Module):
         Returns:
             :class:`GenerateOutput` with prompt + continuation per row.
         """
-        from cadence.core.sampling import classifier_free_guidance, sample_logits
+        # sampling is inference: no dropout, whatever mode the module was left in
+        was_training = self.training
+        self.eval()
+        try:
+            return self._generate_flat(
+                prefix, prefix_lengths, prompt, prompt_frames, max_frames, cond=cond, cond_mask=cond_mask,
+                cond_scale=cond_scale, temperature=temperature, top_k=top_k, top_p=top_p,
+                use_cache=use_cache, allow_eos=allow_eos, generator=generator,
+                return_logits=return_logits, progress=progress,
+            )
+        finally:
+            self.train(was_training)
 
+    def _generate_flat(
+        self,
+        prefix: Tensor,
+        prefix_lengths: Tensor,
+        prompt: Tensor,
+        prompt_frames: Tensor,
+        max_frames: Tensor,
+        *,
+        cond: Tensor | None,
+        cond_mask: Tensor | None,
+        cond_scale: float,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        use_cache: bool,
+        allow_eos: bool,
+        generator: torch.Generator | None,
+        return_logits: bool,
+        progress: bool,
+    ) -> GenerateOutput:
         b = prefix.shape[0]
         q, k = self.num_levels, self.target_codebook_size
         device = prefix.device
