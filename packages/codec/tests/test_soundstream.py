@@ -190,7 +190,7 @@ def test_causal_model_streams_like_offline(chunk):
     from cadence.codec.streaming import decode_chunked, encode_chunked
 
     model = tiny(causal=True)
-    audio = speechlike(1, 8000)
+    audio = speechlike(1, 1000 if chunk == 1 else 8000)  # sample by sample: keep it short
     codes = model.encode(audio)
     torch.testing.assert_close(encode_chunked(model, audio, chunk_samples=chunk), codes)
     frames = max(chunk // model.hop_length, 1)
