@@ -251,3 +251,31 @@ def test_generate_rejects_bad_input(kwargs, error, match):
     args = dict(semantic=torch.zeros(1, 5, dtype=torch.long)) | kwargs
     with pytest.raises(error, match=match):
         model.generate(args.pop("semantic"), **args)
+
+
+def test_temperature_falls_to_zero_on_the_last_iteration_of_a_level():
+    # Pass 1 of 2 on level 1 samples at temperature 1; pass 2 must be greedy (temperature 0)
+    # on the frames pass 1 left masked.
+    model = _model(seed=6)
+    ids, hidden = [], []
+    h1 = model.code_embedding.register_forward_hook(
+        lambda module, args, out: ids.append(args[0].clone()) if args[0].ndim == 2 else None
+    )
+    h2 = model.backbone.register_forward_hook(lambda module, args, out: hidden.append(out.clone()))
+    out = model.generate(
+        _semantic(1, 30),
+        iterations=(2, 1, 1),
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(1),
+    )
+    h1.remove()
+    h2.remove()
+    left_masked = ids[1] == model.mask_id  # level-1 state seen by pass 2
+    assert 0 < int(left_masked.sum()) < 30
+    with torch.inference_mode():
+        greedy = model.head(hidden[1], 0).argmax(-1)
+        first = model.head(hidden[0], 0).argmax(-1)
+    assert torch.equal(out.codes[..., 0][left_masked], greedy[left_masked])
+    # while pass 1 sampled: its kept tokens are not all the argmax of its logits
+    kept = ~left_masked
+    assert not torch.equal(ids[1][kept], first[kept])
