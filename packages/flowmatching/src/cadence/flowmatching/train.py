@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from cadence.core.checkpoint import unwrap_model
 from cadence.core.data import ShardReader, collate_sequences
@@ -120,7 +121,11 @@ def check_shards(model: HierarchicalConditionalFlowMatcher, shards: ShardReader)
 
 @torch.no_grad()
 def fit_latent_statistics(
-    model: HierarchicalConditionalFlowMatcher, data: Dataset, *, max_items: int | None = None
+    model: HierarchicalConditionalFlowMatcher,
+    data: Dataset,
+    *,
+    max_items: int | None = None,
+    progress: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Set the model's per-dimension latent mean / std from items holding ``"latents"``.
 
@@ -132,7 +137,7 @@ def fit_latent_statistics(
     limit = len(data) if max_items is None else min(max_items, len(data))
     if limit == 0:
         raise ValueError("no items to compute latent statistics from")
-    for i in range(limit):
+    for i in tqdm(range(limit), desc="latent statistics", disable=not progress):
         x = data[i]["latents"].double().reshape(-1, model.config.flow.latent_dim)
         total = x.sum(0) if total is None else total + x.sum(0)
         total_sq = (x**2).sum(0) if total_sq is None else total_sq + (x**2).sum(0)
@@ -198,6 +203,7 @@ def reconstruction_errors(
     prompt_fraction: float = 0.0,
     batch_size: int = 16,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Held-out latent reconstruction error from semantic tokens, with two baselines.
 
@@ -219,7 +225,8 @@ def reconstruction_errors(
     sums = {"model": 0.0, "prior": 0.0, "mean": 0.0, "prior_mean": 0.0}
     frames = 0
     device = flow.latent_mean.device
-    for start in range(0, len(data), batch_size):
+    starts = range(0, len(data), batch_size)
+    for start in tqdm(starts, desc=f"sampling ({steps} {method} steps)", disable=not progress):
         items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
         batch = collate_flow_batch(items)
         tokens = batch["tokens"].long().to(device)
