@@ -169,6 +169,21 @@ def test_eos_stops_rows_independently(stage):
     assert torch.equal(out.mask, torch.arange(out.codes.shape[1])[None] < expected[:, None])
 
 
+@pytest.mark.parametrize("cond_mode", ["cross", "prefix"])
+def test_condition_dropout_in_training(cond_mode):
+    tokens = torch.randint(0, 32, (3, 12), generator=torch.Generator().manual_seed(0))
+    cond = condition()
+    always = make("semantic", cond_mode, cond_drop_prob=0.999).train()
+    never = make("semantic", cond_mode, cond_drop_prob=0.0).train()  # same seed: same weights
+    torch.manual_seed(0)
+    dropped = always(tokens, **cond).loss
+    unconditional = always(tokens).loss
+    kept = never(tokens, **cond).loss
+    # a dropped condition is exactly the null condition; a kept one is not
+    assert torch.allclose(dropped, unconditional, atol=1e-6)
+    assert not torch.allclose(kept, unconditional, atol=1e-4)
+
+
 def test_sampling_ignores_training_mode_dropout():
     model = make("semantic", attn_dropout=0.3, ff_dropout=0.3).train()
     run, _ = sample_fn(model)
