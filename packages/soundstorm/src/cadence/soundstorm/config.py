@@ -38,6 +38,9 @@ class SoundStormConfig(Config):
             (the paper's ``t ~ U{0, T-1}`` is ``(0, 1)``).
         cond_drop_prob: probability, per training sample, of replacing all its semantic tokens
             by the "no condition" token, which makes classifier-free guidance possible.
+        prompt_cond_drop_prob: probability, per training sample, of replacing the semantic
+            tokens of its prompt frames only, so that a prompt without semantic tokens
+            (voice conversion from a bare recording) is seen in training.
     """
 
     num_quantizers: int = 12
@@ -48,6 +51,7 @@ class SoundStormConfig(Config):
     backbone: BackboneConfig = field(default_factory=_paper_backbone)
     prompt_range: tuple[float, float] = (0.0, 1.0)
     cond_drop_prob: float = 0.1
+    prompt_cond_drop_prob: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("num_quantizers", "codebook_size", "semantic_codebook_size"):
@@ -64,6 +68,11 @@ class SoundStormConfig(Config):
         if not 0.0 <= lo <= hi <= 1.0:
             raise ConfigError(
                 f"SoundStormConfig.prompt_range must satisfy 0 <= lo <= hi <= 1, got {self.prompt_range}"
+            )
+        if not 0.0 <= self.prompt_cond_drop_prob <= 1.0:
+            raise ConfigError(
+                "SoundStormConfig.prompt_cond_drop_prob must be in [0, 1], got "
+                f"{self.prompt_cond_drop_prob}"
             )
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ConfigError(

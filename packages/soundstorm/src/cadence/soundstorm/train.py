@@ -76,7 +76,8 @@ class SoundStormTrainStep:
     """``step(model, batch) -> StepOutput`` for :class:`cadence.core.train.Trainer`.
 
     Draws the paper's training mask (:func:`~cadence.soundstorm.masking.training_mask`),
-    drops the semantic condition of a sample with probability ``cond_drop_prob``, and
+    drops the semantic tokens of a sample's prompt frames with probability
+    ``prompt_cond_drop_prob`` and of all its frames with probability ``cond_drop_prob``, and
     returns the cross-entropy over the masked frames of each sample's level, with the
     masked-token accuracy as a metric. Randomness comes from the global RNGs, which the
     Trainer reseeds per micro-batch (exact resume).
@@ -88,9 +89,18 @@ class SoundStormTrainStep:
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> StepOutput:
         cfg = self.config
         inputs, semantic, mask, targets, draw = _masked_problem(cfg, batch, None)
-        if cfg.cond_drop_prob > 0 and model.training:
-            drop = torch.rand(inputs.shape[0], device=inputs.device) < cfg.cond_drop_prob
-            semantic = semantic.masked_fill(drop[:, None], cfg.semantic_codebook_size)
+        if model.training:
+            b, n = semantic.shape
+            null = cfg.semantic_codebook_size
+            if cfg.prompt_cond_drop_prob > 0:
+                drop = torch.rand(b, device=inputs.device) < cfg.prompt_cond_drop_prob
+                in_prompt = (
+                    torch.arange(n, device=inputs.device)[None] < draw.prompt_lengths[:, None]
+                )
+                semantic = semantic.masked_fill(drop[:, None] & in_prompt, null)
+            if cfg.cond_drop_prob > 0:
+                drop = torch.rand(b, device=inputs.device) < cfg.cond_drop_prob
+                semantic = semantic.masked_fill(drop[:, None], null)
         logits = model(inputs, semantic, mask, level=draw.level)  # (b, n, v)
         weight = draw.loss_mask.float()
         per_frame = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
