@@ -78,7 +78,12 @@ class MelCodec:
 
 
 @pytest.fixture(scope="session")
-def mel_shards(tmp_path_factory):
+def mel_codec() -> MelCodec:
+    return MelCodec()
+
+
+@pytest.fixture(scope="session")
+def mel_shards(tmp_path_factory, mel_codec):
     torch.manual_seed(0)
-    return preprocess_corpus(toy_corpus_dir(), MelCodec(), tmp_path_factory.mktemp("ns2mel") / "train",
+    return preprocess_corpus(toy_corpus_dir(), mel_codec, tmp_path_factory.mktemp("ns2mel") / "train",
                              limit=32, progress=False)

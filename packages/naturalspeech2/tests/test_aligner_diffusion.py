@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from cadence.naturalspeech2 import Aligner, AlignerConfig, alphas_cumprod, monotonic_alignment_search, sample
+from cadence.naturalspeech2 import (
+    Aligner,
+    AlignerConfig,
+    alphas_cumprod,
+    monotonic_alignment_search,
+    sample,
+)
 from cadence.naturalspeech2.aligner import beta_binomial_log_prior, forward_sum_loss
 
 

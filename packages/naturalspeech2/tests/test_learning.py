@@ -15,8 +15,6 @@ from cadence.naturalspeech2 import (
 )
 from cadence.naturalspeech2.diffusion import q_sample
 
-from .conftest import MelCodec
-
 EVAL_STEPS = (40, 60, 80)  # of 100 diffusion steps: noisy enough that conditioning matters
 
 
@@ -55,7 +53,7 @@ def _evaluate(model, batch):
 
 
 @pytest.mark.slow
-def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(mel_shards, tmp_path):
+def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(mel_shards, mel_codec, tmp_path):
     torch.manual_seed(0)
     config = config_from_shards(mel_shards, tiny=True, wavenet_depth=4, cfg_drop_prob=0.1)
     model = NaturalSpeech2(config)
@@ -66,7 +64,7 @@ def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(mel_shards, 
 
     trainer = Trainer(
         model,
-        NaturalSpeech2TrainStep(codebooks_from_codec(MelCodec())),
+        NaturalSpeech2TrainStep(codebooks_from_codec(mel_codec)),
         mel_shards,
         TrainerConfig(max_steps=80, batch_size=8, learning_rate=3e-3, warmup_steps=10, schedule="constant",
                       ema_decay=0.9, save_every=None, log_every=20, seed=0),

@@ -9,7 +9,13 @@ import soundfile as sf
 
 from cadence.core.corpus.espeak import EspeakNotFoundError, find_espeak
 from cadence.core.testing import toy_corpus_dir
-from cadence.naturalspeech2 import PhonemeVocabulary, durations_from_starts, extract_pitch, phonemize, yin
+from cadence.naturalspeech2 import (
+    PhonemeVocabulary,
+    durations_from_starts,
+    extract_pitch,
+    phonemize,
+    yin,
+)
 from cadence.naturalspeech2.text import SILENCE, SPECIAL_SYMBOLS
 
 
