@@ -25,12 +25,19 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"rotary embeddings need an even head dim, got {dim_head}")
         inv_freq = 1.0 / theta ** (torch.arange(0, dim_head, 2).float() / dim_head)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._cache: tuple[int, torch.device, Tensor, Tensor] | None = None
 
     def forward(self, length: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        # Iterative decoders call this with the same length many times: keep the last tables.
+        cached = self._cache
+        if cached is not None and cached[0] >= length and cached[1] == device:
+            return cached[2][:length], cached[3][:length]
         positions = torch.arange(length, device=device, dtype=torch.float32)
         angles = torch.outer(positions, self.inv_freq.to(device))  # (n, d/2)
         angles = torch.cat((angles, angles), dim=-1)  # (n, d)
-        return angles.cos(), angles.sin()
+        cos, sin = angles.cos(), angles.sin()
+        self._cache = (length, device, cos, sin)
+        return cos, sin
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

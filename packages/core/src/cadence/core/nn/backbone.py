@@ -101,9 +101,7 @@ class Backbone(nn.Module):
         if mask is not None:
             if mask.shape != x.shape[:2]:
                 raise ValueError(f"mask must be (b, n) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
-            mask = mask.bool()
-            if bool(mask.all()):
-                mask = None  # lets SDPA take its fused unmasked path
+            mask = mask.bool()  # no `mask.all()` shortcut: it would sync the host every pass
         if c.cross_attn_dim > 0 and context is None:
             raise ValueError(f"this backbone cross-attends: pass context=(b, m, {c.cross_attn_dim})")
         rotary = self.rotary(x.shape[1], x.device)
