@@ -118,3 +118,12 @@ def test_backbone_learns_a_position_dependent_task(kind):
     with torch.no_grad():
         accuracy = (head(model(embed(tokens)))[:, 1:].argmax(-1) == tokens[:, :-1]).float().mean()
     assert accuracy > 0.9, f"accuracy {accuracy:.3f} (chance {1 / vocab:.3f})"
+
+
+def test_training_after_inference_reuses_no_inference_tensors():
+    # Rotary tables are cached; ones made under inference_mode must not reach autograd.
+    model = build_backbone(tiny("transformer"))
+    with torch.inference_mode():
+        model(torch.randn(1, 12, 32))
+    model(torch.randn(1, 8, 32)).sum().backward()
+    assert all(p.grad is not None for p in model.blocks[0].attn.parameters())

@@ -25,18 +25,20 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"rotary embeddings need an even head dim, got {dim_head}")
         inv_freq = 1.0 / theta ** (torch.arange(0, dim_head, 2).float() / dim_head)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self._cache: tuple[int, torch.device, Tensor, Tensor] | None = None
+        self._cache: dict[tuple[torch.device, bool], tuple[Tensor, Tensor]] = {}
 
     def forward(self, length: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        # Iterative decoders call this with the same length many times: keep the last tables.
-        cached = self._cache
-        if cached is not None and cached[0] >= length and cached[1] == device:
-            return cached[2][:length], cached[3][:length]
+        # Iterative decoders ask for the same tables many times, so the longest are kept. Tables
+        # made under inference_mode cannot be saved for backward, hence one cache per mode.
+        key = (torch.device(device), torch.is_inference_mode_enabled())
+        cached = self._cache.get(key)
+        if cached is not None and cached[0].shape[0] >= length:
+            return cached[0][:length], cached[1][:length]
         positions = torch.arange(length, device=device, dtype=torch.float32)
         angles = torch.outer(positions, self.inv_freq.to(device))  # (n, d/2)
         angles = torch.cat((angles, angles), dim=-1)  # (n, d)
         cos, sin = angles.cos(), angles.sin()
-        self._cache = (length, device, cos, sin)
+        self._cache[key] = (cos, sin)
         return cos, sin
 
 
