@@ -4,7 +4,7 @@
     uv run --no-sync python bench/codec/bench_encodec.py --long-minutes 10   # file, chunked
 
 Each measurement runs in its own subprocess (so peak memory is its own): encode + decode of
-``--seconds`` of audio at 6 kbps with ``torch.set_num_threads(2)``, best of ``--repeats``
+``--seconds`` of audio at 6 kbps with ``torch.set_num_threads(--threads)`` (2 by default), best of ``--repeats``
 after a warm-up on 1 s. Peak memory is the growth of the process's peak RSS during the timed
 runs (glibc set to return freed memory at once, so it follows live tensors).
 The weights are a seeded random ``EncodecConfig()`` model (no download), with random codebooks.
@@ -39,8 +39,8 @@ def build(seed: int = 0):
     return hf, ours
 
 
-def worker(kind: str, seconds: float, repeats: int, chunk_seconds: float) -> dict:
-    torch.set_num_threads(2)
+def worker(kind: str, seconds: float, repeats: int, chunk_seconds: float, threads: int) -> dict:
+    torch.set_num_threads(threads)
     from cadence.codec.streaming import decode_chunked, encode_chunked
 
     hf, ours = build()
@@ -80,29 +80,29 @@ def worker(kind: str, seconds: float, repeats: int, chunk_seconds: float) -> dic
     }
 
 
-def long_file(minutes_list: list[float], chunk_seconds: float) -> None:
+def long_file(minutes_list: list[float], chunk_seconds: float, threads: int) -> None:
     """encode_file + decode_to_file on generated files: time and peak memory per length."""
     import tempfile
 
-    print(f"EnCodec 24 kHz, 6 kbps, file -> codes -> file in {chunk_seconds:g} s chunks, CPU, 2 threads")
+    print(f"EnCodec 24 kHz, 6 kbps, file -> codes -> file in {chunk_seconds:g} s chunks, CPU, {threads} threads")
     print(f"{'minutes':>8}{'enc+dec s':>11}{'RTF':>8}{'peak MB':>9}")
     for minutes in minutes_list:
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, __file__, "--long-worker", str(minutes), "--chunk-seconds", str(chunk_seconds),
-                   "--tmp", tmp]
+                   "--tmp", tmp, "--threads", str(threads)]
             env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_ARENA_MAX": "1"}
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{minutes:>8g}{r['seconds']:>11.1f}{r['rtf']:>8.3f}{r['peak_mb']:>9.0f}")
 
 
-def long_worker(minutes: float, chunk_seconds: float, tmp: str) -> dict:
+def long_worker(minutes: float, chunk_seconds: float, tmp: str, threads: int) -> dict:
     import numpy as np
     import soundfile as sf
 
     from cadence.codec.streaming import decode_to_file, encode_file
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     _, ours = build()
     path = f"{tmp}/long.wav"
     rng = np.random.default_rng(0)
@@ -124,6 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (2 for the report)")
     parser.add_argument("--chunk-seconds", type=float, default=1.0, help="streaming chunk length")
     parser.add_argument("--long-minutes", type=float, nargs="+",
                         help="instead: encode/decode generated files of these lengths chunk by chunk")
@@ -132,19 +133,20 @@ def main() -> None:
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.long_worker:
-        print(json.dumps(long_worker(args.long_worker, args.chunk_seconds, args.tmp)))
+        print(json.dumps(long_worker(args.long_worker, args.chunk_seconds, args.tmp, args.threads)))
         return
     if args.long_minutes:
-        long_file(args.long_minutes, args.chunk_seconds)
+        long_file(args.long_minutes, args.chunk_seconds, args.threads)
         return
     if args.worker:
-        print(json.dumps(worker(args.worker, args.seconds, args.repeats, args.chunk_seconds)))
+        print(json.dumps(worker(args.worker, args.seconds, args.repeats, args.chunk_seconds, args.threads)))
         return
 
     results = {}
     for kind in ("transformers", "cadence", "cadence-stream"):
         cmd = [sys.executable, __file__, "--worker", kind, "--seconds", str(args.seconds),
-               "--repeats", str(args.repeats), "--chunk-seconds", str(args.chunk_seconds)]
+               "--repeats", str(args.repeats), "--chunk-seconds", str(args.chunk_seconds),
+               "--threads", str(args.threads)]
         # glibc: large blocks mmapped and trimmed at once, so peak RSS tracks live tensors
         # rather than the allocator's caching.
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_ARENA_MAX": "1"}
@@ -152,7 +154,7 @@ def main() -> None:
         results[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
 
     ref = results["transformers"]
-    print(f"EnCodec 24 kHz, 6 kbps, {args.seconds:g} s of audio, CPU, 2 threads, best of {args.repeats}")
+    print(f"EnCodec 24 kHz, 6 kbps, {args.seconds:g} s of audio, CPU, {args.threads} threads, best of {args.repeats}")
     print(f"{'implementation':<34}{'enc+dec s':>10}{'RTF':>8}{'peak MB':>9}{'time ratio':>12}")
     labels = {
         "transformers": "transformers.EncodecModel",

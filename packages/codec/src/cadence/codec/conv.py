@@ -140,11 +140,15 @@ class StreamableConv1d(nn.Module):
         buffer = x if state.buffer is None else torch.cat([state.buffer, x], dim=-1)
         if not state.started:
             # Reflect padding mirrors samples 1..padding_total, so wait until they exist; a
-            # stream shorter than that is just processed offline at the end.
-            if state.length <= max(self.padding_total, self.stride - 1):
+            # stream shorter than that is just processed offline at the end. Zero or
+            # replicate padding can start at once.
+            wait = max(self.padding_total, self.stride - 1) if self.pad_mode == "reflect" else 0
+            if state.length <= wait:
                 if final:
                     state.buffer = None
-                    return self.forward(buffer) if buffer.shape[-1] else buffer
+                    if buffer.shape[-1]:
+                        return self.forward(buffer)
+                    return buffer.new_empty(buffer.shape[0], self._out_channels, 0)
                 state.buffer = buffer
                 return buffer.new_empty(buffer.shape[0], self._out_channels, 0)
             buffer = pad1d(buffer, (self.padding_total, 0), self.pad_mode)
