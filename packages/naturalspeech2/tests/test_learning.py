@@ -80,3 +80,56 @@ def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(mel_shards, 
     assert mse < 0.6 * wiener  # far below what an unconditioned denoiser can do
     assert mse < 0.5 * mse0
     assert mae < 0.85 * baseline_mae  # beats predicting the mean duration for every phoneme
+
+
+@pytest.mark.slow
+def test_aligner_learns_toy_corpus_alignments():
+    """Forward-sum training on log-mel frames: loss falls, MAS boundaries beat a uniform split."""
+    from cadence.core.audio import load
+    from cadence.core.data import pad_sequences
+    from cadence.core.testing import toy_corpus_dir
+    from cadence.naturalspeech2 import (
+        Aligner,
+        AlignerConfig,
+        PhonemeVocabulary,
+        durations_from_starts,
+        mel_features,
+    )
+    from cadence.naturalspeech2.text import SILENCE, read_corpus_phonemes
+
+    torch.manual_seed(0)
+    rows = read_corpus_phonemes(toy_corpus_dir())[:16]
+    vocab = PhonemeVocabulary.build([[SILENCE, *r["phonemes"]] for r in rows])
+    ids, mels, durations = [], [], []
+    for row in rows:
+        audio, _ = load(toy_corpus_dir() / row["path"], sample_rate=16000, channels=1)
+        t = audio.shape[-1] // 320
+        mels.append(mel_features(audio[0], 16000, 320, t))
+        ids.append(vocab.encode([SILENCE, *row["phonemes"]]))
+        durations.append(torch.from_numpy(durations_from_starts(row["phoneme_starts"], row["duration"], 50.0, t)))
+    phonemes, pmask = pad_sequences(ids)
+    mel, fmask = pad_sequences(mels)
+    target, _ = pad_sequences(durations)
+
+    def boundary_error(d):
+        return float((d.cumsum(-1) - target.cumsum(-1)).abs()[pmask].float().mean())
+
+    uniform = torch.zeros_like(target)
+    for i, (n, t) in enumerate(zip(pmask.sum(-1).tolist(), fmask.sum(-1).tolist())):
+        uniform[i, :n] = t // n
+        uniform[i, : t % n] += 1
+    aligner = Aligner(AlignerConfig.tiny(vocab_size=len(vocab), feature_dim=80))
+    opt = torch.optim.Adam(aligner.parameters(), 3e-3)
+    with torch.no_grad():
+        loss0 = float(aligner(phonemes, pmask, mel, fmask, hard=False).loss)
+    for _ in range(40):
+        idx = torch.randperm(16)[:8]
+        out = aligner(phonemes[idx], pmask[idx], mel[idx], fmask[idx], hard=False)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = aligner(phonemes, pmask, mel, fmask)
+    assert (out.durations.sum(-1) == fmask.sum(-1)).all()
+    assert float(out.loss) < 0.75 * loss0
+    assert boundary_error(out.durations) < 0.75 * boundary_error(uniform)
