@@ -49,7 +49,8 @@ def build_ours(variant: str):
         num_quantizers=8,
         codebook_size=1024,
     )
-    model = SoundStream(config).eval()
+    # Weight norm is a training reparametrisation (the peer's convs have none): fold it.
+    model = SoundStream(config).eval().fold_weight_norm()
 
     def encode(audio):
         return model.encode(audio)

@@ -198,3 +198,14 @@ def test_causal_model_streams_like_offline(chunk):
     torch.testing.assert_close(streamed, model.decode(codes), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="causal"):
         tiny().stream_encoder()
+
+
+def test_folding_weight_norm_keeps_outputs_and_refuses_to_save(tmp_path):
+    model = tiny(causal=True)
+    audio = speechlike(1, 4000)
+    codes, decoded = model.encode(audio), model.decode(model.encode(audio))
+    model.fold_weight_norm()
+    assert torch.equal(model.encode(audio), codes)
+    torch.testing.assert_close(model.decode(codes), decoded, rtol=0, atol=1e-6)
+    with pytest.raises(CheckpointError, match="save the model before folding"):
+        model.save_pretrained(tmp_path / "folded")

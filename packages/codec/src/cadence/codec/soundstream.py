@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from cadence.core.audio import check_audio, check_sample_rate
-from cadence.core.checkpoint import PretrainedMixin
+from cadence.core.checkpoint import CheckpointError, PretrainedMixin
 from cadence.core.config import Config
 
 from .quantizer import QuantizerKind, ResidualQuantizer
@@ -285,6 +286,34 @@ class SoundStream(PretrainedMixin, nn.Module):
     def codes_to_latents(self, codes: Tensor) -> Tensor:
         """``(b, n, q')`` codes -> ``(b, n, d)`` quantized latents (sum over the given levels)."""
         return self.quantizer.decode(codes)
+
+    # -- inference speed ------------------------------------------------------------------
+
+    def fold_weight_norm(self) -> SoundStream:
+        """Fold weight normalisation into plain conv weights, in place, for faster inference.
+
+        Weight norm is a training reparametrisation: every forward recomputes each conv
+        weight from its direction and norm (~10% of CPU encode time at 16 kHz). Folding
+        computes them once; outputs are unchanged. A folded model is for inference only:
+        it cannot be saved in the checkpoint format (save before folding) and should not be
+        trained further.
+
+        Returns:
+            ``self``, for chaining: ``SoundStream.load_pretrained(d).eval().fold_weight_norm()``.
+        """
+        for module in self.modules():
+            if parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        self._weight_norm_folded = True
+        return self
+
+    def save_pretrained(self, directory, **kwargs):
+        if getattr(self, "_weight_norm_folded", False):
+            raise CheckpointError(
+                "this SoundStream's weight norm was folded for inference (fold_weight_norm), so "
+                "its weights no longer match the checkpoint format; save the model before folding"
+            )
+        return super().save_pretrained(directory, **kwargs)
 
     # -- streaming (causal models) ---------------------------------------------------------
 
