@@ -12,9 +12,10 @@ What is compared, on CPU with ``torch.set_num_threads(2)``:
 * training steps/s of the denoiser (forward + backward, batch 4 x 250 frames), and of our
   whole train step (phoneme encoder, prompt encoder, predictors, denoiser, CE-RVQ).
 
-The peer module imports torchaudio, audiolm_pytorch and pyworld at import time, none of
-which is used by the parts timed here (torchaudio does not install against torch 2.15);
-they are replaced by empty stand-in modules before the import.
+The peer module imports torchaudio, audiolm_pytorch, pyworld and num_to_words (its text
+normaliser; not on PyPI under that name) at import time, none of which is used by the parts
+timed here (torchaudio does not install against torch 2.15); they are replaced by empty
+stand-in modules before the import.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ LAYERS = 8  # WaveNet layers in both
 
 
 def _stub_peer_imports() -> None:
-    for name in ("torchaudio", "torchaudio.transforms", "audiolm_pytorch", "audiolm_pytorch.data", "pyworld"):
+    names = ("torchaudio", "torchaudio.transforms", "audiolm_pytorch", "audiolm_pytorch.data", "pyworld",
+             "num_to_words")
+    for name in names:
         module = types.ModuleType(name)
         module.__dict__.update(SoundStream=object, EncodecWrapper=object, SoundDataset=object,
-                               get_dataloader=None)
+                               get_dataloader=None, num_to_word=None)
         sys.modules.setdefault(name, module)
     sys.modules["torchaudio"].transforms = sys.modules["torchaudio.transforms"]
 
