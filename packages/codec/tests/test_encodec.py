@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from cadence.codec.encodec import EnCodec, EnCodecConfig
+from cadence.codec.quantizer import CodeRangeError
 from cadence.core.audio import (
     ChannelMismatchError,
     EmptyAudioError,
@@ -115,7 +116,7 @@ def test_bad_audio():
 def test_bad_codes():
     model = tiny_model()
     codes = model.encode(torch.randn(1, 1, 80))
-    with pytest.raises(ValueError, match=r"in \[0, 64\)"):
+    with pytest.raises(CodeRangeError, match=r"in \[0, 64\)"):
         model.decode(codes + 64)
     with pytest.raises(ValueError, match=r"in \[0, 64\)"):
         model.decode(codes - 100)

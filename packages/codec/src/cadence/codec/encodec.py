@@ -30,6 +30,7 @@ from cadence.core.checkpoint import PretrainedMixin
 from cadence.core.config import Config, ConfigError
 
 from .conv import ConvNorm, PadMode
+from .quantizer import CodeRangeError
 from .seanet import SEANetDecoder, SEANetEncoder
 
 if TYPE_CHECKING:
@@ -125,30 +126,33 @@ class EnCodecConfig(Config):
 
 
 def check_codes(codes: Tensor, *, codebook_size: int, max_quantizers: int) -> None:
-    """Validate codes ``(b, n, q)``: integer, in ``[0, codebook_size)``, ``1 <= q <= max_quantizers``."""
+    """Validate codes ``(b, n, q)``: integer, in ``[0, codebook_size)``, ``1 <= q <= max_quantizers``.
+
+    Raises CodeRangeError (a ValueError), the error SoundStream raises for the same problems.
+    """
     if not isinstance(codes, Tensor):
         raise TypeError(f"codes must be a torch.Tensor (b, n, q), got {type(codes).__name__}")
     if codes.ndim != 3:
-        raise ValueError(
+        raise CodeRangeError(
             f"codes must have shape (b, n, q), got {tuple(codes.shape)}"
             + (" (add a batch axis: codes[None])" if codes.ndim == 2 else "")
         )
     if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-        raise ValueError(f"codes must be integers (torch.long), got {codes.dtype}; use codes.long()")
+        raise CodeRangeError(f"codes must be integers (torch.long), got {codes.dtype}; use codes.long()")
     q = codes.shape[-1]
     if q > max_quantizers:
-        raise ValueError(
+        raise CodeRangeError(
             f"codes have {q} quantizer levels but the model has only {max_quantizers}; "
             f"keep the first levels: codes[..., :{max_quantizers}]"
         )
     if q == 0:
-        raise ValueError("codes have 0 quantizer levels; at least one is needed")
+        raise CodeRangeError("codes have 0 quantizer levels; at least one is needed")
     if codes.shape[1] == 0:
-        raise ValueError("codes have 0 frames; there is nothing to decode")
+        raise CodeRangeError("codes have 0 frames; there is nothing to decode")
     if codes.numel():
         low, high = int(codes.min()), int(codes.max())
         if low < 0 or high >= codebook_size:
-            raise ValueError(
+            raise CodeRangeError(
                 f"codes must lie in [0, {codebook_size}) but range over [{low}, {high}]; "
                 "were they produced by a codec with another codebook size?"
             )
