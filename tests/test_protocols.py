@@ -7,12 +7,31 @@ behavioural checks then run against each.
 import pytest
 import torch
 
+from cadence.codec import EnCodec, EnCodecConfig, SoundStream, SoundStreamConfig
 from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
 from cadence.core.testing import FakeCodec, FakeSemanticTokenizer
+from cadence.semantic import (
+    HubertKMeansTokenizer,
+    HubertKMeansTokenizerConfig,
+    MFCCKMeansTokenizer,
+    MFCCKMeansTokenizerConfig,
+)
 
-CODECS = [pytest.param(lambda: FakeCodec(), id="FakeCodec")]
-LATENT_CODECS = [pytest.param(lambda: FakeCodec(latent_dim=8), id="FakeCodec")]
-TOKENIZERS = [pytest.param(lambda: FakeSemanticTokenizer(), id="FakeSemanticTokenizer")]
+REAL_CODECS = [
+    pytest.param(lambda: SoundStream(SoundStreamConfig.tiny()).eval(), id="SoundStream"),
+    pytest.param(lambda: EnCodec(EnCodecConfig.tiny()).eval(), id="EnCodec"),
+]
+CODECS = [pytest.param(lambda: FakeCodec(), id="FakeCodec"), *REAL_CODECS]
+LATENT_CODECS = [pytest.param(lambda: FakeCodec(latent_dim=8), id="FakeCodec"), *REAL_CODECS]
+TOKENIZERS = [
+    pytest.param(lambda: FakeSemanticTokenizer(), id="FakeSemanticTokenizer"),
+    pytest.param(lambda: MFCCKMeansTokenizer(MFCCKMeansTokenizerConfig.tiny()), id="MFCCKMeansTokenizer"),
+    # frames="floor": floor(t / 320) tokens, the Protocol's frame count (HuBERT's own is one fewer)
+    pytest.param(
+        lambda: HubertKMeansTokenizer(HubertKMeansTokenizerConfig.tiny(frames="floor")),
+        id="HubertKMeansTokenizer",
+    ),
+]
 
 
 def speechlike(batch: int, seconds: float, sample_rate: int, channels: int = 1) -> torch.Tensor:

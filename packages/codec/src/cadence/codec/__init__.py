@@ -9,7 +9,7 @@ from .discriminators import (
     MultiScaleSTFTDiscriminator,
 )
 from .encodec import EnCodec, EnCodecConfig
-from .encodec_loading import load_official
+from .encodec_loading import load_official, to_official_state_dict
 from .losses import (
     MultiScaleMelLoss,
     discriminator_adversarial_loss,
@@ -29,6 +29,7 @@ from .streaming import (
     decode_to_file,
     encode_chunked,
     encode_file,
+    state_numel,
 )
 from .training import CodecTrainer, CodecTrainerConfig
 
@@ -67,7 +68,9 @@ __all__ = [
     "mel_distance",
     "pesq",
     "si_snr",
+    "state_numel",
     "stft_distance",
     "stoi",
+    "to_official_state_dict",
     "waveform_l1_loss",
 ]
