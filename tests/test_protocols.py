@@ -67,6 +67,7 @@ def test_latent_codec_conforms(make):
     latents = codec.encode_latents(audio)
     codes = codec.encode(audio)
     assert latents.shape == (2, codes.shape[1], codec.latent_dim) and latents.is_floating_point()
+    assert codec.codes_to_latents(codes).shape == latents.shape
     assert codec.decode_latents(latents).shape[:2] == (2, codec.channels)
 
 

@@ -61,12 +61,15 @@ class FakeCodec:
         return frames @ self._projection.to(frames)
 
     def codes_to_latents(self, codes: Tensor) -> Tensor:
+        """(b, n, q) codes -> (b, n, d) quantized latents: only the first coordinate is coded."""
         levels = torch.arange(codes.shape[-1], device=codes.device)
         step = 2.0 / self.codebook_size
         scale = (1.0 / self.codebook_size) ** levels  # each level refines the previous one
         values = (codes.float() + 0.5) * step - 1.0  # bin centers in [-1, 1]
         squashed = (values * scale).sum(-1)  # (b, n)
-        return self._unsquash(squashed)
+        latents = torch.zeros(*squashed.shape, self.latent_dim, device=codes.device)
+        latents[..., 0] = self._unsquash(squashed)
+        return latents
 
     def encode(self, audio: Tensor) -> Tensor:
         # One scalar per frame (the first latent coordinate), quantized level by level; enough
@@ -97,10 +100,7 @@ class FakeCodec:
             raise ValueError(
                 f"codes have {codes.shape[-1]} levels but this codec has {self.num_quantizers}"
             )
-        first = self.codes_to_latents(codes)  # (b, n)
-        latents = torch.zeros(*first.shape, self.latent_dim, device=codes.device)
-        latents[..., 0] = first
-        return self.decode_latents(latents)
+        return self.decode_latents(self.codes_to_latents(codes))
 
 
 class FakeSemanticTokenizer:

@@ -50,8 +50,7 @@ def codebooks_from_codec(codec: LatentCodec) -> Tensor:
     ``l``'s entry ``k`` is ``codes_to_latents([0]*l + [k]) - codes_to_latents([0]*l)``, exact for
     any additive residual VQ. (For a codec whose levels do not add up linearly, such as
     ``cadence.core.testing.FakeCodec``'s tanh-domain scalar quantizer, it is the local
-    linearisation around code 0.) A ``codes_to_latents`` returning ``(b, n)`` instead of
-    ``(b, n, d)`` is taken as the first latent coordinate.
+    linearisation around code 0.)
     """
     books = getattr(codec, "codebooks", None)
     if callable(books):
@@ -64,8 +63,10 @@ def codebooks_from_codec(codec: LatentCodec) -> Tensor:
 
     def to_latents(codes: Tensor) -> Tensor:
         out = codec.codes_to_latents(codes).float()
-        if out.ndim == 2:  # a codec returning one scalar per frame (FakeCodec)
-            out = torch.nn.functional.pad(out[..., None], (0, d - 1))
+        if out.shape[-1] != d:
+            raise ValueError(
+                f"codec.codes_to_latents must return (b, n, latent_dim={d}), got {tuple(out.shape)}"
+            )
         return out[0]  # (v, d)
 
     levels = []
