@@ -36,6 +36,9 @@ def build(seed: int = 0):
             layer.codebook.embed.normal_()
     ours = EnCodec(EnCodecConfig.encodec_24khz(bandwidth=6.0)).eval()
     ours.load_state_dict(from_official_state_dict(hf.state_dict(), "hf"))
+    # Inference only: compute each weight-normed kernel once instead of at every call
+    # (transformers offers no such switch, so it recomputes them per forward).
+    ours.fold_weight_norm()
     return hf, ours
 
 

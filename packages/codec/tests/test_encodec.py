@@ -162,3 +162,18 @@ def test_from_official_rejects_other_files(tmp_path):
 class Unpicklable:
     """A class that weights_only unpickling refuses (as an experiment config would be)."""
 
+
+
+def test_folded_weight_norm_keeps_outputs_and_refuses_to_save(tmp_path):
+    from cadence.codec.streaming import encode_chunked
+
+    torch.manual_seed(0)
+    model = EnCodec(EnCodecConfig.tiny()).eval()
+    audio = 0.1 * torch.randn(1, 1, 4 * model.hop_length + 37)
+    codes, wave = model.encode(audio), model.decode(model.encode(audio))
+    model.fold_weight_norm()
+    assert torch.equal(model.encode(audio), codes)
+    torch.testing.assert_close(model.decode(codes), wave, atol=1e-6, rtol=1e-5)
+    assert torch.equal(encode_chunked(model, audio, chunk_samples=17), codes)
+    with pytest.raises(CheckpointError, match="save the model before folding"):
+        model.save_pretrained(tmp_path / "folded")

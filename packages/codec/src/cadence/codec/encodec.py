@@ -26,10 +26,10 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from cadence.core.audio import check_audio
-from cadence.core.checkpoint import PretrainedMixin
+from cadence.core.checkpoint import CheckpointError, PretrainedMixin
 from cadence.core.config import Config, ConfigError
 
-from .conv import ConvNorm, PadMode
+from .conv import ConvNorm, PadMode, fold_weight_norm
 from .quantizer import CodeRangeError
 from .seanet import SEANetDecoder, SEANetEncoder
 
@@ -354,6 +354,25 @@ class EnCodec(PretrainedMixin, nn.Module):
         return self.decode(self.encode(audio, bandwidth=bandwidth))[..., : audio.shape[-1]]
 
     # -- streaming (causal models) ------------------------------------------------------------
+
+    def fold_weight_norm(self) -> EnCodec:
+        """Fold weight normalisation into plain conv weights, in place, for faster inference.
+
+        Outputs are unchanged (the same kernels, computed once instead of at every call).
+        A folded model cannot be saved in the checkpoint format: save before folding.
+        Returns ``self``: ``EnCodec.from_official(path).fold_weight_norm()``.
+        """
+        fold_weight_norm(self)
+        self._weight_norm_folded = True
+        return self
+
+    def save_pretrained(self, directory, **kwargs):
+        if getattr(self, "_weight_norm_folded", False):
+            raise CheckpointError(
+                "this EnCodec's weight norm was folded for inference (fold_weight_norm), so its "
+                "weights no longer match the checkpoint format; save the model before folding"
+            )
+        return super().save_pretrained(directory, **kwargs)
 
     def stream_encoder(self, *, bandwidth: float | None = None) -> StreamingEncoder:
         """A stateful chunk-by-chunk encoder; its codes equal :meth:`encode`'s (causal models only)."""

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from einops import rearrange
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from cadence.core.audio import check_audio, check_sample_rate
 from cadence.core.checkpoint import CheckpointError, PretrainedMixin
 from cadence.core.config import Config
 
+from .conv import fold_weight_norm
 from .quantizer import QuantizerKind, ResidualQuantizer
 from .seanet import SEANetDecoder, SEANetEncoder
 
@@ -301,9 +301,7 @@ class SoundStream(PretrainedMixin, nn.Module):
         Returns:
             ``self``, for chaining: ``SoundStream.load_pretrained(d).eval().fold_weight_norm()``.
         """
-        for module in self.modules():
-            if parametrize.is_parametrized(module, "weight"):
-                parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        fold_weight_norm(self)
         self._weight_norm_folded = True
         return self
 
