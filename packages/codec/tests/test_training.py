@@ -100,5 +100,20 @@ def test_trainer_config_and_inputs_are_checked(tmp_path):
     with pytest.raises(ValueError, match="channels=2"):
         CodecTrainer(model, corpus("train", 0.25, limit=4), CodecTrainerConfig(), output_dir=tmp_path)
     trainer = _trainer(tmp_path / "c", 1)
-    with pytest.raises(FileNotFoundError, match="not a codec trainer checkpoint"):
+    with pytest.raises(FileNotFoundError, match="not a Cadence trainer checkpoint"):
         trainer.load_checkpoint(tmp_path)
+
+
+def test_core_trainer_checkpoint_is_refused(tmp_path):
+    """A core Trainer checkpoint resumed by the codec loop names the loop that wrote it."""
+    import json
+
+    from cadence.codec.training import CodecTrainer
+
+    step_dir = tmp_path / "checkpoints" / "step-00000001"
+    step_dir.mkdir(parents=True)
+    (step_dir / "trainer_state.json").write_text(json.dumps({"format_version": 1, "num_processes": 1}))
+    trainer = CodecTrainer.__new__(CodecTrainer)  # only load_checkpoint's own checks run
+    trainer.accelerator, trainer.output_dir, trainer.ema = None, tmp_path, None
+    with pytest.raises(ValueError, match=r"written by cadence\.core\.Trainer"):
+        trainer.load_checkpoint("latest")

@@ -26,10 +26,8 @@ The loop runs one micro-batch per step in float32 on one process; see docs/packa
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -37,11 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -49,7 +45,16 @@ from tqdm.auto import tqdm
 from cadence.core.checkpoint import save_pretrained, unwrap_model
 from cadence.core.config import Config
 from cadence.core.data import collate_audio
-from cadence.core.train import EMA, build_optimizer, build_scheduler, latest_checkpoint
+from cadence.core.train import (
+    EMA,
+    build_optimizer,
+    build_scheduler,
+    fold_seed,
+    load_resume_checkpoint,
+    reseed,
+    save_resume_checkpoint,
+)
+from cadence.core.train.resume import CHECKPOINTS_DIR
 
 from .balancer import Balancer
 from .discriminators import CodecDiscriminator, DiscriminatorConfig
@@ -67,10 +72,7 @@ __all__ = ["CodecTrainer", "CodecTrainerConfig"]
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
-TRAINER_STATE_NAME = "trainer_state.json"  # the name core's latest_checkpoint looks for
-EMA_NAME = "ema.safetensors"
-STATE_FORMAT_VERSION = 1
+TRAINER_KIND = "cadence.codec.CodecTrainer"  # written in each checkpoint: resume with this loop only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,18 +141,6 @@ class CodecTrainerConfig(Config):
         if adversarial:
             weights.update(adv=self.adversarial_weight, feat=self.feature_weight)
         return {k: w for k, w in weights.items() if w > 0}
-
-
-def _fold_seed(*keys: int) -> int:
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
-def _reseed(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _audio_of(batch: Any) -> Tensor:
@@ -315,7 +305,7 @@ class CodecTrainer:
             loader = self._epoch_loader()
             for batch in loader:
                 self.batch_in_epoch += 1
-                _reseed(_fold_seed(cfg.seed, acc.process_index, self.epoch, self.batch_in_epoch))
+                reseed(fold_seed(cfg.seed, acc.process_index, self.epoch, self.batch_in_epoch))
                 row = self._step(_audio_of(batch))
                 self.global_step += 1
                 row["step"] = self.global_step
@@ -360,7 +350,7 @@ class CodecTrainer:
         dataset = getattr(loader, "dataset", None)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(self.epoch)
-        _reseed(_fold_seed(self.config.seed, self.accelerator.process_index, self.epoch, 0))
+        reseed(fold_seed(self.config.seed, self.accelerator.process_index, self.epoch, 0))
         if self.batch_in_epoch > 0:
             return self.accelerator.skip_first_batches(loader, self.batch_in_epoch)
         return loader
@@ -461,78 +451,40 @@ class CodecTrainer:
 
     def save_checkpoint(self) -> Path:
         """Resume state of this step in ``checkpoints/step-XXXXXXXX`` (written aside, renamed)."""
-        acc = self.accelerator
-        final = self.checkpoint_dir / f"step-{self.global_step:08d}"
-        tmp = final.with_name(final.name + ".tmp")
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=True)
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            if self.ema is not None:
-                save_file({k: v.contiguous() for k, v in self.ema.state_dict().items()}, str(tmp / EMA_NAME))
-            state = {
-                "format_version": STATE_FORMAT_VERSION,
-                "kind": "cadence.codec.CodecTrainer",
+        final = save_resume_checkpoint(
+            self.accelerator,
+            self.checkpoint_dir,
+            step=self.global_step,
+            kind=TRAINER_KIND,
+            state={
                 "step": self.global_step,
                 "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch,
-                "num_processes": acc.num_processes,
                 "scheduler_g": self.scheduler_g.state_dict(),
                 "scheduler_d": self.scheduler_d.state_dict(),
                 "balancers": {str(k): b.state_dict() for k, b in self.balancers.items()},
                 "config": self.config.to_dict(),
-            }
-            (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            self._prune(keep=final)
-        acc.wait_for_everyone()
+            },
+            ema=self.ema,
+            keep_last=self.config.keep_last_checkpoints,
+        )
         self._last_saved_step = self.global_step
         return final
 
-    def _prune(self, keep: Path) -> None:
-        k = self.config.keep_last_checkpoints
-        if k is None:
-            return
-        found = sorted(p for p in self.checkpoint_dir.glob("step-*") if not p.name.endswith(".tmp"))
-        for path in found[:-k]:
-            if path != keep:
-                shutil.rmtree(path, ignore_errors=True)
-
     def load_checkpoint(self, checkpoint: str | os.PathLike) -> Path | None:
         """Restore both networks, optimizers, schedules, EMA, balancers and data position."""
-        if str(checkpoint) == "latest":
-            path = latest_checkpoint(self.output_dir)
-            if path is None:
-                return None
-        else:
-            path = Path(checkpoint)
-        state_file = path / TRAINER_STATE_NAME
-        if not state_file.exists():
-            raise FileNotFoundError(f"{path} is not a codec trainer checkpoint (no {TRAINER_STATE_NAME})")
-        state = json.loads(state_file.read_text())
-        if state.get("kind") != "cadence.codec.CodecTrainer":
-            raise ValueError(
-                f"{path} was written by another trainer ({state.get('kind', 'cadence.core Trainer')}); "
-                "resume it with that trainer"
-            )
-        if state["format_version"] > STATE_FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer cadence-codec; upgrade to resume from it")
-        self.accelerator.load_state(str(path), load_kwargs={"weights_only": True})
+        loaded = load_resume_checkpoint(
+            self.accelerator, checkpoint, output_dir=self.output_dir, kind=TRAINER_KIND, ema=self.ema
+        )
+        if loaded is None:
+            return None
+        path, state, ema_loaded = loaded
         self.scheduler_g.load_state_dict(state["scheduler_g"])
         self.scheduler_d.load_state_dict(state["scheduler_d"])
         for key, balancer in self.balancers.items():
             balancer.load_state_dict(state["balancers"][str(key)])
-        if self.ema is not None:
-            ema_file = path / EMA_NAME
-            if ema_file.exists():
-                self.ema.load_state_dict(load_file(str(ema_file)))
-            else:
-                logger.warning("%s holds no EMA; starting the EMA from the loaded weights", path)
-                self.ema = self._new_ema()
+        if self.ema is not None and not ema_loaded:
+            self.ema = self._new_ema()
         self.global_step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])

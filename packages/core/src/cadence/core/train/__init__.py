@@ -7,6 +7,14 @@ optimizer helpers.
 
 from .ema import EMA
 from .optim import build_optimizer, parameter_groups
+from .resume import (
+    fold_seed,
+    latest_checkpoint,
+    load_resume_checkpoint,
+    prune_checkpoints,
+    reseed,
+    save_resume_checkpoint,
+)
 from .schedules import (
     ScheduleName,
     build_scheduler,
@@ -15,7 +23,7 @@ from .schedules import (
     warmup_cosine,
     warmup_linear,
 )
-from .trainer import StepOutput, Trainer, TrainerConfig, TrainStep, latest_checkpoint
+from .trainer import StepOutput, Trainer, TrainerConfig, TrainStep
 
 __all__ = [
     "EMA",
@@ -26,9 +34,14 @@ __all__ = [
     "TrainerConfig",
     "build_optimizer",
     "build_scheduler",
+    "fold_seed",
     "latest_checkpoint",
+    "load_resume_checkpoint",
     "lr_lambda",
     "parameter_groups",
+    "prune_checkpoints",
+    "reseed",
+    "save_resume_checkpoint",
     "warmup_constant",
     "warmup_cosine",
     "warmup_linear",

@@ -38,13 +38,9 @@ and the item index, as :class:`cadence.core.data.AudioDataset` does.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import random
-import re
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
@@ -52,11 +48,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
@@ -65,6 +59,14 @@ from ..checkpoint import save_pretrained, unwrap_model
 from ..config import Config
 from .ema import EMA
 from .optim import build_optimizer
+from .resume import (
+    CHECKPOINTS_DIR,
+    CORE_TRAINER_KIND,
+    fold_seed,
+    load_resume_checkpoint,
+    reseed,
+    save_resume_checkpoint,
+)
 from .schedules import build_scheduler
 
 __all__ = [
@@ -72,16 +74,10 @@ __all__ = [
     "TrainStep",
     "Trainer",
     "TrainerConfig",
-    "latest_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
-TRAINER_STATE_NAME = "trainer_state.json"
-EMA_NAME = "ema.safetensors"
-STATE_FORMAT_VERSION = 1
-_STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,30 +174,6 @@ class TrainStep(Protocol):
 
 
 EvalFn = Callable[["Trainer"], Mapping[str, float | Tensor]]
-
-
-def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The newest complete resume checkpoint under ``output_dir/checkpoints``, if any."""
-    root = Path(output_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return None
-    found = [
-        (int(m.group(1)), p)
-        for p in root.iterdir()
-        if (m := _STEP_DIR.match(p.name)) and (p / TRAINER_STATE_NAME).exists()
-    ]
-    return max(found)[1] if found else None
-
-
-def _fold_seed(*keys: int) -> int:
-    """A 32-bit seed derived from several integers (no collisions between key tuples)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
-def _reseed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # seeds every CUDA device too
 
 
 def _count_items(batch: Any) -> int:
@@ -443,7 +415,7 @@ class Trainer:
             for batch in loader:
                 seen_any = True
                 self.batch_in_epoch += 1
-                _reseed(_fold_seed(cfg.seed, acc.process_index, self.epoch, self.batch_in_epoch))
+                reseed(fold_seed(cfg.seed, acc.process_index, self.epoch, self.batch_in_epoch))
                 with acc.accumulate(self.model):
                     out = self.step_fn(self.model, batch)
                     acc.backward(out.loss)
@@ -512,7 +484,7 @@ class Trainer:
             dataset.set_epoch(self.epoch)
         # Building the iterator may draw from the global RNG (worker seeds): make that draw
         # depend on the epoch only.
-        _reseed(_fold_seed(self.config.seed, self.accelerator.process_index, self.epoch, 0))
+        reseed(fold_seed(self.config.seed, self.accelerator.process_index, self.epoch, 0))
         if self.batch_in_epoch > 0:
             return self.accelerator.skip_first_batches(loader, self.batch_in_epoch)
         return loader
@@ -638,53 +610,23 @@ class Trainer:
         half-written checkpoint that ``"latest"`` would pick; older checkpoints beyond
         ``keep_last_checkpoints`` are removed.
         """
-        acc = self.accelerator
-        final = self.checkpoint_dir / f"step-{self.global_step:08d}"
-        tmp = final.with_name(final.name + ".tmp")
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=True)
-        # Every process writes its own RNG file into tmp; all must be done before the rename.
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            if self.ema is not None:
-                save_file(
-                    {k: v.contiguous() for k, v in self.ema.state_dict().items()},
-                    str(tmp / EMA_NAME),
-                )
-            state = {
-                "format_version": STATE_FORMAT_VERSION,
+        final = save_resume_checkpoint(
+            self.accelerator,
+            self.checkpoint_dir,
+            step=self.global_step,
+            kind=CORE_TRAINER_KIND,
+            state={
                 "step": self.global_step,
                 "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch,
-                "num_processes": acc.num_processes,
                 "scheduler": self.scheduler.state_dict(),
                 "config": self.config.to_dict(),
-            }
-            (tmp / TRAINER_STATE_NAME).write_text(
-                json.dumps(state, indent=2, sort_keys=True) + "\n"
-            )
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            self._prune_checkpoints(keep=final)
-        acc.wait_for_everyone()
+            },
+            ema=self.ema,
+            keep_last=self.config.keep_last_checkpoints,
+        )
         self._last_saved_step = self.global_step
         return final
-
-    def _prune_checkpoints(self, keep: Path) -> None:
-        k = self.config.keep_last_checkpoints
-        if k is None:
-            return
-        found = sorted(
-            (int(m.group(1)), p)
-            for p in self.checkpoint_dir.iterdir()
-            if (m := _STEP_DIR.match(p.name))
-        )
-        for _, path in found[:-k]:
-            if path != keep:
-                shutil.rmtree(path, ignore_errors=True)
 
     def load_checkpoint(self, checkpoint: str | os.PathLike) -> Path | None:
         """Restore model, optimizer, schedule, EMA and position in the data from a checkpoint.
@@ -693,41 +635,15 @@ class Trainer:
             checkpoint: a ``step-XXXXXXXX`` directory, or ``"latest"`` (returns None and
                 changes nothing when ``output_dir`` holds no checkpoint yet).
         """
-        if str(checkpoint) == "latest":
-            path = latest_checkpoint(self.output_dir)
-            if path is None:
-                logger.info("no checkpoint under %s; starting from scratch", self.checkpoint_dir)
-                return None
-        else:
-            path = Path(checkpoint)
-        state_file = path / TRAINER_STATE_NAME
-        if not state_file.exists():
-            raise FileNotFoundError(
-                f"{path} is not a Cadence trainer checkpoint (no {TRAINER_STATE_NAME})"
-            )
-        state = json.loads(state_file.read_text())
-        if state.get("format_version", 0) > STATE_FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was written by a newer cadence-core; upgrade to resume from it"
-            )
-        acc = self.accelerator
-        if state["num_processes"] != acc.num_processes:
-            logger.warning(
-                "resuming a %d-process run on %d processes: the data order will differ",
-                state["num_processes"],
-                acc.num_processes,
-            )
-        # weights_only: the optimizer and RNG pickles are rebuilt from tensors and plain
-        # containers only (accelerate allow-lists the numpy types its RNG state needs).
-        acc.load_state(str(path), load_kwargs={"weights_only": True})
+        loaded = load_resume_checkpoint(
+            self.accelerator, checkpoint, output_dir=self.output_dir, kind=CORE_TRAINER_KIND, ema=self.ema
+        )
+        if loaded is None:
+            return None
+        path, state, ema_loaded = loaded
         self.scheduler.load_state_dict(state["scheduler"])
-        ema_file = path / EMA_NAME
-        if self.ema is not None:
-            if ema_file.exists():
-                self.ema.load_state_dict(load_file(str(ema_file)))
-            else:
-                logger.warning("%s holds no EMA; starting the EMA from the loaded weights", path)
-                self.ema = self._new_ema()
+        if self.ema is not None and not ema_loaded:
+            self.ema = self._new_ema()
         self.global_step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
