@@ -49,6 +49,7 @@ from cadence.core.train import (
     EMA,
     build_optimizer,
     build_scheduler,
+    epoch_batches,
     fold_seed,
     load_resume_checkpoint,
     reseed,
@@ -340,20 +341,14 @@ class CodecTrainer:
         return self.history[start:]
 
     def _epoch_loader(self) -> Iterable[Any]:
-        # As core's Trainer: the data order and crops are functions of (seed, epoch).
-        loader = self.train_dataloader
-        if self.batch_in_epoch >= len(loader):
-            self.epoch += 1
-            self.batch_in_epoch = 0
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(self.epoch)
-        dataset = getattr(loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(self.epoch)
-        reseed(fold_seed(self.config.seed, self.accelerator.process_index, self.epoch, 0))
-        if self.batch_in_epoch > 0:
-            return self.accelerator.skip_first_batches(loader, self.batch_in_epoch)
-        return loader
+        batches, self.epoch, self.batch_in_epoch = epoch_batches(
+            self.accelerator,
+            self.train_dataloader,
+            seed=self.config.seed,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+        )
+        return batches
 
     def _step(self, audio: Tensor) -> dict[str, float]:
         cfg, acc = self.config, self.accelerator

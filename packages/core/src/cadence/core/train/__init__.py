@@ -8,6 +8,7 @@ optimizer helpers.
 from .ema import EMA
 from .optim import build_optimizer, parameter_groups
 from .resume import (
+    epoch_batches,
     fold_seed,
     latest_checkpoint,
     load_resume_checkpoint,
@@ -34,6 +35,7 @@ __all__ = [
     "TrainerConfig",
     "build_optimizer",
     "build_scheduler",
+    "epoch_batches",
     "fold_seed",
     "latest_checkpoint",
     "load_resume_checkpoint",

@@ -14,6 +14,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "EMA_NAME",
     "STATE_FORMAT_VERSION",
     "TRAINER_STATE_NAME",
+    "epoch_batches",
     "fold_seed",
     "latest_checkpoint",
     "load_resume_checkpoint",
@@ -172,3 +174,30 @@ def load_resume_checkpoint(
         else:
             logger.warning("%s holds no EMA; starting the EMA from the loaded weights", path)
     return path, state, ema_loaded
+
+
+def epoch_batches(
+    accelerator: Accelerator, loader: Any, *, seed: int, epoch: int, batch_in_epoch: int
+) -> tuple[Iterable[Any], int, int]:
+    """The batches of the epoch a run is in, continuing where ``batch_in_epoch`` left off.
+
+    Returns ``(batches, epoch, batch_in_epoch)``: a run saved on the last batch of an epoch
+    continues with the first batch of the next one. The data order and crops are functions
+    of ``(seed, epoch)`` only, which is what makes resume exact.
+    """
+    length = len(loader) if hasattr(loader, "__len__") else None
+    if length is not None and batch_in_epoch >= length:
+        epoch, batch_in_epoch = epoch + 1, 0
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    # accelerate forwards the epoch to the dataset only for some sampler layouts (not
+    # with multi-process sharding); per-epoch crops (AudioDataset) need it always.
+    dataset = getattr(loader, "dataset", None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    # Building the iterator may draw from the global RNG (worker seeds): make that draw
+    # depend on the epoch only.
+    reseed(fold_seed(seed, accelerator.process_index, epoch, 0))
+    if batch_in_epoch > 0:
+        return accelerator.skip_first_batches(loader, batch_in_epoch), epoch, batch_in_epoch
+    return loader, epoch, batch_in_epoch

@@ -62,6 +62,7 @@ from .optim import build_optimizer
 from .resume import (
     CHECKPOINTS_DIR,
     CORE_TRAINER_KIND,
+    epoch_batches,
     fold_seed,
     load_resume_checkpoint,
     reseed,
@@ -469,25 +470,14 @@ class Trainer:
         return self.history[history_start:]
 
     def _epoch_loader(self) -> Iterable[Any]:
-        loader = self.train_dataloader
-        length = len(loader) if hasattr(loader, "__len__") else None
-        if length is not None and self.batch_in_epoch >= length:
-            # Saved on the last batch of an epoch: the next one starts from its first batch.
-            self.epoch += 1
-            self.batch_in_epoch = 0
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(self.epoch)
-        # accelerate forwards the epoch to the dataset only for some sampler layouts (not
-        # with multi-process sharding); per-epoch crops (AudioDataset) need it always.
-        dataset = getattr(loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(self.epoch)
-        # Building the iterator may draw from the global RNG (worker seeds): make that draw
-        # depend on the epoch only.
-        reseed(fold_seed(self.config.seed, self.accelerator.process_index, self.epoch, 0))
-        if self.batch_in_epoch > 0:
-            return self.accelerator.skip_first_batches(loader, self.batch_in_epoch)
-        return loader
+        batches, self.epoch, self.batch_in_epoch = epoch_batches(
+            self.accelerator,
+            self.train_dataloader,
+            seed=self.config.seed,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+        )
+        return batches
 
     @property
     def _has_eval(self) -> bool:
