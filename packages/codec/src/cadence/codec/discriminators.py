@@ -18,6 +18,7 @@ which feature matching compares between real and generated audio.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -128,7 +129,25 @@ class STFTDiscriminator(nn.Module):
         return self.conv_post(z), fmap
 
 
-class MultiScaleSTFTDiscriminator(nn.Module):
+class _DiscriminatorSet(nn.Module):
+    """Sub-discriminators in ``self.discriminators``, each seeing ``self._inputs(audio)``'s item."""
+
+    discriminators: nn.ModuleList
+
+    def _inputs(self, audio: Tensor) -> Iterator[Tensor]:
+        for _ in self.discriminators:
+            yield audio
+
+    def forward(self, audio: Tensor) -> DiscriminatorOutput:
+        logits, fmaps = [], []
+        for disc, x in zip(self.discriminators, self._inputs(audio)):
+            logit, fmap = disc(x)
+            logits.append(logit)
+            fmaps.append(fmap)
+        return logits, fmaps
+
+
+class MultiScaleSTFTDiscriminator(_DiscriminatorSet):
     """EnCodec's multi-scale STFT discriminator: one :class:`STFTDiscriminator` per resolution."""
 
     def __init__(
@@ -150,14 +169,6 @@ class MultiScaleSTFTDiscriminator(nn.Module):
             )
             for n, h, w in zip(n_ffts, hop_lengths, win_lengths)
         )
-
-    def forward(self, audio: Tensor) -> DiscriminatorOutput:
-        logits, fmaps = [], []
-        for disc in self.discriminators:
-            logit, fmap = disc(audio)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps
 
 
 class PeriodDiscriminator(nn.Module):
@@ -210,20 +221,12 @@ class PeriodDiscriminator(nn.Module):
         return z, fmap
 
 
-class MultiPeriodDiscriminator(nn.Module):
+class MultiPeriodDiscriminator(_DiscriminatorSet):
     """HiFi-GAN's multi-period discriminator (periods 2, 3, 5, 7, 11 by default)."""
 
     def __init__(self, *, periods: tuple[int, ...] = (2, 3, 5, 7, 11), **kwargs):
         super().__init__()
         self.discriminators = nn.ModuleList(PeriodDiscriminator(p, **kwargs) for p in periods)
-
-    def forward(self, audio: Tensor) -> DiscriminatorOutput:
-        logits, fmaps = [], []
-        for disc in self.discriminators:
-            logit, fmap = disc(audio)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps
 
 
 class WaveformDiscriminator(nn.Module):
@@ -276,7 +279,7 @@ class WaveformDiscriminator(nn.Module):
         return z, fmap
 
 
-class MultiScaleDiscriminator(nn.Module):
+class MultiScaleDiscriminator(_DiscriminatorSet):
     """MelGAN's multi-scale discriminator: the same architecture on x, x/2, x/4, ..."""
 
     def __init__(self, *, num_scales: int = 3, **kwargs):
@@ -284,15 +287,11 @@ class MultiScaleDiscriminator(nn.Module):
         self.discriminators = nn.ModuleList(WaveformDiscriminator(**kwargs) for _ in range(num_scales))
         self.pool = nn.AvgPool1d(4, stride=2, padding=1, count_include_pad=False)
 
-    def forward(self, audio: Tensor) -> DiscriminatorOutput:
-        logits, fmaps = [], []
-        for i, disc in enumerate(self.discriminators):
+    def _inputs(self, audio: Tensor) -> Iterator[Tensor]:
+        for i in range(len(self.discriminators)):
             if i:
                 audio = self.pool(audio)
-            logit, fmap = disc(audio)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps
+            yield audio
 
 
 @dataclass(frozen=True, kw_only=True)

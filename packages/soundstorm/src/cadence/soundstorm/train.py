@@ -137,9 +137,10 @@ def masked_accuracy(
         model.train(was_training)
 
 
-def _fixed_problem(config: SoundStormConfig, batch, level: int, mask_ratio: float, generator):
+def _fixed_draw(batch, level: int, mask_ratio: float, generator):
+    """The evaluation mask: no prompt, one given level, a fixed masked fraction."""
     codes, lengths, _, _ = _unpack(batch)
-    draw = training_mask(
+    return training_mask(
         lengths,
         codes.shape[1],
         codes.shape[2],
@@ -148,7 +149,10 @@ def _fixed_problem(config: SoundStormConfig, batch, level: int, mask_ratio: floa
         mask_ratio=mask_ratio,
         generator=generator,
     )
-    return _masked_problem(config, batch, draw)
+
+
+def _fixed_problem(config: SoundStormConfig, batch, level: int, mask_ratio: float, generator):
+    return _masked_problem(config, batch, _fixed_draw(batch, level, mask_ratio, generator))
 
 
 def unigram_accuracy(
@@ -169,16 +173,8 @@ def unigram_accuracy(
     if not counts:
         raise ValueError("unigram_accuracy needs at least one training item")
     mode = counts.most_common(1)[0][0]
-    codes, lengths, _, _ = _unpack(batch)
-    draw = training_mask(
-        lengths,
-        codes.shape[1],
-        codes.shape[2],
-        prompt_range=(0.0, 0.0),
-        level=level,
-        mask_ratio=mask_ratio,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    codes = _unpack(batch)[0]
+    draw = _fixed_draw(batch, level, mask_ratio, torch.Generator().manual_seed(seed))
     hits = (codes[..., level] == mode) & draw.loss_mask
     return float(hits.sum() / draw.loss_mask.sum().clamp(min=1))
 
