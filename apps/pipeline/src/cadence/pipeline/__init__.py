@@ -1,0 +1,1 @@
+"""Cadence pipelines: the packages composed into speech continuation, voice conversion and TTS."""
