@@ -200,34 +200,40 @@ def test_dataset_rejects_unknown_phonemes(tmp_path, corpus):
 
 
 def test_ctc_loss_drops_on_toy_corpus(corpus, vocabulary, tmp_path):
-    """A tiny model trained for a few seconds on the shortest toy utterances.
+    """A tiny model trained for ~6 s (150 steps of 8) on the 48 shortest toy utterances.
 
-    Observed over seeds 0, 1, 2 (40 steps of 8): ... (see the assertion).
+    CTC first learns to emit blanks and the phoneme priors, a plateau with no acoustics in
+    it (here about 3.9 nats per phoneme, steps 10-25); only a model that listens gets below
+    it. Observed with this setup over seeds 0-5 (test: seed 0): first loss 14.7-17.2, the
+    plateau (mean of steps 16-25) 3.87-3.91, mean of the last 5 steps 3.05-3.18, i.e. 79-82%
+    below the first value and 18-22% below the plateau. Asserted with margin: >= 60% below
+    the first value and >= 10% below the plateau.
     """
     config = PhonemeRecognizerConfig.tiny(vocabulary)
     dataset = PhonemeDataset(corpus / "train.jsonl", config)
     shortest = sorted(range(len(dataset)), key=dataset.audio.duration)[:48]
+    torch.manual_seed(0)
     trainer = Trainer(
         PhonemeRecognizer(config),
         recognizer_step,
         Subset(dataset, shortest),
         TrainerConfig(
-            max_steps=40,
+            max_steps=150,
             batch_size=8,
             learning_rate=2e-3,
             warmup_steps=5,
             save_every=None,
-            log_every=1,
+            log_every=10,
             seed=0,
         ),
         output_dir=tmp_path / "run",
         collate_fn=collate_phonemes,
     )
-    history = trainer.train()
-    losses = [row["loss"] for row in history]
-    first, last = losses[0], sum(losses[-5:]) / 5
-    print(f"CTC loss {first:.3f} -> {last:.3f}")
-    assert last <= 0.6 * first
+    losses = [row["loss"] for row in trainer.train()]
+    first, plateau, last = losses[0], sum(losses[15:25]) / 10, sum(losses[-5:]) / 5
+    print(f"CTC loss: first {first:.3f}, plateau {plateau:.3f}, last {last:.3f}")
+    assert last <= 0.4 * first
+    assert last <= 0.9 * plateau
 
 
 def test_train_phoneme_recognizer_end_to_end(corpus, vocabulary, tmp_path):
