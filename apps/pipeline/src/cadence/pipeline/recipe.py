@@ -1,0 +1,222 @@
+"""The toy recipe: the whole chain trained on the committed toy corpus, on a CPU.
+
+``cadence recipe toy --out runs/toy`` writes one TOML job per model to ``runs/toy/jobs/``
+(edit and rerun any of them with ``cadence train``), runs them in order, and assembles
+``runs/toy/pipeline`` (``pipeline.json`` + the release checkpoints + a held-out prompt), the
+directory ``cadence demo``, ``cadence generate --pipeline`` and ``SpeechContinuation`` load.
+A finished stage is skipped on a rerun, so an interrupted recipe continues where it stopped.
+
+The budget: about 45 minutes on 2 CPU cores (measured figures in docs/pipeline.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from cadence.core.checkpoint import CONFIG_NAME
+
+from .components import PipelineError
+from .pipeline import PIPELINE_FILE, write_pipeline
+from .training import TrainJob, run_job, tokenize_corpus
+
+_ADVERSARIAL_OFF = 10**9  # the toy codec trains on reconstruction losses only (no GAN on a CPU budget)
+
+# Each job: its stage, the inputs it needs, and its model and trainer settings.
+TOY_JOBS: dict[str, dict[str, Any]] = {
+    "codec": {
+        "stage": "codec",
+        "crop_seconds": 1.0,
+        "model": {
+            "sample_rate": 16000, "strides": [2, 4, 5, 8], "latent_dim": 64, "n_filters": 16,
+            "lstm": 0, "num_quantizers": 4, "codebook_size": 256,
+        },
+        "trainer": {
+            "max_steps": 1600, "batch_size": 8, "generator_lr": 1e-3, "warmup_steps": 50,
+            "schedule": "cosine", "discriminator_start_step": _ADVERSARIAL_OFF,
+            "adversarial_start_step": _ADVERSARIAL_OFF, "ema_decay": 0.99, "save_every": 400,
+            "eval_batch_size": 8, "log_every": 20,
+        },
+    },
+    "semantic_tokenizer": {
+        "stage": "semantic_tokenizer",
+        "trainer": {"num_clusters": 64, "batch_size": 4096, "max_steps": 100, "init_size": 8192},
+    },
+    "semantic_lm": {
+        "stage": "semantic_lm",
+        "model": {"dim": 192, "depth": 4, "heads": 4, "dim_head": 48, "max_seq_len": 256,
+                  "ff_dropout": 0.1},
+        "trainer": {"max_steps": 1200, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 100,
+                    "ema_decay": 0.99, "save_every": 400, "log_every": 20},
+    },
+    "soundstorm": {
+        "stage": "soundstorm",
+        "model": {"backbone": {"kind": "conformer", "dim": 192, "depth": 4, "heads": 4,
+                               "ff_mult": 2.0, "conv_kernel_size": 15}},
+        "trainer": {"max_steps": 1500, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 100,
+                    "ema_decay": 0.99, "save_every": 500, "log_every": 20},
+    },
+    "naturalspeech2": {
+        "stage": "naturalspeech2",
+        "model": {"tiny": True, "dim": 128, "wavenet_channels": 96, "wavenet_depth": 8},
+        "trainer": {"max_steps": 1200, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 100,
+                    "ema_decay": 0.99, "save_every": 400, "log_every": 20},
+    },
+    "flowmatching": {
+        "stage": "flowmatching",
+        "max_frames": 200,
+        "model": {"flow": {"semantic_dim": 128,
+                           "backbone": {"kind": "conformer", "dim": 160, "depth": 4, "heads": 4,
+                                        "conv_kernel_size": 15, "cond_dim": 160}}},
+        "trainer": {"max_steps": 1200, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 100,
+                    "ema_decay": 0.99, "save_every": 400, "log_every": 20},
+    },
+    "phoneme_recognizer": {
+        "stage": "phoneme_recognizer",
+        "trainer": {"max_steps": 1000, "batch_size": 8, "learning_rate": 2e-3, "warmup_steps": 30,
+                    "ema_decay": 0.99, "save_every": 250, "log_every": 20},
+    },
+}
+
+# The order jobs run in; "tokenize" writes the shards the token-level models train on.
+ORDER = ("codec", "semantic_tokenizer", "tokenize", "semantic_lm", "soundstorm", "naturalspeech2",
+         "flowmatching", "phoneme_recognizer")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return repr(value)
+
+
+def job_toml(spec: dict[str, Any]) -> str:
+    """A job spec as TOML (top-level keys, then ``[model]`` and ``[trainer]`` tables)."""
+    lines, tables = [], []
+    for key, value in spec.items():
+        if key in ("model", "trainer"):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _scaled(spec: dict[str, Any], steps_scale: float) -> dict[str, Any]:
+    spec = json.loads(json.dumps(spec))
+    trainer = spec.get("trainer", {})
+    if "max_steps" in trainer:
+        trainer["max_steps"] = max(2, round(trainer["max_steps"] * steps_scale))
+        for key in ("warmup_steps", "save_every"):
+            if key in trainer:
+                trainer[key] = max(1, min(trainer[key], trainer["max_steps"] // 2 or 1))
+    return spec
+
+
+def write_jobs(out: Path, corpus: Path, *, steps_scale: float = 1.0) -> dict[str, Path]:
+    """Write the toy recipe's job files to ``out/jobs`` (paths relative to them)."""
+    jobs_dir = out / "jobs"
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, spec in TOY_JOBS.items():
+        spec = _scaled(spec, steps_scale)
+        spec = {
+            "stage": spec.pop("stage"),
+            "corpus": str(corpus.resolve()),
+            "output": f"../pipeline/{name}",
+            "run_dir": f"../runs/{name}",
+            **({"shards": "../shards"} if name in ("semantic_lm", "soundstorm", "flowmatching") else {}),
+            **({"codec": "../pipeline/codec"} if name == "naturalspeech2" else {}),
+            **spec,
+        }
+        paths[name] = jobs_dir / f"{name}.toml"
+        paths[name].write_text(job_toml(spec))
+    return paths
+
+
+def _done(directory: Path) -> bool:
+    return (directory / CONFIG_NAME).is_file()
+
+
+def _held_out_prompt(corpus: Path, destination: Path) -> Path:
+    """Copy the first validation utterance (a speaker no model trained on) as the demo prompt."""
+    with open(corpus / "valid.jsonl") as f:
+        item = json.loads(f.readline())
+    source = corpus / item["path"]
+    destination.mkdir(parents=True, exist_ok=True)
+    target = destination / f"prompt{source.suffix}"
+    shutil.copyfile(source, target)
+    (destination / "prompt.json").write_text(json.dumps(
+        {k: item[k] for k in ("id", "text", "phonemes", "speaker") if k in item}, indent=2,
+        ensure_ascii=False) + "\n")
+    return target
+
+
+def run_toy_recipe(
+    out: str | Path,
+    corpus: str | Path,
+    *,
+    steps_scale: float = 1.0,
+    only: tuple[str, ...] | None = None,
+    console: Console | None = None,
+    on_stage: Callable[[str, float], None] | None = None,
+) -> Path:
+    """Train the chain on ``corpus`` into ``out``; returns the pipeline directory.
+
+    ``steps_scale`` multiplies every model's step count (e.g. 0.01 for a smoke run);
+    ``only`` limits the run to some stages (their inputs must exist).
+    """
+    console = console or Console()
+    out, corpus = Path(out), Path(corpus)
+    for split in ("train", "valid"):
+        if not (corpus / f"{split}.jsonl").is_file():
+            raise PipelineError(f"{corpus} is not a corpus: {split}.jsonl is missing")
+    paths = write_jobs(out, corpus, steps_scale=steps_scale)
+    pipeline_dir = out / "pipeline"
+    timing_file = out / "timings.json"
+    for stage in ORDER:
+        if only is not None and stage not in only:
+            continue
+        start = time.perf_counter()
+        if stage == "tokenize":
+            for split in ("train", "valid"):
+                if (out / "shards" / split / "manifest.json").is_file():
+                    continue
+                console.print(f"[bold]tokenize[/] {split}: codec codes, latents and semantic tokens")
+                tokenize_corpus(corpus / f"{split}.jsonl", out / "shards" / split,
+                                codec=pipeline_dir / "codec", tokenizer=pipeline_dir / "semantic_tokenizer",
+                                latents=True)
+        else:
+            job = TrainJob.from_toml(paths[stage])
+            if _done(Path(job.output)):
+                console.print(f"[dim]{stage}: done ({job.output})[/]")
+                continue
+            console.rule(f"[bold]{stage}")
+            metrics = run_job(job)
+            console.print(f"{stage}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        elapsed = time.perf_counter() - start
+        if elapsed > 1:
+            # Re-read: stages of one recipe may run in separate processes (`--only`).
+            timings = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+            timings[stage] = round(elapsed, 1)
+            timing_file.write_text(json.dumps(timings, indent=2) + "\n")
+        if on_stage is not None:
+            on_stage(stage, elapsed)
+    if all(_done(pipeline_dir / name) for name in TOY_JOBS):
+        _held_out_prompt(corpus, pipeline_dir / "prompts")
+        write_pipeline(pipeline_dir, {name: name for name in TOY_JOBS},
+                       prompt="prompts/prompt.flac", description="toy recipe on the committed toy corpus")
+        console.print(f"pipeline ready: {pipeline_dir / PIPELINE_FILE}")
+    return pipeline_dir

@@ -1,0 +1,354 @@
+"""One training job per trainable model, described by a TOML file (``cadence train <stage> --config``).
+
+A job reads a corpus (a directory with ``train.jsonl`` / ``valid.jsonl``, the layout of
+``cadence-toy-corpus``) or precomputed shards, trains with core's Trainer (or the codec's GAN
+loop), and writes the release checkpoint (``config.json`` + ``model.safetensors``) to
+``output``. Run files (resumable checkpoints) go to ``run_dir``. Every job runs the same on
+one process or under ``accelerate launch``; only the main process writes the release.
+
+```toml
+stage = "soundstorm"
+corpus = "tests/data/toy_speech"
+shards = "runs/toy/shards"          # train/ and valid/ from `cadence tokenize`
+output = "runs/toy/soundstorm"
+
+[model]                             # fields of the model's config (sizes come from the shards)
+backbone = { kind = "conformer", dim = 128, depth = 4, heads = 4 }
+
+[trainer]                           # fields of TrainerConfig (CodecTrainerConfig for the codec)
+max_steps = 2000
+batch_size = 16
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cadence.core.config import ConfigError, config_from_dict
+from cadence.core.data import AudioDataset, ShardReader, precompute
+from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
+from cadence.core.train import Trainer, TrainerConfig
+
+from .components import PipelineError, load_component
+
+STAGES = (
+    "codec",
+    "semantic_tokenizer",
+    "semantic_lm",
+    "soundstorm",
+    "naturalspeech2",
+    "flowmatching",
+    "phoneme_recognizer",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainJob:
+    """What one ``cadence train`` run does.
+
+    Attributes:
+        stage: one of :data:`STAGES`.
+        corpus: a corpus directory (``train.jsonl``, ``valid.jsonl`` and the audio).
+        output: the release checkpoint directory.
+        run_dir: resumable run files (default ``<output>.run``).
+        shards: token shards with ``train/`` and ``valid/`` (semantic_lm, soundstorm,
+            flowmatching), written by :func:`tokenize_corpus`.
+        codec: the codec checkpoint (naturalspeech2 trains on its latents).
+        crop_seconds: training crop of the codec (and k-means sample) audio.
+        max_frames: training crop, in frames, of the flow matcher.
+        model: overrides of the model config's fields.
+        trainer: fields of the trainer config.
+    """
+
+    stage: str
+    corpus: str | None = None
+    output: str
+    run_dir: str | None = None
+    shards: str | None = None
+    codec: str | None = None
+    crop_seconds: float = 1.0
+    max_frames: int = 200
+    model: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise PipelineError(f"unknown stage {self.stage!r}; the stages are {', '.join(STAGES)}")
+        needs = {"corpus": ("codec", "semantic_tokenizer", "naturalspeech2", "phoneme_recognizer"),
+                 "shards": ("semantic_lm", "soundstorm", "flowmatching"),
+                 "codec": ("naturalspeech2",)}
+        for key, stages in needs.items():
+            if self.stage in stages and getattr(self, key) is None:
+                raise PipelineError(f"stage {self.stage!r} needs `{key} = ...` in its config")
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path(f"{self.output}.run")
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **overrides: Any) -> TrainJob:
+        """Read a job file; ``overrides`` (e.g. ``stage`` from the command line) win."""
+        path = Path(path)
+        if not path.is_file():
+            raise PipelineError(f"config file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise PipelineError(f"{path} is not valid TOML: {err}") from err
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PipelineError(f"{path}: unknown keys {unknown}; known keys are {sorted(known)}")
+        # Relative paths are relative to the config file, so a recipe directory can move.
+        for key in ("corpus", "output", "run_dir", "shards", "codec"):
+            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                data[key] = str((path.parent / data[key]).resolve())
+        if "output" not in data or "stage" not in data:
+            raise PipelineError(f"{path} needs `stage = ...` and `output = ...`")
+        return cls(**data)
+
+
+def _config(cls: type, values: dict[str, Any], what: str, **defaults: Any) -> Any:
+    try:
+        return config_from_dict(cls, {**defaults, **values})
+    except (ConfigError, TypeError, ValueError) as err:
+        raise PipelineError(f"[{what}] does not make a valid {cls.__name__}: {err}") from err
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _manifest(corpus: str | os.PathLike, split: str) -> Path:
+    path = Path(corpus) / f"{split}.jsonl"
+    if not path.is_file():
+        raise PipelineError(
+            f"{path} not found: a corpus is a directory with train.jsonl and valid.jsonl "
+            "(make one with `cadence-toy-corpus DIR`)"
+        )
+    return path
+
+
+def _open_shards(job: TrainJob, split: str) -> ShardReader:
+    directory = Path(job.shards) / split
+    if not (directory / "manifest.json").is_file():
+        raise PipelineError(
+            f"no shards in {directory}; write them first with `cadence tokenize` "
+            "(train/ and valid/ under the shards directory)"
+        )
+    return ShardReader(directory)
+
+
+def _write_summary(job: TrainJob, metrics: dict[str, float]) -> None:
+    if _is_main():
+        path = Path(job.output) / "training.json"
+        path.write_text(json.dumps({"stage": job.stage, "metrics": metrics}, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- the stages
+
+
+def _train_codec(job: TrainJob) -> dict[str, float]:
+    from cadence.codec import CodecTrainer, CodecTrainerConfig, SoundStream, SoundStreamConfig
+
+    config = _config(SoundStreamConfig, job.model, "model")
+    trainer_config = _config(CodecTrainerConfig, job.trainer, "trainer")
+    train = AudioDataset(_manifest(job.corpus, "train"), sample_rate=config.sample_rate,
+                         crop_seconds=job.crop_seconds)
+    valid = AudioDataset(_manifest(job.corpus, "valid"), sample_rate=config.sample_rate,
+                         crop_seconds=max(job.crop_seconds, 2.0))
+    trainer = CodecTrainer(SoundStream(config), train, trainer_config, output_dir=job.run_path,
+                           eval_data=valid)
+    trainer.train(resume_from="latest")
+    metrics = trainer.evaluate()
+    if trainer.accelerator.is_main_process:
+        trainer.save_pretrained(job.output)
+    trainer.accelerator.wait_for_everyone()
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _train_semantic_tokenizer(job: TrainJob) -> dict[str, float]:
+    from cadence.semantic import KMeansTrainConfig, MFCCFeatureConfig, MFCCKMeansTokenizer
+
+    features = _config(MFCCFeatureConfig, job.model.get("features", {}), "model.features")
+    train = _config(KMeansTrainConfig, job.trainer, "trainer")
+    data = AudioDataset(_manifest(job.corpus, "train"), sample_rate=features.sample_rate, crop_seconds=None)
+    tokenizer = MFCCKMeansTokenizer.fit(data, train, features=features, state_dir=job.run_path)
+    if _is_main():
+        tokenizer.save_pretrained(job.output)
+    return {"num_clusters": float(tokenizer.codebook_size)}
+
+
+def _trainer_config(job: TrainJob, **defaults: Any) -> TrainerConfig:
+    return _config(TrainerConfig, job.trainer, "trainer", **defaults)
+
+
+def _release(trainer: Trainer, job: TrainJob) -> dict[str, float]:
+    metrics = trainer.evaluate() if trainer.eval_dataloader is not None else {}
+    if trainer.accelerator.is_main_process:
+        trainer.save_pretrained(job.output)
+    trainer.accelerator.wait_for_everyone()
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
+    from cadence.audiolm import SemanticTransformer, SemanticTransformerConfig, StageDataset, collate_stage, stage_step
+
+    train, valid = _open_shards(job, "train"), _open_shards(job, "valid")
+    meta = train.metadata
+    config = _config(SemanticTransformerConfig, job.model, "model",
+                     codebook_size=meta["tokenizer_codebook_size"], frame_rate=meta["tokenizer_frame_rate"])
+    model = SemanticTransformer(config)
+    trainer = Trainer(model, stage_step, StageDataset(train, config), _trainer_config(job),
+                      output_dir=job.run_path, collate_fn=collate_stage,
+                      eval_dataset=StageDataset(valid, config))
+    trainer.train(resume_from="latest")
+    metrics = _release(trainer, job)
+    if "loss" in metrics:
+        metrics["perplexity"] = float(torch.tensor(metrics["loss"]).exp())
+    return metrics
+
+
+def _train_soundstorm(job: TrainJob) -> dict[str, float]:
+    from cadence.soundstorm import SoundStormConfig, train_soundstorm
+
+    meta = _open_shards(job, "train").metadata
+    config = _config(
+        SoundStormConfig, job.model, "model",
+        num_quantizers=meta["num_quantizers"], codebook_size=meta["codebook_size"],
+        frame_rate=meta["frame_rate"], semantic_codebook_size=meta["tokenizer_codebook_size"],
+        semantic_frame_rate=meta["tokenizer_frame_rate"],
+    )
+    trainer = train_soundstorm(config, Path(job.shards) / "train", _trainer_config(job),
+                               output_dir=job.run_path, valid_dir=Path(job.shards) / "valid")
+    return _release(trainer, job)
+
+
+def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
+    from cadence.naturalspeech2 import (
+        NaturalSpeech2, NaturalSpeech2TrainStep, codebooks_from_codec, collate_ns2, config_from_shards,
+        preprocess_corpus,
+    )
+
+    codec = load_component(job.codec, "codec")
+    if not isinstance(codec, LatentCodec):
+        raise PipelineError(f"naturalspeech2 needs a codec with latents (a LatentCodec); {job.codec} is not one")
+    shard_dir = job.run_path / "shards"
+    train = preprocess_corpus(job.corpus, codec, shard_dir / "train", split="train")
+    valid = preprocess_corpus(job.corpus, codec, shard_dir / "valid", split="valid",
+                              vocabulary=config_from_shards(train).vocabulary)
+    try:
+        config = config_from_shards(train, **job.model)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise PipelineError(f"[model] does not make a valid NaturalSpeech2Config: {err}") from err
+    trainer = Trainer(NaturalSpeech2(config), NaturalSpeech2TrainStep(codebooks_from_codec(codec)), train,
+                      _trainer_config(job), output_dir=job.run_path, collate_fn=collate_ns2,
+                      eval_dataset=valid)
+    trainer.train(resume_from="latest")
+    return _release(trainer, job)
+
+
+def _train_flowmatching(job: TrainJob) -> dict[str, float]:
+    from cadence.flowmatching import (
+        HierarchicalConditionalFlowMatcher, HierarchicalFlowMatcherConfig, build_trainer,
+        fit_latent_statistics,
+    )
+
+    train, valid = _open_shards(job, "train"), _open_shards(job, "valid")
+    meta = train.metadata
+    if "latents" not in train.fields:
+        raise PipelineError("flowmatching needs latents in the shards: run `cadence tokenize --latents`")
+    model_values = dict(job.model)
+    flow = dict(model_values.pop("flow", {}))
+    flow.setdefault("latent_dim", meta["latent_dim"])
+    config = _config(HierarchicalFlowMatcherConfig, {**model_values, "flow": flow}, "model",
+                     codebook_size=meta["tokenizer_codebook_size"],
+                     semantic_frame_rate=meta["tokenizer_frame_rate"],
+                     latent_frame_rate=meta["latent_frame_rate"])
+    model = HierarchicalConditionalFlowMatcher(config)
+    fit_latent_statistics(model, train)
+    trainer = build_trainer(model, train, _trainer_config(job), output_dir=job.run_path,
+                            eval_shards=valid, max_frames=job.max_frames)
+    trainer.train(resume_from="latest")
+    return _release(trainer, job)
+
+
+def _train_phoneme_recognizer(job: TrainJob) -> dict[str, float]:
+    from .recognizer import PhonemeRecognizerConfig, train_phoneme_recognizer
+
+    manifests = [_manifest(job.corpus, "train"), _manifest(job.corpus, "valid")]
+    try:
+        config = PhonemeRecognizerConfig.from_corpus(manifests, **job.model)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise PipelineError(f"[model] does not make a valid PhonemeRecognizerConfig: {err}") from err
+    model, metrics = train_phoneme_recognizer(job.corpus, job.run_path, _trainer_config(job), config=config)
+    if _is_main():
+        model.save_pretrained(job.output)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+TRAINERS: dict[str, Callable[[TrainJob], dict[str, float]]] = {
+    "codec": _train_codec,
+    "semantic_tokenizer": _train_semantic_tokenizer,
+    "semantic_lm": _train_semantic_lm,
+    "soundstorm": _train_soundstorm,
+    "naturalspeech2": _train_naturalspeech2,
+    "flowmatching": _train_flowmatching,
+    "phoneme_recognizer": _train_phoneme_recognizer,
+}
+
+
+def run_job(job: TrainJob) -> dict[str, float]:
+    """Train one stage and write its release checkpoint; returns the final evaluation metrics."""
+    metrics = TRAINERS[job.stage](job)
+    _write_summary(job, metrics)
+    return metrics
+
+
+# ------------------------------------------------------------------------------- tokenizing
+
+
+def tokenize_corpus(
+    data: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    codec: str | os.PathLike | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    latents: bool = False,
+    batch_size: int = 8,
+    accelerator: Any = None,
+    progress: bool = True,
+) -> Path:
+    """Precompute shards of a manifest (or of every ``.jsonl``-less audio folder) with a codec
+    and/or a semantic tokenizer given as checkpoint directories; see ``cadence.core.data.precompute``.
+    """
+    if codec is None and tokenizer is None:
+        raise PipelineError("give a codec, a semantic tokenizer or both (--codec DIR, --tokenizer DIR)")
+    codec_model = load_component(codec, "codec") if codec is not None else None
+    if codec_model is not None and not isinstance(codec_model, Codec):
+        raise PipelineError(f"codec: {codec} does not hold a codec (it has no encode/decode)")
+    if latents and not isinstance(codec_model, LatentCodec):
+        raise PipelineError("--latents needs a codec with latents (a LatentCodec such as SoundStream)")
+    token_model = load_component(tokenizer, "semantic tokenizer") if tokenizer is not None else None
+    if token_model is not None and not isinstance(token_model, SemanticTokenizer):
+        raise PipelineError(f"semantic tokenizer: {tokenizer} does not hold a semantic tokenizer")
+    data = Path(data)
+    if not data.exists():
+        raise PipelineError(f"data not found: {data}")
+    sample_rate = (codec_model or token_model).sample_rate
+    dataset = AudioDataset(data, sample_rate=sample_rate, crop_seconds=None)
+    return precompute(
+        dataset, output_dir, codec=codec_model, tokenizer=token_model,
+        latent_codec=codec_model if latents else None, batch_size=batch_size,
+        accelerator=accelerator, progress=progress,
+    )
