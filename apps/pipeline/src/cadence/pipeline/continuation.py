@@ -47,17 +47,21 @@ class ContinuationOutput:
     prompt_lengths: Tensor
 
 
-def check_compatible(codec: Codec, tokenizer: SemanticTokenizer, semantic_lm: SemanticTransformer,
+def check_compatible(codec: Codec, tokenizer: SemanticTokenizer, semantic_lm: SemanticTransformer | None,
                      soundstorm: SoundStorm) -> None:
     """Refuse components that were not trained together, naming what differs."""
-    lm, ss = semantic_lm.config, soundstorm.config
+    ss = soundstorm.config
     problems = []
-    if lm.codebook_size != tokenizer.codebook_size:
-        problems.append(f"semantic_lm has {lm.codebook_size} semantic tokens, the tokenizer {tokenizer.codebook_size}")
+    if semantic_lm is not None:
+        lm = semantic_lm.config
+        if lm.codebook_size != tokenizer.codebook_size:
+            problems.append(f"semantic_lm has {lm.codebook_size} semantic tokens, the tokenizer {tokenizer.codebook_size}")
+        if abs(lm.frame_rate - tokenizer.frame_rate) > 1e-6:
+            problems.append(f"semantic_lm runs at {lm.frame_rate} tokens/s, the tokenizer at {tokenizer.frame_rate}")
     if ss.semantic_codebook_size != tokenizer.codebook_size:
         problems.append(f"soundstorm expects {ss.semantic_codebook_size} semantic tokens, the tokenizer has {tokenizer.codebook_size}")
-    if abs(lm.frame_rate - tokenizer.frame_rate) > 1e-6 or abs(ss.semantic_frame_rate - tokenizer.frame_rate) > 1e-6:
-        problems.append(f"semantic frame rates differ (tokenizer {tokenizer.frame_rate}, semantic_lm {lm.frame_rate}, soundstorm {ss.semantic_frame_rate})")
+    if abs(ss.semantic_frame_rate - tokenizer.frame_rate) > 1e-6:
+        problems.append(f"soundstorm expects {ss.semantic_frame_rate} semantic tokens/s, the tokenizer makes {tokenizer.frame_rate}")
     if (ss.num_quantizers, ss.codebook_size) != (codec.num_quantizers, codec.codebook_size):
         problems.append(f"soundstorm models {ss.num_quantizers} x {ss.codebook_size} codes, the codec makes {codec.num_quantizers} x {codec.codebook_size}")
     if abs(ss.frame_rate - codec.frame_rate) > 1e-6:
@@ -90,6 +94,11 @@ def prepare_audio(audio: Tensor | Sequence[Tensor], sample_rate: int, target_rat
     for i, a in enumerate(out):
         padded[i, :, : a.shape[-1]] = a
     return padded, lengths
+
+
+def _pad(sequences: list[Tensor]) -> tuple[Tensor, Tensor]:
+    padded, mask = pad_sequences(sequences)
+    return padded, mask.sum(1)
 
 
 class SpeechContinuation:
@@ -180,9 +189,9 @@ class SpeechContinuation:
         new_frames = max(1, round(seconds * self.tokenizer.frame_rate))
         continued = [self._continue(p, new_frames, stop_at_eos, temperature, top_k, top_p, generator)
                      for p in prompts_semantic]
-        semantic, semantic_lengths = pad_sequences(continued)
-        prompt_semantic, prompt_semantic_lengths = pad_sequences(prompts_semantic)
-        prompt_codes, prompt_code_lengths = pad_sequences(prompts_codes)
+        semantic, semantic_lengths = _pad(continued)
+        prompt_semantic, prompt_semantic_lengths = _pad(prompts_semantic)
+        prompt_codes, prompt_code_lengths = _pad(prompts_codes)
         out = self.soundstorm.generate(
             semantic.to(device), semantic_lengths=semantic_lengths.to(device),
             prompt_codes=prompt_codes.to(device), prompt_lengths=prompt_code_lengths.to(device),

@@ -52,9 +52,7 @@ class VoiceConversion:
         else:
             from .continuation import check_compatible
 
-            lm_like = type("LM", (), {"config": type("C", (), {"codebook_size": tokenizer.codebook_size,
-                                                                "frame_rate": tokenizer.frame_rate})()})()
-            check_compatible(codec, tokenizer, lm_like, model)
+            check_compatible(codec, tokenizer, None, model)
         self.codec, self.tokenizer, self.model, self.method = codec, tokenizer, model, method
 
     @classmethod

@@ -202,7 +202,13 @@ def _release(trainer: Trainer, job: TrainJob) -> dict[str, float]:
 
 
 def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
-    from cadence.audiolm import SemanticTransformer, SemanticTransformerConfig, StageDataset, collate_stage, stage_step
+    from cadence.audiolm import (
+        SemanticTransformer,
+        SemanticTransformerConfig,
+        StageDataset,
+        collate_stage,
+        stage_step,
+    )
 
     train, valid = _open_shards(job, "train"), _open_shards(job, "valid")
     meta = train.metadata
@@ -236,7 +242,11 @@ def _train_soundstorm(job: TrainJob) -> dict[str, float]:
 
 def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
     from cadence.naturalspeech2 import (
-        NaturalSpeech2, NaturalSpeech2TrainStep, codebooks_from_codec, collate_ns2, config_from_shards,
+        NaturalSpeech2,
+        NaturalSpeech2TrainStep,
+        codebooks_from_codec,
+        collate_ns2,
+        config_from_shards,
         preprocess_corpus,
     )
 
@@ -260,7 +270,9 @@ def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
 
 def _train_flowmatching(job: TrainJob) -> dict[str, float]:
     from cadence.flowmatching import (
-        HierarchicalConditionalFlowMatcher, HierarchicalFlowMatcherConfig, build_trainer,
+        HierarchicalConditionalFlowMatcher,
+        HierarchicalFlowMatcherConfig,
+        build_trainer,
         fit_latent_statistics,
     )
 
