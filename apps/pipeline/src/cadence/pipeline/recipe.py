@@ -23,6 +23,8 @@ from rich.console import Console
 from cadence.core.checkpoint import CONFIG_NAME
 
 from .components import PipelineError
+from .demo import EVAL_FILE
+from .evaluation import evaluate_pipeline
 from .pipeline import PIPELINE_FILE, write_pipeline
 from .training import TrainJob, run_job, tokenize_corpus
 
@@ -146,6 +148,32 @@ def write_jobs(out: Path, corpus: Path, *, steps_scale: float = 1.0) -> dict[str
     return paths
 
 
+def halve_weights(directory: Path) -> int:
+    """Store a checkpoint's float weights as float16 (halving what ships); returns bytes saved.
+
+    Loading casts them back into the model's float32 parameters. A tensor whose values do not
+    fit float16 (e.g. large running sums) stays float32. Written to a temporary file and renamed.
+    """
+    import os
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from cadence.core.checkpoint import WEIGHTS_NAME
+
+    path = directory / WEIGHTS_NAME
+    before = path.stat().st_size
+    state = load_file(str(path))
+    limit = torch.finfo(torch.float16).max
+    for name, tensor in state.items():
+        if tensor.dtype == torch.float32 and (tensor.numel() == 0 or float(tensor.abs().max()) < limit):
+            state[name] = tensor.half()
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "stored_dtype": "float16"})
+    os.replace(tmp, path)
+    return before - path.stat().st_size
+
+
 def _done(directory: Path) -> bool:
     return (directory / CONFIG_NAME).is_file()
 
@@ -216,7 +244,17 @@ def run_toy_recipe(
             on_stage(stage, elapsed)
     if all(_done(pipeline_dir / name) for name in TOY_JOBS):
         _held_out_prompt(corpus, pipeline_dir / "prompts")
-        write_pipeline(pipeline_dir, {name: name for name in TOY_JOBS},
-                       prompt="prompts/prompt.flac", description="toy recipe on the committed toy corpus")
-        console.print(f"pipeline ready: {pipeline_dir / PIPELINE_FILE}")
+        if not (pipeline_dir / PIPELINE_FILE).is_file():
+            for name in TOY_JOBS:
+                halve_weights(pipeline_dir / name)
+        write_pipeline(pipeline_dir, {name: name for name in TOY_JOBS}, prompt="prompts/prompt.flac",
+                       description="toy recipe on the committed toy corpus", weights_dtype="float16")
+        eval_file = pipeline_dir / EVAL_FILE
+        if not eval_file.is_file():
+            console.rule("[bold]evaluate")
+            start = time.perf_counter()
+            report = evaluate_pipeline(pipeline_dir, corpus)
+            report["setup"]["evaluate_seconds"] = round(time.perf_counter() - start, 1)
+            eval_file.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"pipeline ready: {pipeline_dir / PIPELINE_FILE} (metrics in {eval_file})")
     return pipeline_dir
