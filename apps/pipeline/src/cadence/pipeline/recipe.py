@@ -161,8 +161,13 @@ def halve_weights(directory: Path) -> int:
 
     from cadence.core.checkpoint import WEIGHTS_NAME
 
+    from safetensors import safe_open
+
     path = directory / WEIGHTS_NAME
     before = path.stat().st_size
+    with safe_open(str(path), "pt") as f:
+        if (f.metadata() or {}).get("stored_dtype") == "float16":
+            return 0
     state = load_file(str(path))
     limit = torch.finfo(torch.float16).max
     for name, tensor in state.items():
@@ -232,6 +237,7 @@ def run_toy_recipe(
                 console.print(f"[dim]{stage}: done ({job.output})[/]")
                 continue
             console.rule(f"[bold]{stage}")
+            (pipeline_dir / EVAL_FILE).unlink(missing_ok=True)  # the metrics no longer describe the pipeline
             metrics = run_job(job)
             console.print(f"{stage}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         elapsed = time.perf_counter() - start
@@ -244,9 +250,8 @@ def run_toy_recipe(
             on_stage(stage, elapsed)
     if all(_done(pipeline_dir / name) for name in TOY_JOBS):
         _held_out_prompt(corpus, pipeline_dir / "prompts")
-        if not (pipeline_dir / PIPELINE_FILE).is_file():
-            for name in TOY_JOBS:
-                halve_weights(pipeline_dir / name)
+        for name in TOY_JOBS:
+            halve_weights(pipeline_dir / name)
         write_pipeline(pipeline_dir, {name: name for name in TOY_JOBS}, prompt="prompts/prompt.flac",
                        description="toy recipe on the committed toy corpus", weights_dtype="float16")
         eval_file = pipeline_dir / EVAL_FILE
