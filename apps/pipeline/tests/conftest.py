@@ -31,9 +31,9 @@ def valid_items(corpus) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def mini_corpus(tmp_path_factory, corpus) -> Path:
-    """A corpus of 12 train and 4 valid utterances (absolute audio paths)."""
+    """A corpus of 17 train (one more than the largest toy batch) and 4 valid utterances (absolute audio paths)."""
     root = tmp_path_factory.mktemp("mini_corpus")
-    for split, count in (("train", 12), ("valid", 4)):
+    for split, count in (("train", 17), ("valid", 4)):
         lines = (corpus / f"{split}.jsonl").read_text().splitlines()[:count]
         items = [json.loads(line) for line in lines]
         for item in items:

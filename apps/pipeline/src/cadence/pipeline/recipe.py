@@ -157,11 +157,10 @@ def halve_weights(directory: Path) -> int:
     import os
 
     import torch
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     from cadence.core.checkpoint import WEIGHTS_NAME
-
-    from safetensors import safe_open
 
     path = directory / WEIGHTS_NAME
     before = path.stat().st_size

@@ -152,7 +152,8 @@ def _open_shards(job: TrainJob, split: str) -> ShardReader:
 def _write_summary(job: TrainJob, metrics: dict[str, float]) -> None:
     if _is_main():
         path = Path(job.output) / "training.json"
-        path.write_text(json.dumps({"stage": job.stage, "metrics": metrics}, indent=2) + "\n")
+        summary = {"stage": job.stage, "num_processes": int(os.environ.get("WORLD_SIZE", "1")), "metrics": metrics}
+        path.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------- the stages
@@ -195,9 +196,7 @@ def _trainer_config(job: TrainJob, **defaults: Any) -> TrainerConfig:
 
 def _release(trainer: Trainer, job: TrainJob) -> dict[str, float]:
     metrics = trainer.evaluate() if trainer.eval_dataloader is not None else {}
-    if trainer.accelerator.is_main_process:
-        trainer.save_pretrained(job.output)
-    trainer.accelerator.wait_for_everyone()
+    trainer.save_pretrained(job.output)  # every process calls it; the main one writes
     return {k: float(v) for k, v in metrics.items()}
 
 

@@ -1,0 +1,115 @@
+"""Training jobs: TOML files, the toy recipe end to end (few steps), and a 2-process accelerate run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cadence.core.checkpoint import load_pretrained
+from cadence.pipeline.cli import default_pipeline
+from cadence.pipeline.components import PipelineError
+from cadence.pipeline.recipe import TOY_JOBS, halve_weights, job_toml, run_toy_recipe, write_jobs
+from cadence.pipeline.training import STAGES, TrainJob, tokenize_corpus
+
+
+def test_every_stage_has_a_toy_job():
+    assert set(TOY_JOBS) == set(STAGES)
+
+
+def test_job_files_round_trip(tmp_path, corpus):
+    paths = write_jobs(tmp_path, corpus)
+    for name, path in paths.items():
+        job = TrainJob.from_toml(path)
+        assert job.stage == name
+        assert Path(job.output) == (tmp_path / "pipeline" / name).resolve()  # relative to the job file
+        assert job.model == TOY_JOBS[name].get("model", {})
+        assert job.trainer == TOY_JOBS[name]["trainer"]
+
+
+def test_job_errors(tmp_path):
+    with pytest.raises(PipelineError, match="needs `shards"):
+        TrainJob(stage="soundstorm", output="x")
+    with pytest.raises(PipelineError, match="needs `codec"):
+        TrainJob(stage="naturalspeech2", output="x", corpus="c")
+    path = tmp_path / "job.toml"
+    path.write_text(job_toml({"stage": "semantic_lm", "output": "out", "shards": "s", "trainer": {"max_steps": 0}}))
+    job = TrainJob.from_toml(path)
+    with pytest.raises(PipelineError, match="no shards"):
+        from cadence.pipeline.training import run_job
+
+        run_job(job)
+
+
+def test_halved_weights_load_into_float32(tmp_path):
+    source = default_pipeline() / "semantic_lm"
+    model = load_pretrained(source)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    model.save_pretrained(tmp_path / "lm")
+    full = (tmp_path / "lm" / "model.safetensors").stat().st_size
+    assert halve_weights(tmp_path / "lm") > 0.45 * full
+    assert halve_weights(tmp_path / "lm") == 0  # once only
+    again = load_pretrained(tmp_path / "lm")
+    for a, b in zip(model.parameters(), again.parameters()):
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_toy_recipe_runs_end_to_end(tmp_path, mini_corpus):
+    """Every stage, with each model's toy size, for a few steps on 17 utterances."""
+    pipeline = run_toy_recipe(tmp_path / "toy", mini_corpus, steps_scale=0.002)
+    spec = json.loads((pipeline / "pipeline.json").read_text())
+    assert set(spec["components"]) == set(STAGES)
+    report = json.loads((pipeline / "eval.json").read_text())
+    assert {"codec", "semantic_lm", "soundstorm", "naturalspeech2", "flowmatching", "intelligibility"} <= set(report)
+    timings = json.loads((tmp_path / "toy" / "timings.json").read_text())
+    assert "codec" in timings
+    # a rerun finds every stage done and trains nothing
+    before = {p: p.stat().st_mtime for p in pipeline.rglob("model.safetensors")}
+    run_toy_recipe(tmp_path / "toy", mini_corpus, steps_scale=0.002)
+    assert before == {p: p.stat().st_mtime for p in pipeline.rglob("model.safetensors")}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_train_stage_under_accelerate_launch_with_two_processes(tmp_path, mini_corpus):
+    shipped = default_pipeline()
+    for split in ("train", "valid"):
+        tokenize_corpus(mini_corpus / f"{split}.jsonl", tmp_path / "shards" / split, codec=shipped / "codec",
+                        tokenizer=shipped / "semantic_tokenizer", progress=False)
+    job = tmp_path / "semantic_lm.toml"
+    job.write_text(job_toml({
+        "stage": "semantic_lm", "shards": "shards", "output": "release", "run_dir": "run",
+        "model": {"dim": 32, "depth": 1, "heads": 2, "dim_head": 16, "max_seq_len": 256},
+        "trainer": {"max_steps": 6, "batch_size": 2, "learning_rate": 1e-3, "save_every": 6, "log_every": 1},
+    }))
+    # `--multi_gpu` with ACCELERATE_USE_CPU=1 runs torch.distributed over gloo on the CPU
+    # (accelerate's own --cpu multi-process path needs mpirun); see docs/training.md.
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+        "-m", "cadence.pipeline.cli", "train", "semantic_lm", "--config", str(job),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000006"
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in checkpoint.iterdir()}
+    summary = json.loads((tmp_path / "release" / "training.json").read_text())
+    assert summary["num_processes"] == 2
+    model = load_pretrained(tmp_path / "release")
+    assert model.config.codebook_size == load_pretrained(shipped / "semantic_tokenizer").codebook_size
