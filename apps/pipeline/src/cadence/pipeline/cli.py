@@ -27,7 +27,7 @@ from cadence.core.config import ConfigError
 from cadence.core.data import ShardError
 
 from .components import PipelineError
-from .pipeline import PipelineSpec
+from .pipeline import PipelineSpec, default_pipeline
 
 app = typer.Typer(
     name="cadence",
@@ -41,11 +41,6 @@ errors = Console(stderr=True)
 
 USER_ERRORS = (PipelineError, AudioError, CheckpointError, ConfigError, ShardError, FileNotFoundError)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-
-
-def default_pipeline() -> Path:
-    """The tiny pipeline shipped with the package (trained by ``cadence recipe toy``)."""
-    return Path(__file__).parent / "pretrained" / "toy"
 
 
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:

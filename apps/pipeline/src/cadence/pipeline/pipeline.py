@@ -39,6 +39,11 @@ COMPONENTS = (
 )
 
 
+def default_pipeline() -> Path:
+    """The tiny pipeline shipped with the package (trained by ``cadence recipe toy``; docs/pipeline.md)."""
+    return Path(__file__).parent / "pretrained" / "toy"
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     """The parsed ``pipeline.json`` of ``directory``."""
