@@ -1,0 +1,119 @@
+"""Pipeline directories and the Python API over the shipped checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cadence.core.audio import load
+from cadence.pipeline import (
+    PipelineError,
+    PipelineSpec,
+    SpeechContinuation,
+    TextToSpeech,
+    VoiceConversion,
+    default_pipeline,
+    load_component,
+    write_pipeline,
+)
+from cadence.soundstorm import SoundStorm
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return SpeechContinuation.from_pretrained(default_pipeline())
+
+
+@pytest.fixture(scope="module")
+def prompts(valid_items, corpus):
+    return [load(corpus / item["path"])[0] for item in valid_items[:3]]
+
+
+def test_spec_round_trip(tmp_path):
+    write_pipeline(tmp_path, {"codec": "../elsewhere/codec", "soundstorm": "ss"}, prompt="p.wav", note="x")
+    spec = PipelineSpec.read(tmp_path)
+    assert spec.path("codec") == (tmp_path.parent / "elsewhere" / "codec").resolve()
+    assert spec.prompt == (tmp_path / "p.wav").resolve() and spec.extra == {"note": "x"}
+    with pytest.raises(PipelineError, match="no 'semantic_lm' component"):
+        spec.path("semantic_lm")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "has no pipeline.json"),
+        ("{", "not valid JSON"),
+        ('{"format": "other"}', "not a Cadence pipeline"),
+        ('{"format": "cadence-pipeline", "version": 1, "components": {}}', "names no components"),
+        ('{"format": "cadence-pipeline", "version": 1, "components": {"vocoder": "v"}}', "unknown components"),
+        ('{"format": "cadence-pipeline", "version": 99, "components": {"codec": "c"}}', "upgrade"),
+    ],
+)
+def test_spec_errors(tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "pipeline.json").write_text(content)
+    with pytest.raises(PipelineError, match=message):
+        PipelineSpec.read(tmp_path)
+
+
+def test_load_component_refuses_another_model():
+    with pytest.raises(PipelineError, match="must be a SoundStorm"):
+        load_component(default_pipeline() / "codec", "soundstorm", SoundStorm)
+    with pytest.raises(PipelineError, match="checkpoint not found"):
+        load_component(default_pipeline() / "nothing", "soundstorm", SoundStorm)
+
+
+def test_continuation_of_prompts_of_different_lengths(pipe, prompts):
+    a, b = prompts[0][:, :24000], prompts[1][:, :17000]
+    out = pipe.generate([a, b], sample_rate=16000, seconds=1.0, stop_at_eos=False, seed=0)
+    assert out.audio.shape == (2, 1, 16000) and out.lengths.tolist() == [16000, 16000]
+    assert torch.isfinite(out.audio).all() and out.audio.abs().amax(-1).min() > 1e-3
+    assert out.prompt_lengths.tolist() == [24000, 17000]
+    assert out.codes.shape == (2, 50, pipe.codec.num_quantizers)
+
+
+def test_continuation_resamples_and_downmixes(pipe, prompts):
+    stereo_24k = torch.nn.functional.interpolate(prompts[0][None], scale_factor=1.5, mode="linear")[0]
+    stereo_24k = stereo_24k.repeat(2, 1)
+    out = pipe.generate(stereo_24k, sample_rate=24000, seconds=0.5, stop_at_eos=False, seed=0)
+    assert out.audio.shape == (1, 1, 8000)
+
+
+def test_continuation_beyond_the_trained_context(pipe, prompts):
+    seconds = pipe.semantic_lm.config.max_frames / pipe.tokenizer.frame_rate + 1.0
+    out = pipe.generate(prompts[0][:, :16000], sample_rate=16000, seconds=seconds, stop_at_eos=False, seed=0)
+    assert int(out.lengths[0]) == round(seconds * 50) * 320
+
+
+def test_continuation_input_errors(pipe, prompts):
+    with pytest.raises(PipelineError, match="shorter than"):
+        pipe.generate(prompts[0][:, :100], sample_rate=16000)
+    with pytest.raises(PipelineError, match="seconds must be > 0"):
+        pipe.generate(prompts[0], sample_rate=16000, seconds=0)
+    with pytest.raises(Exception, match="NaN|non-finite|finite"):
+        pipe.generate(torch.full((1, 16000), float("nan")), sample_rate=16000)
+
+
+def test_incompatible_components_are_named(pipe):
+    small = SoundStorm(pipe.soundstorm.config.replace(codebook_size=pipe.codec.codebook_size // 2))
+    with pytest.raises(PipelineError, match="soundstorm models .* codes, the codec makes"):
+        SpeechContinuation(pipe.codec, pipe.tokenizer, pipe.semantic_lm, small)
+
+
+def test_voice_conversion_and_tts_objects(prompts):
+    source, target = prompts[0], prompts[2]
+    for method in ("soundstorm", "flow"):
+        vc = VoiceConversion.from_pretrained(default_pipeline(), method=method)
+        audio = vc.convert(source, target, sample_rate=16000, steps=4, seed=0)
+        assert abs(audio.shape[-1] - source.shape[-1]) <= 320 and torch.isfinite(audio).all()
+    tts = TextToSpeech.from_pretrained(default_pipeline())
+    audio = tts.synthesize("Good morning.", target, sample_rate=16000, steps=4, seed=0)
+    assert audio.ndim == 2 and audio.shape[-1] > 1600
+
+
+def test_shipped_evaluation_is_recorded():
+    report = json.loads((default_pipeline() / "eval.json").read_text())
+    assert report["setup"]["utterances"] >= 4
+    assert {"per_original", "per_codec", "per_soundstorm", "per_naturalspeech2"} <= set(report["intelligibility"])
