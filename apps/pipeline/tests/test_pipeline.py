@@ -92,13 +92,13 @@ def test_continuation_input_errors(pipe, prompts):
         pipe.generate(prompts[0][:, :100], sample_rate=16000)
     with pytest.raises(PipelineError, match="seconds must be > 0"):
         pipe.generate(prompts[0], sample_rate=16000, seconds=0)
-    with pytest.raises(Exception, match="NaN|non-finite|finite"):
+    with pytest.raises(Exception, match=r"NaN|non-finite|finite"):
         pipe.generate(torch.full((1, 16000), float("nan")), sample_rate=16000)
 
 
 def test_incompatible_components_are_named(pipe):
     small = SoundStorm(pipe.soundstorm.config.replace(codebook_size=pipe.codec.codebook_size // 2))
-    with pytest.raises(PipelineError, match="soundstorm models .* codes, the codec makes"):
+    with pytest.raises(PipelineError, match=r"soundstorm models .* codes, the codec makes"):
         SpeechContinuation(pipe.codec, pipe.tokenizer, pipe.semantic_lm, small)
 
 
