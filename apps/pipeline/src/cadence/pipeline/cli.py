@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cadence.core.audio import AudioError, load, save
+from cadence.core.audio import AudioError, load, resample, save
 from cadence.core.checkpoint import CheckpointError
 from cadence.core.config import ConfigError
 from cadence.core.data import ShardError
@@ -75,6 +75,11 @@ def _output_path(path: Path) -> Path:
     return path
 
 
+def _write_audio(path: Path, audio, sample_rate: int) -> None:
+    save(path, audio, sample_rate)
+    console.print(f"wrote {path} ({audio.shape[-1] / sample_rate:.2f} s)")
+
+
 def _pipeline_dir(pipeline: Path | None) -> Path:
     return pipeline if pipeline is not None else default_pipeline()
 
@@ -105,12 +110,8 @@ def generate(
 
     _output_path(out)
     audios = [_load_audio(p, "prompt") for p in prompt]
-    rates = {rate for _, rate in audios}
     pipe = SpeechContinuation.from_pretrained(_pipeline_dir(pipeline))
-    from cadence.core.audio import resample
-
     items = [resample(a, rate, pipe.sample_rate) if rate != pipe.sample_rate else a for a, rate in audios]
-    del rates
     with console.status("generating"):
         start = time.perf_counter()
         result = pipe.generate(items, sample_rate=pipe.sample_rate, seconds=seconds, stop_at_eos=eos,
@@ -125,8 +126,7 @@ def generate(
             import torch
 
             audio = torch.cat([result.prompt_audio[i, :, : int(result.prompt_lengths[i])], audio], dim=-1)
-        save(path, audio, result.sample_rate)
-        console.print(f"wrote {path} ({audio.shape[-1] / result.sample_rate:.2f} s)")
+        _write_audio(path, audio, result.sample_rate)
     total = float(result.lengths.sum()) / result.sample_rate
     console.print(f"generated {total:.2f} s of audio in {elapsed:.2f} s (real-time factor {elapsed / max(total, 1e-9):.2f})")
 
@@ -152,13 +152,10 @@ def convert(
     src, src_rate = _load_audio(source, "source")
     tgt, tgt_rate = _load_audio(target_voice, "target voice")
     vc = VoiceConversion.from_pretrained(_pipeline_dir(pipeline), method=method)
-    from cadence.core.audio import resample
-
     tgt = resample(tgt, tgt_rate, src_rate) if tgt_rate != src_rate else tgt
     with console.status(f"converting ({method})"):
         audio = vc.convert(src, tgt, sample_rate=src_rate, steps=steps, guidance_scale=guidance, seed=seed)
-    save(out, audio, vc.sample_rate)
-    console.print(f"wrote {out} ({audio.shape[-1] / vc.sample_rate:.2f} s)")
+    _write_audio(out, audio, vc.sample_rate)
 
 
 @app.command()
@@ -180,8 +177,7 @@ def tts(
     model = TextToSpeech.from_pretrained(_pipeline_dir(pipeline))
     with console.status("synthesizing"):
         audio = model.synthesize(text, voice, sample_rate=rate, steps=steps, guidance=guidance, seed=seed)
-    save(out, audio, model.sample_rate)
-    console.print(f"wrote {out} ({audio.shape[-1] / model.sample_rate:.2f} s)")
+    _write_audio(out, audio, model.sample_rate)
 
 
 @app.command()

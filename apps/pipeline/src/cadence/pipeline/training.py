@@ -39,16 +39,9 @@ from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
 from cadence.core.train import Trainer, TrainerConfig
 
 from .components import PipelineError, load_component
+from .pipeline import COMPONENTS
 
-STAGES = (
-    "codec",
-    "semantic_tokenizer",
-    "semantic_lm",
-    "soundstorm",
-    "naturalspeech2",
-    "flowmatching",
-    "phoneme_recognizer",
-)
+STAGES = COMPONENTS  # every component of a pipeline is trained by a stage of the same name
 
 
 @dataclass(frozen=True, kw_only=True)
