@@ -191,8 +191,7 @@ def tokenize(
     pipeline: Annotated[Path | None, typer.Option(help="take --codec and --tokenizer from a pipeline")] = None,
     batch_size: int = 8,
 ) -> None:
-    """Precompute token shards (codec codes, semantic tokens, latents) of a dataset; resumable,
-    and split across processes under ``accelerate launch``."""
+    """Precompute token shards (codec codes, semantic tokens, latents) of a dataset (resumable; split across processes under accelerate launch)."""
     from .training import tokenize_corpus
 
     if pipeline is not None:
@@ -215,7 +214,7 @@ def train(
     stage: Annotated[str, typer.Argument(help="codec, semantic_tokenizer, semantic_lm, soundstorm, naturalspeech2, flowmatching or phoneme_recognizer")],
     config: Annotated[Path, typer.Option(help="the job's TOML file (see docs/pipeline.md)")],
 ) -> None:
-    """Train one model from a TOML job file (works under ``accelerate launch``)."""
+    """Train one model from a TOML job file (works under accelerate launch)."""
     from .training import TrainJob, run_job
 
     job = TrainJob.from_toml(config, stage=stage)
@@ -235,8 +234,7 @@ def recipe(
     steps_scale: Annotated[float, typer.Option(help="multiply every model's steps (e.g. 0.01 for a smoke run)")] = 1.0,
     only: Annotated[list[str] | None, typer.Option(help="run only these stages (repeatable)")] = None,
 ) -> None:
-    """Train the whole chain on a corpus: codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2,
-    flow matching and the phoneme recognizer used by evaluation."""
+    """Train the whole chain on a corpus: codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer."""
     from .recipe import ORDER, run_toy_recipe
 
     if name != "toy":
@@ -304,8 +302,7 @@ def demo(
     seconds: Annotated[float, typer.Option(help="seconds to continue")] = 3.0,
     seed: int = 0,
 ) -> None:
-    """The main job: continue a held-out prompt with the shipped pipeline; writes a wav, a
-    spectrogram PNG (prompt | generated) and prints metrics."""
+    """The main job: continue a held-out prompt with the shipped pipeline; writes wavs and a spectrogram PNG (prompt | generated), prints metrics."""
     from .demo import run_demo
 
     run_demo(_pipeline_dir(pipeline), out, prompt_seconds=prompt_seconds, seconds=seconds, seed=seed, console=console)
