@@ -233,6 +233,7 @@ def recipe(
     corpus: Annotated[Path | None, typer.Option(help="corpus directory (default: the committed toy corpus)")] = None,
     steps_scale: Annotated[float, typer.Option(help="multiply every model's steps (e.g. 0.01 for a smoke run)")] = 1.0,
     only: Annotated[list[str] | None, typer.Option(help="run only these stages (repeatable)")] = None,
+    workers: Annotated[int, typer.Option(help="run independent stages at once, one thread each (2 suits a 2-core CPU)")] = 1,
 ) -> None:
     """Train the whole chain on a corpus: codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer."""
     from .recipe import ORDER, run_toy_recipe
@@ -249,7 +250,10 @@ def recipe(
         corpus = toy_corpus_dir()
     if steps_scale <= 0:
         raise PipelineError("--steps-scale must be > 0")
-    pipeline_dir = run_toy_recipe(out, corpus, steps_scale=steps_scale, only=tuple(only) if only else None, console=console)
+    if workers < 1:
+        raise PipelineError("--workers must be >= 1")
+    pipeline_dir = run_toy_recipe(out, corpus, steps_scale=steps_scale, only=tuple(only) if only else None,
+                                  workers=workers, console=console)
     console.print(f"done: {pipeline_dir}")
 
 
