@@ -51,10 +51,12 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
     },
     "semantic_lm": {
         "stage": "semantic_lm",
-        "model": {"dim": 192, "depth": 4, "heads": 4, "dim_head": 48, "max_seq_len": 256,
-                  "ff_dropout": 0.1},
-        "trainer": {"max_steps": 1200, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 100,
-                    "ema_decay": 0.99, "save_every": 400, "log_every": 20},
+        # 170 utterances overfit fast: held-out perplexity was 9.9 after 200 steps of this
+        # model and 17.8 after 600 (a unigram model: 47); 1200 steps of a dim-192 one gave 330.
+        "model": {"dim": 128, "depth": 3, "heads": 4, "dim_head": 32, "max_seq_len": 256,
+                  "ff_dropout": 0.2, "attn_dropout": 0.2},
+        "trainer": {"max_steps": 250, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 50,
+                    "weight_decay": 0.1, "ema_decay": 0.99, "save_every": 250, "log_every": 20},
     },
     "soundstorm": {
         "stage": "soundstorm",
