@@ -67,7 +67,7 @@ def test_toy_recipe_runs_end_to_end(tmp_path, mini_corpus):
     a time in separate processes (the dependency order is what makes this work)."""
     pipeline = run_toy_recipe(tmp_path / "toy", mini_corpus, steps_scale=0.002, workers=2)
     logs = sorted(p.stem for p in (tmp_path / "toy" / "logs").glob("*.log"))
-    assert logs == sorted(STAGES + ("tokenize",))
+    assert logs == sorted((*STAGES, "tokenize"))
     spec = json.loads((pipeline / "pipeline.json").read_text())
     assert set(spec["components"]) == set(STAGES)
     report = json.loads((pipeline / "eval.json").read_text())

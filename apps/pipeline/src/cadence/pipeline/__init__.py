@@ -9,23 +9,37 @@
   (TOML jobs), :mod:`cadence.pipeline.recipe` (the toy recipe), :mod:`cadence.pipeline.evaluation`.
 """
 
-from .components import PipelineError, load_component
-from .continuation import ContinuationOutput, SpeechContinuation
-from .pipeline import PipelineSpec, default_pipeline, write_pipeline
-from .recognizer import PhonemeRecognizer, PhonemeRecognizerConfig, phoneme_error_rate
-from .synthesis import TextToSpeech, VoiceConversion
+from __future__ import annotations
 
-__all__ = [
-    "ContinuationOutput",
-    "PhonemeRecognizer",
-    "PhonemeRecognizerConfig",
-    "PipelineError",
-    "PipelineSpec",
-    "SpeechContinuation",
-    "TextToSpeech",
-    "VoiceConversion",
-    "default_pipeline",
-    "load_component",
-    "phoneme_error_rate",
-    "write_pipeline",
-]
+import importlib
+from typing import Any
+
+# Imported on first use, so that `cadence --help` does not load every model package.
+_EXPORTS = {
+    "ContinuationOutput": "continuation",
+    "SpeechContinuation": "continuation",
+    "PhonemeRecognizer": "recognizer",
+    "PhonemeRecognizerConfig": "recognizer",
+    "phoneme_error_rate": "recognizer",
+    "PipelineError": "components",
+    "load_component": "components",
+    "PipelineSpec": "pipeline",
+    "default_pipeline": "pipeline",
+    "write_pipeline": "pipeline",
+    "TextToSpeech": "synthesis",
+    "VoiceConversion": "synthesis",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -120,7 +120,7 @@ def job_toml(spec: dict[str, Any]) -> str:
 def _scaled(spec: dict[str, Any], steps_scale: float) -> dict[str, Any]:
     spec = json.loads(json.dumps(spec))
     trainer = spec.get("trainer", {})
-    if "max_steps" in trainer:
+    if "max_steps" in trainer and steps_scale != 1.0:
         trainer["max_steps"] = max(2, round(trainer["max_steps"] * steps_scale))
         for key in ("warmup_steps", "save_every"):
             if key in trainer:
