@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cadence.core.checkpoint import load_pretrained
+from cadence.core.checkpoint import halve_weights, load_pretrained
 from cadence.pipeline.cli import default_pipeline
 from cadence.pipeline.components import PipelineError
-from cadence.pipeline.recipe import TOY_JOBS, halve_weights, job_toml, run_toy_recipe, write_jobs
+from cadence.pipeline.recipe import TOY_JOBS, job_toml, run_toy_recipe, write_jobs
 from cadence.pipeline.training import STAGES, TrainJob, tokenize_corpus
 
 

@@ -41,6 +41,22 @@ def test_round_trip_identical_outputs(tmp_path):
     assert type(load_pretrained(path)) is TinyModel
 
 
+def test_halved_weights_load_back_as_float32(tmp_path):
+    model = make(dim=16, depth=2)
+    with torch.no_grad():
+        model.scale.fill_(1e6)  # does not fit float16: stays float32
+    path = model.save_pretrained(tmp_path / "ckpt")
+    full = (path / "model.safetensors").stat().st_size
+    assert checkpoint.halve_weights(path) > 0.3 * full
+    assert checkpoint.halve_weights(path) == 0  # already halved
+    loaded = load_pretrained(path)
+    assert all(p.dtype == torch.float32 for p in loaded.state_dict().values() if p.is_floating_point())
+    assert torch.equal(loaded.scale, model.scale)
+    for a, b in zip(model.parameters(), loaded.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+
+
 def test_tied_weights_survive(tmp_path):
     model = make(share_weights=True, depth=3)
     model.save_pretrained(tmp_path / "c")

@@ -16,6 +16,15 @@ def test_spectrogram_png(tmp_path):
     assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 2000
 
 
+def test_spectrogram_png_marks_sections(tmp_path):
+    t = torch.arange(32000) / 16000
+    audio = torch.sin(2 * math.pi * 440 * t)[None]
+    plain = save_spectrogram_png(audio, 16000, tmp_path / "plain.png")
+    marked = save_spectrogram_png(audio, 16000, tmp_path / "marked.png", sections=[("a", 0.0), ("b", 1.0)])
+    assert marked.read_bytes()[:8] == PNG_MAGIC
+    assert marked.read_bytes() != plain.read_bytes()  # the boundary and labels are drawn
+
+
 def test_curves_png(tmp_path):
     path = save_curves_png({"train": [3.0, 2.0, 1.0], "valid": torch.tensor([3.5, 2.5, 2.0])}, tmp_path / "c.png", log_y=True)
     assert path.read_bytes()[:8] == PNG_MAGIC

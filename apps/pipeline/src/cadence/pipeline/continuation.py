@@ -17,7 +17,7 @@ from torch import Tensor
 
 from cadence.audiolm import SemanticTransformer
 from cadence.core.audio import check_audio, resample, to_mono
-from cadence.core.data import pad_sequences
+from cadence.core.data import collate_audio, pad_sequences
 from cadence.core.interfaces import Codec, SemanticTokenizer
 from cadence.soundstorm import SoundStorm
 
@@ -89,11 +89,8 @@ def prepare_audio(audio: Tensor | Sequence[Tensor], sample_rate: int, target_rat
         if sample_rate != target_rate:
             item = resample(item, sample_rate, target_rate)
         out.append(item.float())
-    lengths = torch.tensor([a.shape[-1] for a in out])
-    padded = torch.zeros(len(out), channels, int(lengths.max()))
-    for i, a in enumerate(out):
-        padded[i, :, : a.shape[-1]] = a
-    return padded, lengths
+    batch = collate_audio([{"audio": a} for a in out])
+    return batch["audio"], batch["lengths"]
 
 
 def _pad(sequences: list[Tensor]) -> tuple[Tensor, Tensor]:

@@ -9,37 +9,15 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch import Tensor
 
 from cadence.core.audio import load, save
-from cadence.core.features import log_mel_spectrogram
+from cadence.core.plots import save_spectrogram_png
 
 from .components import PipelineError, load_component
 from .continuation import SpeechContinuation
 from .pipeline import PipelineSpec
 
 EVAL_FILE = "eval.json"
-
-
-def save_comparison_png(prompt: Tensor, generated: Tensor, sample_rate: int, path: str | Path, *,
-                        title: str = "prompt | generated") -> Path:
-    """One log-mel spectrogram of ``prompt`` then ``generated`` (``(c, t)`` each), with the boundary marked."""
-    from cadence.core.plots import _pyplot, _save
-
-    plt = _pyplot()
-    mono = torch.cat([prompt.float().mean(0), generated.float().mean(0)])
-    mel = log_mel_spectrogram(mono, sample_rate, n_mels=80, hop_length=256)
-    seconds, boundary = mono.shape[-1] / sample_rate, prompt.shape[-1] / sample_rate
-    fig, ax = plt.subplots(figsize=(max(6.0, min(16.0, 2.0 * seconds)), 3.2), dpi=100)
-    image = ax.imshow(mel.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, 80), cmap="magma")
-    ax.axvline(boundary, color="white", linestyle="--", linewidth=1.5)
-    ax.text(boundary / 2, 74, "prompt", color="white", ha="center")
-    ax.text(boundary + (seconds - boundary) / 2, 74, "generated", color="white", ha="center")
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("mel band")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="log magnitude")
-    return _save(plt, fig, path)
 
 
 def run_demo(pipeline_dir: Path, out: Path, *, prompt_seconds: float = 2.0, seconds: float = 3.0, seed: int = 0,
@@ -65,7 +43,9 @@ def run_demo(pipeline_dir: Path, out: Path, *, prompt_seconds: float = 2.0, seco
     save(out / "prompt.wav", prompt, rate)
     save(out / "continuation.wav", generated, rate)
     save(out / "prompt_and_continuation.wav", torch.cat([prompt, generated], -1), rate)
-    save_comparison_png(prompt, generated, rate, out / "spectrogram.png")
+    save_spectrogram_png(torch.cat([prompt, generated], -1), rate, out / "spectrogram.png",
+                         title="prompt | generated",
+                         sections=[("prompt", 0.0), ("generated", prompt.shape[-1] / rate)])
     metrics = {
         "prompt_seconds": prompt.shape[-1] / rate,
         "generated_seconds": generated.shape[-1] / rate,

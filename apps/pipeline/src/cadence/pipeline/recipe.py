@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cadence.core.checkpoint import CONFIG_NAME
+from cadence.core.checkpoint import CONFIG_NAME, halve_weights
 
 from .components import PipelineError
 from .demo import EVAL_FILE
@@ -147,36 +147,6 @@ def write_jobs(out: Path, corpus: Path, *, steps_scale: float = 1.0) -> dict[str
         paths[name] = jobs_dir / f"{name}.toml"
         paths[name].write_text(job_toml(spec))
     return paths
-
-
-def halve_weights(directory: Path) -> int:
-    """Store a checkpoint's float weights as float16 (halving what ships); returns bytes saved.
-
-    Loading casts them back into the model's float32 parameters. A tensor whose values do not
-    fit float16 (e.g. large running sums) stays float32. Written to a temporary file and renamed.
-    """
-    import os
-
-    import torch
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    from cadence.core.checkpoint import WEIGHTS_NAME
-
-    path = directory / WEIGHTS_NAME
-    before = path.stat().st_size
-    with safe_open(str(path), "pt") as f:
-        if (f.metadata() or {}).get("stored_dtype") == "float16":
-            return 0
-    state = load_file(str(path))
-    limit = torch.finfo(torch.float16).max
-    for name, tensor in state.items():
-        if tensor.dtype == torch.float32 and (tensor.numel() == 0 or float(tensor.abs().max()) < limit):
-            state[name] = tensor.half()
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "stored_dtype": "float16"})
-    os.replace(tmp, path)
-    return before - path.stat().st_size
 
 
 def _done(directory: Path) -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "CheckpointError",
     "PretrainedMixin",
+    "halve_weights",
     "load_pretrained",
     "read_checkpoint_config",
     "save_pretrained",
@@ -164,6 +165,38 @@ def save_pretrained(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def halve_weights(directory: str | os.PathLike) -> int:
+    """Store a checkpoint's float32 weights as float16 (for shipping); returns the bytes saved.
+
+    :func:`load_pretrained` casts them back into the model's float32 parameters. A tensor
+    whose values do not fit float16 (e.g. large running sums) stays float32. The file is
+    rewritten atomically; a checkpoint already halved is left as it is (0 is returned).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = Path(directory) / WEIGHTS_NAME
+    before = path.stat().st_size
+    with safe_open(str(path), "pt") as f:
+        metadata = dict(f.metadata() or {})
+    if metadata.get("stored_dtype") == "float16":
+        return 0
+    state = load_file(str(path))
+    limit = torch.finfo(torch.float16).max
+    for name, tensor in state.items():
+        if tensor.dtype == torch.float32 and (tensor.numel() == 0 or float(tensor.abs().max()) < limit):
+            state[name] = tensor.half()
+    tmp = path.with_name(f"{path.name}{_TMP_SUFFIX}-{uuid.uuid4().hex[:8]}")
+    try:
+        save_file(state, str(tmp), metadata={**metadata, "stored_dtype": "float16"})
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return before - path.stat().st_size
 
 
 def _recover(directory: Path) -> None:
