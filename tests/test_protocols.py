@@ -93,3 +93,47 @@ def test_non_conforming_objects_are_rejected():
     assert not isinstance(HalfCodec(), Codec)
     assert not isinstance(FakeSemanticTokenizer(), Codec)
     assert not isinstance(FakeCodec(), SemanticTokenizer)
+
+
+def _ragged(batch_lengths: list[int], sample_rate: int, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of different-length clips (padding filled with noise, which must not leak)."""
+    audio = speechlike(len(batch_lengths), max(batch_lengths) / sample_rate, sample_rate, channels)
+    lengths = torch.tensor(batch_lengths)
+    noise = 0.5 * torch.randn(audio.shape, generator=torch.Generator().manual_seed(1))
+    past = torch.arange(audio.shape[-1])[None, None] >= lengths[:, None, None]
+    return torch.where(past, noise, audio), lengths
+
+
+@pytest.mark.parametrize("make", CODECS)
+def test_codec_results_do_not_depend_on_padding(make):
+    codec = make()
+    rate = codec.sample_rate
+    audio, lengths = _ragged([rate // 2, rate // 3, rate // 4], rate, codec.channels)
+    codes = codec.encode(audio, lengths)
+    frames = [codec.num_frames(int(n)) for n in lengths]
+    assert codes.shape[1] >= max(frames)
+    for i, n in enumerate(lengths):
+        alone = codec.encode(audio[i : i + 1, :, : int(n)])
+        assert torch.equal(codes[i, : frames[i]], alone[0]), f"item {i}"
+        assert not codes[i, frames[i] :].any()
+    frame_lengths = torch.tensor(frames)
+    decoded = codec.decode(codes, frame_lengths)
+    hop = round(rate / codec.frame_rate)
+    for i, n in enumerate(frames):
+        alone = codec.decode(codes[i : i + 1, :n])
+        torch.testing.assert_close(decoded[i, :, : alone.shape[-1]], alone[0], atol=1e-5, rtol=1e-4)
+        assert not decoded[i, :, n * hop :].any()
+
+
+@pytest.mark.parametrize("make", TOKENIZERS)
+def test_tokenizer_results_do_not_depend_on_padding(make):
+    tokenizer = make()
+    rate = tokenizer.sample_rate
+    audio, lengths = _ragged([rate // 2, rate // 3, rate // 4], rate)
+    tokens = tokenizer.tokenize(audio, lengths)
+    for i, n in enumerate(lengths):
+        frames = tokenizer.num_frames(int(n))
+        alone = tokenizer.tokenize(audio[i : i + 1, :, : int(n)])
+        assert alone.shape[1] == frames
+        assert torch.equal(tokens[i, :frames], alone[0]), f"item {i}"
+        assert not tokens[i, frames:].any()

@@ -128,3 +128,33 @@ def test_save_unknown_format_and_atomic(tmp_path):
         audio.save(tmp_path / "a.xyz", torch.zeros(1, 10), 16000)
     audio.save(tmp_path / "a.wav", torch.zeros(1, 10), 16000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]  # no temporary left behind
+
+
+def test_batch_audio_validates_converts_and_pads_once():
+    import torch
+
+    from cadence.core.audio import EmptyAudioError, NonFiniteAudioError, batch_audio
+
+    clips = [torch.rand(2, 800) - 0.5, torch.rand(1, 400) - 0.5]
+    audio, lengths = batch_audio(clips, 8000, target_rate=16000, channels=1)
+    assert audio.shape == (2, 1, 1600) and lengths.tolist() == [1600, 800]
+    assert not audio[1, :, 800:].any()
+    # a (b, c, t) batch is taken as b full-length clips
+    audio, lengths = batch_audio(torch.zeros(3, 1, 100) + 0.1, 16000)
+    assert audio.shape == (3, 1, 100) and lengths.tolist() == [100] * 3
+    with pytest.raises(NonFiniteAudioError, match="prompt 1"):
+        batch_audio([torch.zeros(1, 10), torch.full((1, 10), float("nan"))], 16000, what="prompt")
+    with pytest.raises(EmptyAudioError, match="at least"):
+        batch_audio([torch.zeros(1, 10)], 16000, min_samples=320)
+    with pytest.raises(EmptyAudioError):
+        batch_audio([], 16000)
+
+
+def test_a_directory_or_missing_path_raises_an_audio_error(tmp_path):
+    from cadence.core.audio import AudioError, AudioNotFoundError, NotAnAudioFileError
+
+    with pytest.raises(NotAnAudioFileError, match="is a directory"):
+        audio.load(tmp_path)
+    with pytest.raises(AudioNotFoundError, match="not found") as info:
+        audio.load(tmp_path / "missing.wav")
+    assert isinstance(info.value, (AudioError, FileNotFoundError))

@@ -78,3 +78,27 @@ def test_bad_json(tmp_path):
         OuterConfig.from_json(path)
     with pytest.raises(ConfigError, match="not found"):
         OuterConfig.from_json(tmp_path / "missing.json")
+
+
+def test_an_older_format_drops_the_keys_that_moved_even_in_nested_configs():
+    from dataclasses import dataclass, field
+    from typing import ClassVar
+
+    from cadence.core.config import Config, ConfigError, config_from_dict, upgrade_config_dict
+
+    @dataclass(frozen=True, kw_only=True)
+    class Inner(Config):
+        dropped_keys: ClassVar[tuple[str, ...]] = ("old_weight",)
+        dim: int = 4
+
+    @dataclass(frozen=True, kw_only=True)
+    class Outer(Config):
+        dropped_keys: ClassVar[tuple[str, ...]] = ("drop_prob",)
+        inner: Inner = field(default_factory=Inner)
+        depth: int = 1
+
+    old = {"depth": 2, "drop_prob": 0.1, "inner": {"dim": 8, "old_weight": 1.0}}
+    with pytest.raises(ConfigError, match="unknown key"):
+        config_from_dict(Outer, old)  # a current config may not hold them
+    upgraded = config_from_dict(Outer, upgrade_config_dict(Outer, old, 1))
+    assert upgraded == Outer(depth=2, inner=Inner(dim=8))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,19 @@ import soxr
 import torch
 from torch import Tensor
 
+from .io import atomic_file
+
 __all__ = [
     "SUPPORTED_FORMATS",
     "AudioDecodeError",
     "AudioError",
+    "AudioNotFoundError",
     "ChannelMismatchError",
     "EmptyAudioError",
     "NonFiniteAudioError",
+    "NotAnAudioFileError",
     "SampleRateMismatchError",
+    "batch_audio",
     "check_audio",
     "check_sample_rate",
     "convert_channels",
@@ -43,8 +49,16 @@ class AudioError(ValueError):
     """Base class of every audio problem Cadence reports."""
 
 
+class AudioNotFoundError(AudioError, FileNotFoundError):
+    """The audio file does not exist."""
+
+
+class NotAnAudioFileError(AudioError):
+    """The path exists but is a directory or another non-file (a FIFO, a device)."""
+
+
 class AudioDecodeError(AudioError):
-    """The file exists but cannot be decoded as audio."""
+    """The file exists but cannot be read or decoded as audio (corrupt, unreadable, not audio)."""
 
 
 class EmptyAudioError(AudioError):
@@ -84,9 +98,13 @@ def info(path: str | os.PathLike) -> sf._SoundFileInfo:
 
 def _check_path(path: Path) -> None:
     if not path.exists():
-        raise FileNotFoundError(f"audio file not found: {path}")
+        raise AudioNotFoundError(f"audio file not found: {path}")
     if path.is_dir():
-        raise IsADirectoryError(f"expected an audio file, got a directory: {path}")
+        raise NotAnAudioFileError(f"{path} is a directory; give an audio file ({', '.join(SUPPORTED_FORMATS)})")
+    if not path.is_file():
+        raise NotAnAudioFileError(f"{path} is not a regular file; give an audio file ({', '.join(SUPPORTED_FORMATS)})")
+    if not os.access(path, os.R_OK):
+        raise AudioDecodeError(f"cannot read {path}: permission denied; check the file's permissions")
 
 
 def load(
@@ -110,8 +128,9 @@ def load(
         ``(audio, sample_rate)`` with audio ``(c, t)`` float32.
 
     Raises:
-        FileNotFoundError: the path does not exist.
-        AudioDecodeError: the file is not decodable audio (corrupt, truncated, not audio).
+        AudioNotFoundError: the path does not exist (also a FileNotFoundError).
+        NotAnAudioFileError: the path is a directory or not a regular file.
+        AudioDecodeError: the file is unreadable or not decodable audio (corrupt, truncated, not audio).
         EmptyAudioError: the file holds no samples.
         NonFiniteAudioError: the file holds NaN/inf samples (possible in float WAV).
     """
@@ -170,19 +189,8 @@ def save(
     if audio.shape[-1] == 0:
         raise EmptyAudioError(f"refusing to save empty audio to {path}")
     _check_finite(audio, f"audio to save to {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
-    try:
-        sf.write(
-            str(tmp),
-            audio.T.numpy(),
-            sample_rate,
-            format=SUPPORTED_FORMATS[suffix],
-            subtype=subtype,
-        )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as tmp:
+        sf.write(str(tmp), audio.T.numpy(), sample_rate, format=SUPPORTED_FORMATS[suffix], subtype=subtype)
     return path
 
 
@@ -269,6 +277,68 @@ def check_audio(
     if sample_rate is not None and expected_sample_rate is not None:
         check_sample_rate(sample_rate, expected_sample_rate, what=what)
     return audio
+
+
+def batch_audio(
+    items: Tensor | Sequence[Tensor],
+    sample_rate: int,
+    *,
+    target_rate: int | None = None,
+    channels: int | None = None,
+    min_samples: int = 1,
+    what: str = "audio",
+) -> tuple[Tensor, Tensor]:
+    """The edge of a model pipeline: validate clips once, convert them, pad them once.
+
+    Args:
+        items: ``(b, c, t)`` (all items full length), one ``(c, t)`` clip, or a list of
+            ``(c, t)`` / ``(t,)`` clips of different lengths.
+        sample_rate: the clips' rate.
+        target_rate: resample to this rate (each clip alone, so padding never bleeds in).
+        channels: convert to this many channels (:func:`convert_channels`).
+        min_samples: the fewest samples a clip may have after resampling.
+        what: what the clips are, for messages ("prompt").
+
+    Returns:
+        ``(audio, lengths)``: ``(b, c, t_max)`` float32, zero past each clip's end, and
+        ``(b,)`` long real samples per clip.
+    """
+    if isinstance(items, Tensor):
+        items = list(items) if items.ndim == 3 else [items]
+    items = list(items)
+    if not items:
+        raise EmptyAudioError(f"no {what} given")
+    clips = []
+    for i, clip in enumerate(items):
+        name = what if len(items) == 1 else f"{what} {i}"
+        if not isinstance(clip, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor (c, t), got {type(clip).__name__}")
+        if clip.ndim == 1:
+            clip = clip[None]
+        if clip.ndim != 2:
+            raise AudioError(f"{name} must be one clip (c, t), got shape {tuple(clip.shape)}")
+        check_audio(clip[None], what=name)
+        clip = clip.float()
+        if channels is not None:
+            clip = convert_channels(clip, channels)
+        if target_rate is not None and target_rate != sample_rate:
+            clip = resample(clip, sample_rate, target_rate)
+        if clip.shape[-1] < min_samples:
+            rate = target_rate or sample_rate
+            raise EmptyAudioError(
+                f"{name} is {clip.shape[-1] / rate:.3f} s long; at least {min_samples / rate:.3f} s is needed"
+            )
+        clips.append(clip)
+    lengths = torch.tensor([c.shape[-1] for c in clips], dtype=torch.long)
+    audio = clips[0].new_zeros(len(clips), clips[0].shape[0], int(lengths.max()))
+    for i, clip in enumerate(clips):
+        if clip.shape[0] != audio.shape[1]:
+            raise ChannelMismatchError(
+                f"{what} {i} has {clip.shape[0]} channel(s), {what} 0 has {audio.shape[1]}; give "
+                "channels= to convert them"
+            )
+        audio[i, :, : clip.shape[-1]] = clip
+    return audio, lengths
 
 
 def duration_to_samples(seconds: float, sample_rate: int) -> int:

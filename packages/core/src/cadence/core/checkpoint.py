@@ -3,7 +3,7 @@
 A checkpoint directory holds everything needed to rebuild a model and nothing executable:
 
     my-model/
-      config.json        {"class": "cadence.soundstorm.SoundStorm", "format_version": 1,
+      config.json        {"class": "cadence.soundstorm.SoundStorm", "format_version": 2,
                           "config": {...}, "cadence_core_version": "0.1.0"}
       model.safetensors  the weights of the unwrapped module
 
@@ -19,17 +19,16 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file, save_model
 from torch import nn
 
-from .config import Config, config_from_dict
+from .config import Config, ConfigError, config_from_dict, upgrade_config_dict
+from .io import atomic_directory, atomic_file, recover_directory
 
 __all__ = [
     "CONFIG_NAME",
@@ -46,10 +45,10 @@ __all__ = [
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
-# Suffix of the previous checkpoint while a new one is being swapped in.
-_OLD_SUFFIX = ".cadence-old"
-_TMP_SUFFIX = ".cadence-tmp"
+# 2: training settings (losses, their weights, prompt sampling, condition dropout) moved out of
+#    the model configs into train configs; format-1 configs are upgraded on load
+#    (Config.upgrade_dict drops the keys that moved).
+FORMAT_VERSION = 2
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -86,24 +85,6 @@ def _qualified_name(cls: type) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not supported on every platform (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
 def save_pretrained(
     model: nn.Module,
     directory: str | os.PathLike,
@@ -129,41 +110,20 @@ def save_pretrained(
         )
     from . import __version__
 
+    header = {
+        "class": _qualified_name(type(model)),
+        "config_class": _qualified_name(type(config)),
+        "format_version": FORMAT_VERSION,
+        "cadence_core_version": __version__,
+        "config": config.to_dict(),
+    }
+    if metadata:
+        header["metadata"] = metadata
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    _recover(directory)
-    tmp = directory.with_name(f"{directory.name}{_TMP_SUFFIX}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        header = {
-            "class": _qualified_name(type(model)),
-            "config_class": _qualified_name(type(config)),
-            "format_version": FORMAT_VERSION,
-            "cadence_core_version": __version__,
-            "config": config.to_dict(),
-        }
-        if metadata:
-            header["metadata"] = metadata
+    with atomic_directory(directory) as tmp:
         (tmp / CONFIG_NAME).write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
         # save_model handles tied/shared tensors (they are stored once and re-tied on load).
-        save_model(
-            model,
-            str(tmp / WEIGHTS_NAME),
-            metadata={"format": "pt", "class": header["class"]},
-        )
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            _fsync_file(tmp / name)
-        _fsync_dir(tmp)
-        old = directory.with_name(directory.name + _OLD_SUFFIX)
-        if directory.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        _fsync_dir(directory.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "class": header["class"]})
     return directory
 
 
@@ -174,9 +134,6 @@ def halve_weights(directory: str | os.PathLike) -> int:
     whose values do not fit float16 (e.g. large running sums) stays float32. The file is
     rewritten atomically; a checkpoint already halved is left as it is (0 is returned).
     """
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     path = Path(directory) / WEIGHTS_NAME
     before = path.stat().st_size
     with safe_open(str(path), "pt") as f:
@@ -188,39 +145,17 @@ def halve_weights(directory: str | os.PathLike) -> int:
     for name, tensor in state.items():
         if tensor.dtype == torch.float32 and (tensor.numel() == 0 or float(tensor.abs().max()) < limit):
             state[name] = tensor.half()
-    tmp = path.with_name(f"{path.name}{_TMP_SUFFIX}-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_file(path) as tmp:
         save_file(state, str(tmp), metadata={**metadata, "stored_dtype": "float16"})
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
     return before - path.stat().st_size
-
-
-def _recover(directory: Path) -> None:
-    """Finish or roll back a swap interrupted between its two renames."""
-    old = directory.with_name(directory.name + _OLD_SUFFIX)
-    if old.exists():
-        if directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(old, directory)
-    for stale in directory.parent.glob(f"{directory.name}{_TMP_SUFFIX}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def read_checkpoint_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint directory (class, version, config)."""
     directory = Path(directory)
+    recover_directory(directory)  # a save interrupted after moving the previous one aside
     if not directory.exists():
-        old = directory.with_name(directory.name + _OLD_SUFFIX)
-        if old.exists():
-            # A save was interrupted after moving the previous checkpoint aside.
-            os.replace(old, directory)
-        else:
-            raise CheckpointError(f"checkpoint not found: {directory}")
+        raise CheckpointError(f"checkpoint not found: {directory}")
     if not directory.is_dir():
         raise CheckpointError(
             f"{directory} is a file; a Cadence checkpoint is a directory holding "
@@ -234,16 +169,23 @@ def read_checkpoint_config(directory: str | os.PathLike) -> dict[str, Any]:
         )
     try:
         header = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON ({err}); the checkpoint is corrupt") from err
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(header).__name__}, not an object; it is not a Cadence checkpoint")
     for key in ("class", "format_version", "config"):
         if key not in header:
             raise CheckpointError(f"{path} lacks {key!r}; it is not a Cadence checkpoint")
-    if header["format_version"] > FORMAT_VERSION:
+    version = header["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: format_version must be a whole number >= 1, got {version!r}; the checkpoint is corrupt")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{directory} uses checkpoint format {header['format_version']}, newer than this "
+            f"{directory} uses checkpoint format {version}, newer than this "
             f"cadence-core understands ({FORMAT_VERSION}); upgrade cadence-core"
         )
+    if not isinstance(header["class"], str) or not isinstance(header["config"], dict):
+        raise CheckpointError(f"{path}: 'class' must be a string and 'config' an object; the checkpoint is corrupt")
     return header
 
 
@@ -301,22 +243,68 @@ def load_pretrained(
                 f"{directory} holds a {saved_name} checkpoint, not a {expected}; "
                 f"load it with {saved_name.rsplit('.', 1)[-1]}.load_pretrained"
             )
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise CheckpointError(f"{directory} names {saved_name}, which is not a model class")
     config_class = getattr(cls, "config_class", None)
-    if config_class is None:
+    if not (isinstance(config_class, type) and issubclass(config_class, Config)):
         raise CheckpointError(
-            f"{cls.__name__} has no `config_class` attribute; it cannot be rebuilt from config.json"
+            f"{cls.__name__} has no `config_class` (a Config dataclass); it cannot be rebuilt from config.json"
         )
-    config = config_from_dict(config_class, header["config"])
-    model = cls(config)
+    data = header["config"]
+    if header["format_version"] < FORMAT_VERSION:
+        data = upgrade_config_dict(config_class, data, header["format_version"])
+    try:
+        config = config_from_dict(config_class, data)
+    except ConfigError as err:
+        raise CheckpointError(f"{directory / CONFIG_NAME}: {err}") from err
     weights = directory / WEIGHTS_NAME
     if not weights.exists():
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}; the checkpoint is incomplete")
+    shapes = _stored_shapes(weights)
+    _check_shapes_before_building(cls, config, shapes, where=str(directory))
+    model = cls(config)
     try:
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights} is corrupt or truncated ({err})") from err
+    upgrade = getattr(cls, "upgrade_state_dict", None)
+    if upgrade is not None and header["format_version"] < FORMAT_VERSION:
+        state = upgrade(state, header["format_version"])
     _load_state(model, state, strict=strict, where=str(directory))
     return model.to(device)
+
+
+def _stored_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors header, without reading the data."""
+    try:
+        with safe_open(str(weights), "pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{weights} is corrupt or truncated ({err})") from err
+
+
+def _check_shapes_before_building(
+    cls: type, config: Config, shapes: dict[str, tuple[int, ...]], *, where: str
+) -> None:
+    """Refuse a config that does not describe the stored weights, before allocating anything.
+
+    The model is built on the meta device (shapes, no memory), so a tampered config asking
+    for a 10^11-entry codebook is refused by comparing shapes, not by running out of memory.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = cls(config)
+        own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    except Exception:  # a model whose __init__ cannot run on meta: checked after loading
+        return
+    wrong = [
+        f"{k}: checkpoint {shapes[k]} vs config {own[k]}" for k in own.keys() & shapes.keys() if own[k] != shapes[k]
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"checkpoint {where}: its {CONFIG_NAME} does not describe its weights, {len(wrong)} shape "
+            f"mismatches: {wrong[:5]}; the config was edited or belongs to other weights"
+        )
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], *, strict: bool, where: str) -> None:
@@ -365,10 +353,16 @@ class PretrainedMixin:
     """``save_pretrained`` / ``load_pretrained`` for a module built from ``config_class``.
 
     A model sets ``config_class = ItsConfig``, takes the config as its only ``__init__``
-    argument and stores it as ``self.config``.
+    argument and stores it as ``self.config``. A model whose parameter names changed between
+    checkpoint formats overrides :meth:`upgrade_state_dict`.
     """
 
     config_class: type[Config]
+
+    @classmethod
+    def upgrade_state_dict(cls, state: dict[str, torch.Tensor], from_version: int) -> dict[str, torch.Tensor]:
+        """Rename or drop weights saved by checkpoint format ``from_version`` (default: as is)."""
+        return state
 
     def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
         return save_pretrained(self, directory, **kwargs)  # type: ignore[arg-type]

@@ -21,9 +21,9 @@ import json
 import os
 import types
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["Config", "ConfigError", "config_from_dict", "config_to_dict"]
+__all__ = ["Config", "ConfigError", "config_from_dict", "config_to_dict", "upgrade_config_dict"]
 
 C = TypeVar("C")
 
@@ -134,12 +134,57 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _config_types(tp: Any) -> list[type]:
+    """The Config dataclasses a field annotation can hold (``X``, ``X | None``)."""
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return [tp]
+    if get_origin(tp) in (Union, types.UnionType):
+        return [a for a in get_args(tp) if dataclasses.is_dataclass(a) and isinstance(a, type)]
+    return []
+
+
+def upgrade_config_dict(cls: type, data: Any, from_version: int) -> Any:
+    """Bring a config dict saved by an older checkpoint format up to date, nested configs too.
+
+    Each Config class says what changed through :meth:`Config.upgrade_dict` (by default: drop
+    its ``dropped_keys``); the result is then parsed as strictly as any config.
+    """
+    if not isinstance(data, dict):
+        return data
+    upgrade = getattr(cls, "upgrade_dict", None)
+    if upgrade is not None:
+        data = upgrade(dict(data), from_version)
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        nested = _config_types(hints.get(f.name))
+        if f.name in data and len(nested) == 1:
+            data[f.name] = upgrade_config_dict(nested[0], data[f.name], from_version)
+    return data
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     """Base of every Cadence config: frozen, keyword-only, strict JSON round trip.
 
     Subclasses are declared with ``@dataclass(frozen=True, kw_only=True)``.
+
+    Attributes:
+        dropped_keys: keys that configs saved by an older checkpoint format held and this one
+            no longer has (e.g. training settings that moved into a train config). Loading
+            such a checkpoint drops them; in a current config they are unknown keys, refused.
     """
+
+    dropped_keys: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def upgrade_dict(cls, data: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Rewrite a config dict of checkpoint format ``from_version`` into this version's.
+
+        The default drops :attr:`dropped_keys`; override to rename or restructure fields.
+        """
+        for key in cls.dropped_keys:
+            data.pop(key, None)
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
@@ -152,7 +197,9 @@ class Config:
         """The config as JSON text; also written to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
         if path is not None:
-            Path(path).write_text(text)
+            from .io import write_text
+
+            write_text(path, text)
         return text
 
     @classmethod

@@ -10,15 +10,21 @@ Shapes (see docs/conventions.md):
     tokens  (b, n)    long in [0, codebook_size), at ``frame_rate``
     latents (b, n, d) float, at ``frame_rate``
     masks   (b, n)    bool, True = keep (a real frame, not padding)
+
+Batches of different lengths are padded once, at the edge, and travel with ``lengths``
+(``(b,)`` real samples or frames per item). Every call that takes ``lengths`` gives each item
+what it would give that item alone, whatever the padding, and zeros past its end: the
+padding never leaks into a result.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
-__all__ = ["Codec", "LatentCodec", "SemanticTokenizer"]
+__all__ = ["Codec", "LatentCodec", "SemanticTokenizer", "frame_lengths"]
 
 
 @runtime_checkable
@@ -39,12 +45,22 @@ class Codec(Protocol):
     num_quantizers: int
     codebook_size: int
 
-    def encode(self, audio: Tensor) -> Tensor:
-        """``(b, c, t)`` float audio -> ``(b, n, q)`` long codes."""
+    def num_frames(self, samples: int) -> int:
+        """Code frames that :meth:`encode` makes of ``samples`` samples."""
         ...
 
-    def decode(self, codes: Tensor) -> Tensor:
-        """``(b, n, q')`` long codes, ``q' <= num_quantizers`` -> ``(b, c, t')`` audio."""
+    def encode(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``(b, c, t)`` float audio and ``(b,)`` real samples (None: all ``t``) -> ``(b, n, q)`` codes.
+
+        Item ``i`` has ``num_frames(lengths[i])`` real frames, 0 after them.
+        """
+        ...
+
+    def decode(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``(b, n, q')`` codes, ``q' <= num_quantizers``, and ``(b,)`` real frames -> ``(b, c, t')`` audio.
+
+        Item ``i``'s audio past ``lengths[i] * sample_rate / frame_rate`` samples is 0.
+        """
         ...
 
 
@@ -58,11 +74,11 @@ class LatentCodec(Codec, Protocol):
 
     latent_dim: int
 
-    def encode_latents(self, audio: Tensor) -> Tensor:
+    def encode_latents(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``(b, c, t)`` audio -> ``(b, n, d)`` continuous latents, before quantization."""
         ...
 
-    def decode_latents(self, latents: Tensor) -> Tensor:
+    def decode_latents(self, latents: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``(b, n, d)`` latents -> ``(b, c, t')`` audio (quantizing first where the codec must)."""
         ...
 
@@ -85,6 +101,18 @@ class SemanticTokenizer(Protocol):
     frame_rate: float
     codebook_size: int
 
-    def tokenize(self, audio: Tensor) -> Tensor:
-        """``(b, c, t)`` audio -> ``(b, n)`` long tokens."""
+    def num_frames(self, samples: int) -> int:
+        """Tokens that :meth:`tokenize` makes of ``samples`` samples."""
         ...
+
+    def tokenize(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``(b, c, t)`` audio and ``(b,)`` real samples (None: all ``t``) -> ``(b, n)`` long tokens.
+
+        Item ``i`` has ``num_frames(lengths[i])`` real tokens, 0 after them.
+        """
+        ...
+
+
+def frame_lengths(model: Codec | SemanticTokenizer, lengths: Tensor) -> Tensor:
+    """``(b,)`` real samples -> ``(b,)`` real frames (or tokens) of ``model``, on the host."""
+    return torch.tensor([model.num_frames(int(n)) for n in lengths], dtype=torch.long)

@@ -18,10 +18,27 @@ from torch import Tensor, nn
 from .audio import check_audio
 from .checkpoint import PretrainedMixin
 from .config import Config
+from .data.collate import lengths_to_mask
 
-__all__ = ["FakeCodec", "FakeSemanticTokenizer", "TinyModel", "TinyModelConfig", "toy_corpus_dir"]
+__all__ = [
+    "FakeCodec",
+    "FakeSemanticTokenizer",
+    "TinyModel",
+    "TinyModelConfig",
+    "python_examples",
+    "run_python_example",
+    "toy_corpus_dir",
+]
 
 # b batch | c channels | t samples | n frames | h hop | q quantizers | d latent dim
+
+
+def _zero_past(x: Tensor, lengths: Tensor | None, hop: int = 1) -> Tensor:
+    """Zero the frames (axis 1) of each item past ``lengths // hop``."""
+    if lengths is None:
+        return x
+    keep = lengths_to_mask(torch.as_tensor(lengths, device=x.device) // hop, x.shape[1])
+    return x * keep.view(*keep.shape, *([1] * (x.ndim - 2))).to(x.dtype)
 
 
 class FakeCodec:
@@ -54,11 +71,15 @@ class FakeCodec:
         q, _ = torch.linalg.qr(torch.randn(hop_length, latent_dim, generator=gen))
         self._projection = q  # (h, d), orthonormal columns
 
-    def encode_latents(self, audio: Tensor) -> Tensor:
+    def num_frames(self, samples: int) -> int:
+        return samples // self.hop_length
+
+    def encode_latents(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_audio(audio, channels=1)
         n = audio.shape[-1] // self.hop_length
         frames = rearrange(audio[..., : n * self.hop_length], "b 1 (n h) -> b n h", h=self.hop_length)
-        return frames @ self._projection.to(frames)
+        # frame-wise, so each item's real frames never see its padding
+        return _zero_past(frames @ self._projection.to(frames), lengths, self.hop_length)
 
     def codes_to_latents(self, codes: Tensor) -> Tensor:
         """(b, n, q) codes -> (b, n, d) quantized latents: only the first coordinate is coded."""
@@ -71,7 +92,7 @@ class FakeCodec:
         latents[..., 0] = self._unsquash(squashed)
         return latents
 
-    def encode(self, audio: Tensor) -> Tensor:
+    def encode(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
         # One scalar per frame (the first latent coordinate), quantized level by level; enough
         # to make codes depend on the audio and to make more levels more precise.
         latents = self.encode_latents(audio)
@@ -83,24 +104,24 @@ class FakeCodec:
             index = index.clamp(0, self.codebook_size - 1)
             codes.append(index.long())
             residual = residual - ((index + 0.5) * 2.0 / self.codebook_size - 1.0) * scale
-        return torch.stack(codes, dim=-1)
+        return _zero_past(torch.stack(codes, dim=-1), lengths, self.hop_length)
 
     @staticmethod
     def _unsquash(x: Tensor) -> Tensor:
         return torch.atanh(x.clamp(-0.999999, 0.999999))
 
-    def decode_latents(self, latents: Tensor) -> Tensor:
-        frames = latents @ self._projection.to(latents).T
+    def decode_latents(self, latents: Tensor, lengths: Tensor | None = None) -> Tensor:
+        frames = _zero_past(latents @ self._projection.to(latents).T, lengths)
         return rearrange(frames, "b n h -> b 1 (n h)")
 
-    def decode(self, codes: Tensor) -> Tensor:
+    def decode(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
         if codes.ndim != 3:
             raise ValueError(f"codes must be (b, n, q), got shape {tuple(codes.shape)}")
         if codes.shape[-1] > self.num_quantizers:
             raise ValueError(
                 f"codes have {codes.shape[-1]} levels but this codec has {self.num_quantizers}"
             )
-        return self.decode_latents(self.codes_to_latents(codes))
+        return self.decode_latents(self.codes_to_latents(codes), lengths)
 
 
 class FakeSemanticTokenizer:
@@ -121,14 +142,17 @@ class FakeSemanticTokenizer:
         gen = torch.Generator().manual_seed(seed)
         self._projection = torch.randn(hop_length // 2 + 1, codebook_size, generator=gen)
 
-    def tokenize(self, audio: Tensor) -> Tensor:
+    def num_frames(self, samples: int) -> int:
+        return samples // self.hop_length
+
+    def tokenize(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_audio(audio)
         mono = audio.mean(1)
         n = mono.shape[-1] // self.hop_length
         frames = rearrange(mono[:, : n * self.hop_length], "b (n h) -> b n h", h=self.hop_length)
         spectrum = torch.fft.rfft(frames, dim=-1).abs().add(1e-5).log()
         spectrum = spectrum - spectrum.mean(-1, keepdim=True)
-        return (spectrum @ self._projection.to(spectrum)).argmax(-1)
+        return _zero_past((spectrum @ self._projection.to(spectrum)).argmax(-1), lengths, self.hop_length)
 
 
 def toy_corpus_dir() -> Path:
@@ -150,6 +174,62 @@ def toy_corpus_dir() -> Path:
         "toy corpus not found: run from inside the Cadence repository, set CADENCE_TOY_CORPUS, "
         "or make one with `cadence-toy-corpus DIR`"
     )
+
+
+@dataclass(frozen=True)
+class PythonExample:
+    """One fenced ```python block of a Markdown page: its code and where it starts."""
+
+    path: Path
+    line: int
+    code: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.name}:{self.line}"
+
+
+def python_examples(page: str | os.PathLike) -> list[PythonExample]:
+    """The ```python blocks of a Markdown page, in order (```python notest blocks are skipped).
+
+    Docs pages and READMEs are tested by running these blocks as written, so an example that
+    stops working fails CI instead of misleading a reader.
+    """
+    path = Path(page)
+    examples, lines = [], path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        fence = lines[i].strip()
+        if fence.startswith("```python"):
+            start, body = i + 1, []
+            i += 1
+            while i < len(lines) and lines[i].strip() != "```":
+                body.append(lines[i])
+                i += 1
+            if "notest" not in fence:
+                examples.append(PythonExample(path=path, line=start + 1, code="\n".join(body) + "\n"))
+        i += 1
+    return examples
+
+
+def run_python_example(
+    example: PythonExample, workdir: str | os.PathLike, *, replace: dict[str, str] | None = None
+) -> dict:
+    """Run one example in ``workdir`` (the current directory while it runs); returns its globals.
+
+    ``replace`` rewrites strings in the code first (a path the example writes to, say).
+    """
+    code = example.code
+    for old, new in (replace or {}).items():
+        code = code.replace(old, new)
+    namespace: dict = {"__name__": "__example__"}
+    previous = Path.cwd()
+    os.chdir(workdir)
+    try:
+        exec(compile(code, f"{example.path}:{example.line}", "exec"), namespace)
+    finally:
+        os.chdir(previous)
+    return namespace
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,15 +26,17 @@ import math
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from ..io import atomic_file, write_json
 
 __all__ = [
     "MANIFEST_NAME",
@@ -117,25 +119,9 @@ def smallest_int_dtype(codebook_size: int) -> str:
 # ---------------------------------------------------------------------------------- file helpers
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through ``write(file)`` to a temporary name, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            # the data must be on disk before the rename publishes it, or a crash could leave a
-            # complete-looking index over truncated arrays
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
-    payload = (json.dumps(data, indent=1) + "\n").encode()
-    _atomic_write(Path(path), lambda f: f.write(payload))
+    write_json(path, data, indent=1)
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -323,10 +309,10 @@ class ShardWriter:
                 else np.zeros((0, *spec.trailing_shape), dtype=spec.dtype)
             )
             lengths[field] = [len(p) for p in parts]
-            _atomic_write(
-                self.directory / _field_file(name, field),
-                lambda f, array=array: np.save(f, array, allow_pickle=False),
-            )
+            # the data must be on disk before the index publishes it, or a crash could leave a
+            # complete-looking index over truncated arrays (atomic_file fsyncs)
+            with atomic_file(self.directory / _field_file(name, field)) as tmp, open(tmp, "wb") as f:
+                np.save(f, array, allow_pickle=False)
         index = {
             "format": INDEX_FORMAT,
             "version": VERSION,

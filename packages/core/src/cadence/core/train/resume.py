@@ -23,6 +23,7 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
+from ..io import swap_directory
 from .ema import EMA
 
 __all__ = [
@@ -116,9 +117,7 @@ def save_resume_checkpoint(
         record = {"format_version": STATE_FORMAT_VERSION, "kind": kind, "num_processes": acc.num_processes}
         record |= state
         (tmp / TRAINER_STATE_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        swap_directory(tmp, final)
         prune_checkpoints(checkpoint_dir, keep_last, keep=final)
     acc.wait_for_everyone()
     return final
