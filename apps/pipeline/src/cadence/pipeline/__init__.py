@@ -18,9 +18,9 @@ from typing import Any
 _EXPORTS = {
     "ContinuationOutput": "continuation",
     "SpeechContinuation": "continuation",
+    # Moved to cadence.evaluation; checkpoints saved before the move name them here.
     "PhonemeRecognizer": "recognizer",
     "PhonemeRecognizerConfig": "recognizer",
-    "phoneme_error_rate": "recognizer",
     "PipelineError": "components",
     "load_component": "components",
     "PipelineSpec": "pipeline",

@@ -56,7 +56,7 @@ def run_demo(pipeline_dir: Path, out: Path, *, prompt_seconds: float = 2.0, seco
     }
     recognized = None
     if spec.has("phoneme_recognizer"):
-        from .recognizer import PhonemeRecognizer
+        from cadence.evaluation import PhonemeRecognizer
 
         recognizer = load_component(spec.path("phoneme_recognizer"), "phoneme_recognizer", PhonemeRecognizer)
         recognized = " ".join(recognizer.transcribe(generated, sample_rate=rate)[0])

@@ -67,7 +67,7 @@ class _PER:
     """Phoneme error rates of several systems against the same references."""
 
     def __init__(self, recognizer, references: list[list[str]]):
-        from .recognizer import phoneme_error_rate
+        from cadence.evaluation import phoneme_error_rate
 
         self.recognizer, self.references, self.score = recognizer, references, phoneme_error_rate
         self.hypotheses: dict[str, dict[int, list[str]]] = defaultdict(dict)
@@ -98,7 +98,7 @@ def evaluate_pipeline(
     ``{model: {metric: value}}`` plus ``"intelligibility"`` and ``"setup"``."""
     from cadence.codec.metrics import codec_metrics, mel_distance
 
-    from .recognizer import normalize_phonemes
+    from cadence.evaluation import normalize_phonemes
 
     spec = PipelineSpec.read(pipeline_dir)
     corpus = Path(corpus)
@@ -111,7 +111,7 @@ def evaluate_pipeline(
     references = [normalize_phonemes(item["phonemes"]) for item in items]
     recognizer = None
     if spec.has("phoneme_recognizer"):
-        from .recognizer import PhonemeRecognizer
+        from cadence.evaluation import PhonemeRecognizer
 
         recognizer = load_component(spec.path("phoneme_recognizer"), "phoneme_recognizer", PhonemeRecognizer)
     per = _PER(recognizer, references)

@@ -288,7 +288,7 @@ def _train_flowmatching(job: TrainJob) -> dict[str, float]:
 
 
 def _train_phoneme_recognizer(job: TrainJob) -> dict[str, float]:
-    from .recognizer import PhonemeRecognizerConfig, train_phoneme_recognizer
+    from cadence.evaluation import PhonemeRecognizerConfig, train_phoneme_recognizer
 
     manifests = [_manifest(job.corpus, "train"), _manifest(job.corpus, "valid")]
     try:

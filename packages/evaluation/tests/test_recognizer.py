@@ -12,7 +12,7 @@ from cadence.core.audio import EmptyAudioError
 from cadence.core.config import ConfigError
 from cadence.core.testing import toy_corpus_dir
 from cadence.core.train import Trainer, TrainerConfig
-from cadence.pipeline.recognizer import (
+from cadence.evaluation import (
     PhonemeDataset,
     PhonemeRecognizer,
     PhonemeRecognizerConfig,
@@ -126,7 +126,7 @@ def test_shapes_and_loss(model, corpus):
     assert log_probs.shape == (3, (t // 160 + 1) // 2, model.config.vocab_size)
     assert torch.equal(frame_lengths, (batch["lengths"] // 160 + 1) // 2)
     assert torch.allclose(log_probs.exp().sum(-1), torch.ones(()), atol=1e-5)
-    loss = model.loss(batch["audio"], batch["lengths"], batch["targets"], batch["target_lengths"])
+    loss = recognizer_step(model, batch).loss
     assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
     assert torch.equal(
         batch["targets"][0, : batch["target_lengths"][0]],
