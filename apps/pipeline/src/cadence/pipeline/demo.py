@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from cadence.core.audio import load, save
-from cadence.core.plots import save_spectrogram_png
 
 from .components import PipelineError, load_component
 from .continuation import SpeechContinuation
 from .pipeline import PipelineSpec
+from .plots import save_spectrogram_png
 
 EVAL_FILE = "eval.json"
 

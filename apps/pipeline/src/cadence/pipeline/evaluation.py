@@ -97,7 +97,6 @@ def evaluate_pipeline(
     """Evaluate every component ``pipeline_dir`` has on ``corpus/valid.jsonl``; returns
     ``{model: {metric: value}}`` plus ``"intelligibility"`` and ``"setup"``."""
     from cadence.codec.metrics import codec_metrics, mel_distance
-
     from cadence.evaluation import normalize_phonemes
 
     spec = PipelineSpec.read(pipeline_dir)
