@@ -15,7 +15,14 @@
 * **intelligibility**: a CTC phoneme recognizer trained on the toy corpus stands in for the
   papers' ASR word error rate: its phoneme error rate (PER) on the originals, the codec's
   resynthesis, SoundStorm's and the flow's resynthesis, and NaturalSpeech 2's speech.
+
+Each model has its own evaluator (``evaluate_<role>``) over one :class:`EvalSet`: the
+held-out utterances loaded once at the codec's rate, with their transcripts and, for each,
+another utterance of the same speaker to take the voice from. The speech every evaluator
+makes goes to the :class:`Listener`, which scores it (PER) and can keep it for a report.
 """
+
+# b batch | c channels | t samples | n codec frames | s semantic frames | q levels
 
 from __future__ import annotations
 
@@ -23,6 +30,8 @@ import json
 import math
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +40,57 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from cadence.core.audio import load
-from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
 
-from .components import PipelineError, load_component
+from .components import PipelineError
 from .pipeline import PipelineSpec
 
-
-def _read_items(corpus: Path, limit: int | None) -> list[dict[str, Any]]:
-    manifest = corpus / "valid.jsonl"
-    if not manifest.is_file():
-        raise PipelineError(f"{manifest} not found; evaluation needs a corpus with valid.jsonl")
-    items = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    if not items:
-        raise PipelineError(f"{manifest} is empty")
-    return items[:limit] if limit else items
+__all__ = ["EvalSet", "Listener", "evaluate_pipeline"]
 
 
-def _voice_prompts(items: list[dict[str, Any]]) -> list[int]:
-    """For each item, another item of the same speaker (the item itself when it is alone)."""
+@dataclass
+class EvalSet:
+    """The held-out utterances an evaluation runs on, loaded once.
+
+    Attributes:
+        items: the manifest rows (``id``, ``path``, ``text``, ``phonemes``, ``speaker``).
+        audios: each utterance ``(c, t)`` at ``sample_rate``.
+        references: normalized phonemes of each utterance (the PER references).
+        voice_of: for each utterance, another utterance of the same speaker (the voice prompt
+            of TTS and voice conversion; the utterance itself when its speaker has one).
+    """
+
+    items: list[dict[str, Any]]
+    audios: list[Tensor]
+    references: list[list[str]]
+    voice_of: list[int]
+    sample_rate: int
+    prompt_seconds: float
+    seed: int
+
+    def voice(self, index: int) -> Tensor:
+        """The voice prompt of utterance ``index``: the first ``prompt_seconds`` of its partner."""
+        return self.audios[self.voice_of[index]][..., : round(self.prompt_seconds * self.sample_rate)]
+
+    @classmethod
+    def read(cls, corpus: Path, sample_rate: int, channels: int, *, limit: int | None, prompt_seconds: float,
+             seed: int) -> EvalSet:
+        from cadence.evaluation import normalize_phonemes
+
+        manifest = corpus / "valid.jsonl"
+        if not manifest.is_file():
+            raise PipelineError(f"{manifest} not found; evaluation needs a corpus with valid.jsonl")
+        items = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        if not items:
+            raise PipelineError(f"{manifest} is empty")
+        items = items[:limit] if limit else items
+        audios = [load(corpus / item["path"], sample_rate=sample_rate, channels=channels)[0] for item in items]
+        return cls(items=items, audios=audios, references=[normalize_phonemes(i["phonemes"]) for i in items],
+                   voice_of=_voice_partners(items), sample_rate=sample_rate, prompt_seconds=prompt_seconds,
+                   seed=seed)
+
+
+def _voice_partners(items: list[dict[str, Any]]) -> list[int]:
+    """For each item, the next item of the same speaker (the item itself when it is alone)."""
     by_speaker: dict[str, list[int]] = defaultdict(list)
     for i, item in enumerate(items):
         by_speaker[item.get("speaker", "")].append(i)
@@ -63,25 +105,127 @@ def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values)) if values else float("nan")
 
 
-class _PER:
-    """Phoneme error rates of several systems against the same references."""
+@dataclass
+class Listener:
+    """Hears what every system says: phoneme error rates against the same references.
 
-    def __init__(self, recognizer, references: list[list[str]]):
-        from cadence.evaluation import phoneme_error_rate
+    ``keep`` is called with ``(system, index, audio)`` for every utterance heard (a report
+    writer keeps the audio; the default keeps nothing).
+    """
 
-        self.recognizer, self.references, self.score = recognizer, references, phoneme_error_rate
-        self.hypotheses: dict[str, dict[int, list[str]]] = defaultdict(dict)
+    recognizer: Any
+    references: list[list[str]]
+    sample_rate: int
+    keep: Callable[[str, int, Tensor], None] | None = None
+    hypotheses: dict[str, dict[int, list[str]]] = field(default_factory=lambda: defaultdict(dict))
 
-    def add(self, system: str, index: int, audio: Tensor, sample_rate: int) -> None:
+    def hear(self, system: str, index: int, audio: Tensor) -> None:
         if self.recognizer is not None:
-            self.hypotheses[system][index] = self.recognizer.transcribe(audio, sample_rate=sample_rate)[0]
+            self.hypotheses[system][index] = self.recognizer.transcribe(audio, sample_rate=self.sample_rate)[0]
+        if self.keep is not None:
+            self.keep(system, index, audio)
 
     def report(self) -> dict[str, float]:
+        from cadence.evaluation import phoneme_error_rate
+
         out = {}
         for system, hyps in self.hypotheses.items():
             keys = sorted(hyps)
-            out[f"per_{system}"] = self.score([self.references[k] for k in keys], [hyps[k] for k in keys])
+            out[f"per_{system}"] = phoneme_error_rate([self.references[k] for k in keys], [hyps[k] for k in keys])
         return out
+
+
+Progress = Callable[[Iterable, str], Iterable]
+
+
+# ----------------------------------------------------------------------------- evaluators
+
+
+def evaluate_codec(data: EvalSet, codec, listener: Listener, progress: Progress) -> tuple[dict[str, float], list[Tensor]]:
+    """Resynthesis metrics of the codec; also returns each utterance's codes ``(n, q)``."""
+    from cadence.codec.metrics import codec_metrics
+
+    codes_all, metrics = [], defaultdict(list)
+    for i, audio in enumerate(progress(data.audios, "codec")):
+        listener.hear("original", i, audio)
+        codes = codec.encode(audio[None])
+        codes_all.append(codes[0])
+        resynth = codec.decode(codes)[..., : audio.shape[-1]]
+        for k, v in codec_metrics(resynth, audio[None], data.sample_rate, perceptual=None).items():
+            metrics[k].append(v)
+        listener.hear("codec", i, resynth[0])
+    return {k: _mean(v) for k, v in metrics.items()}, codes_all
+
+
+def evaluate_semantic_lm(lm, semantic: list[Tensor], progress: Progress) -> dict[str, float]:
+    """Held-out perplexity of the semantic LM, next to a unigram fitted on the same tokens."""
+    from cadence.audiolm import sequence_nll
+
+    nll, count = 0.0, 0
+    for tokens in progress(semantic, "semantic_lm"):
+        tokens = tokens[: lm.config.max_frames]
+        total, n = sequence_nll(lm, tokens[None], ends=torch.tensor([tokens.shape[0] < lm.config.max_frames]))
+        nll, count = nll + total, count + n
+    unigram = Counter(int(t) for tokens in semantic for t in tokens)
+    size = sum(unigram.values())
+    entropy = -sum(c / size * math.log(c / size) for c in unigram.values())
+    return {"perplexity": math.exp(nll / count), "unigram_perplexity": math.exp(entropy),
+            "codebook_size": float(lm.config.codebook_size)}
+
+
+def evaluate_soundstorm(data: EvalSet, storm, codec, tokenizer, codes_all: list[Tensor], semantic: list[Tensor],
+                        listener: Listener, progress: Progress) -> dict[str, float]:
+    """SoundStorm with ground-truth semantic tokens and an acoustic prompt of the utterance itself."""
+    from cadence.codec.metrics import mel_distance
+
+    generator = torch.Generator().manual_seed(data.seed)
+    rate, hop = data.sample_rate, round(data.sample_rate / codec.frame_rate)
+    correct, total_frames = torch.zeros(storm.config.num_quantizers), 0
+    storm_mel, codec_mel = [], []
+    ratio = tokenizer.frame_rate / codec.frame_rate
+    for i, (audio, codes, tokens) in enumerate(progress(list(zip(data.audios, codes_all, semantic)), "soundstorm")):
+        n = codes.shape[0]
+        p = min(round(data.prompt_seconds * codec.frame_rate), n // 2)
+        ps = round(p * ratio)
+        out = storm.generate(tokens[None, ps:], num_frames=n - p, prompt_codes=codes[None, :p],
+                             prompt_semantic=tokens[None, :ps], generator=generator)
+        correct += (out.codes[0, : n - p] == codes[p:]).float().sum(0)
+        total_frames += n - p
+        decoded = codec.decode(out.sequence[:, :n])[..., : audio.shape[-1]]
+        span = slice(p * hop, audio.shape[-1])
+        storm_mel.append(float(mel_distance(decoded[..., span], audio[None, :, span], rate).mean()))
+        resynth = codec.decode(codes[None])[..., : audio.shape[-1]]
+        codec_mel.append(float(mel_distance(resynth[..., span], audio[None, :, span], rate).mean()))
+        listener.hear("soundstorm", i, decoded[0])
+    accuracy = correct / max(total_frames, 1)
+    return {**{f"accuracy_level_{k}": float(a) for k, a in enumerate(accuracy)},
+            "mel_distance": _mean(storm_mel), "mel_distance_codec_resynthesis": _mean(codec_mel)}
+
+
+def evaluate_tts(data: EvalSet, tts, listener: Listener, progress: Progress) -> dict[str, float]:
+    """NaturalSpeech 2 says each transcript in the voice of another utterance of its speaker."""
+    ratios = []
+    for i, item in enumerate(progress(data.items, "naturalspeech2")):
+        speech = tts.synthesize(item["text"], data.voice(i), sample_rate=data.sample_rate, seed=data.seed + i)
+        ratios.append(speech.shape[-1] / data.audios[i].shape[-1])
+        listener.hear("naturalspeech2", i, speech)
+    return {"length_ratio": _mean(ratios)}
+
+
+def evaluate_flow(data: EvalSet, vc, listener: Listener, progress: Progress) -> dict[str, float]:
+    """Flow-matching voice conversion of each utterance into another utterance's voice of its speaker."""
+    from cadence.codec.metrics import mel_distance
+
+    mels = []
+    for i, audio in enumerate(progress(data.audios, "flowmatching")):
+        converted = vc.convert(audio, data.voice(i), sample_rate=data.sample_rate, steps=16, seed=data.seed + i)
+        length = min(converted.shape[-1], audio.shape[-1])
+        mels.append(float(mel_distance(converted[None, :, :length], audio[None, :, :length], data.sample_rate).mean()))
+        listener.hear("flowmatching", i, converted)
+    return {"mel_distance": _mean(mels)}
+
+
+# ----------------------------------------------------------------------------- the whole pipeline
 
 
 @torch.no_grad()
@@ -93,122 +237,41 @@ def evaluate_pipeline(
     prompt_seconds: float = 3.0,
     seed: int = 0,
     progress: bool = True,
+    keep: Callable[[str, int, Tensor], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every component ``pipeline_dir`` has on ``corpus/valid.jsonl``; returns
-    ``{model: {metric: value}}`` plus ``"intelligibility"`` and ``"setup"``."""
-    from cadence.codec.metrics import codec_metrics, mel_distance
-    from cadence.evaluation import normalize_phonemes
+    """Evaluate every component ``pipeline_dir`` has on ``corpus/valid.jsonl``.
 
+    Returns ``{model: {metric: value}}`` plus ``"intelligibility"`` and ``"setup"``. ``keep``
+    receives every utterance each system says (see :class:`Listener`).
+    """
     spec = PipelineSpec.read(pipeline_dir)
     corpus = Path(corpus)
-    items = _read_items(corpus, limit)
-    codec = load_component(spec.path("codec"), "codec")
-    if not isinstance(codec, Codec):
-        raise PipelineError(f"codec: {spec.path('codec')} does not hold a codec")
-    rate, hop = codec.sample_rate, round(codec.sample_rate / codec.frame_rate)
-    audios = [load(corpus / item["path"], sample_rate=rate, channels=codec.channels)[0] for item in items]
-    references = [normalize_phonemes(item["phonemes"]) for item in items]
-    recognizer = None
-    if spec.has("phoneme_recognizer"):
-        from cadence.evaluation import PhonemeRecognizer
-
-        recognizer = load_component(spec.path("phoneme_recognizer"), "phoneme_recognizer", PhonemeRecognizer)
-    per = _PER(recognizer, references)
-    tokenizer = None
-    if spec.has("semantic_tokenizer"):
-        tokenizer = load_component(spec.path("semantic_tokenizer"), "semantic_tokenizer")
-        if not isinstance(tokenizer, SemanticTokenizer):
-            raise PipelineError(f"semantic_tokenizer: {spec.path('semantic_tokenizer')} is not a semantic tokenizer")
-    prompts = _voice_prompts(items)
-    report: dict[str, Any] = {"setup": {"utterances": len(items), "corpus": str(corpus), "seed": seed,
+    codec = spec.load("codec")
+    data = EvalSet.read(corpus, codec.sample_rate, codec.channels, limit=limit, prompt_seconds=prompt_seconds,
+                        seed=seed)
+    recognizer = spec.load("phoneme_recognizer") if spec.has("phoneme_recognizer") else None
+    listener = Listener(recognizer, data.references, data.sample_rate, keep=keep)
+    bar: Progress = (lambda it, desc: tqdm(it, desc=desc, leave=False)) if progress else (lambda it, desc: it)
+    report: dict[str, Any] = {"setup": {"utterances": len(data.items), "corpus": str(corpus), "seed": seed,
                                         "prompt_seconds": prompt_seconds}}
-    bar = (lambda it, desc: tqdm(it, desc=desc, leave=False)) if progress else (lambda it, desc: it)
 
-    # codec resynthesis (and the originals' PER)
-    codes_all, metrics = [], defaultdict(list)
-    for i, audio in enumerate(bar(audios, "codec")):
-        per.add("original", i, audio, rate)
-        codes = codec.encode(audio[None])
-        codes_all.append(codes[0])
-        resynth = codec.decode(codes)[..., : audio.shape[-1]]
-        for k, v in codec_metrics(resynth, audio[None], rate, perceptual=None).items():
-            metrics[k].append(v)
-        per.add("codec", i, resynth[0], rate)
-    report["codec"] = {k: _mean(v) for k, v in metrics.items()}
-
-    semantic = [tokenizer.tokenize(a[None])[0] for a in audios] if tokenizer is not None else None
-
+    report["codec"], codes_all = evaluate_codec(data, codec, listener, bar)
+    tokenizer = spec.load("semantic_tokenizer") if spec.has("semantic_tokenizer") else None
+    semantic = [tokenizer.tokenize(a[None])[0] for a in data.audios] if tokenizer is not None else None
     if spec.has("semantic_lm") and semantic is not None:
-        from cadence.audiolm import SemanticTransformer
-
-        lm = load_component(spec.path("semantic_lm"), "semantic_lm", SemanticTransformer)
-        nll, count = 0.0, 0
-        for tokens in bar(semantic, "semantic_lm"):
-            tokens = tokens[: lm.config.max_frames]
-            ends = torch.tensor([tokens.shape[0] < lm.config.max_frames])
-            out = lm(tokens[None], torch.tensor([tokens.shape[0]]), ends=ends)
-            n = tokens.shape[0] + int(ends[0])  # predicted positions: every token, plus EOS at the end
-            nll += float(out.loss) * n
-            count += n
-        unigram = Counter(int(t) for tokens in semantic for t in tokens)
-        total = sum(unigram.values())
-        entropy = -sum(c / total * math.log(c / total) for c in unigram.values())
-        report["semantic_lm"] = {"perplexity": math.exp(nll / count), "unigram_perplexity": math.exp(entropy),
-                                 "codebook_size": float(lm.config.codebook_size)}
-
+        report["semantic_lm"] = evaluate_semantic_lm(spec.load("semantic_lm"), semantic, bar)
     if spec.has("soundstorm") and semantic is not None:
-        from cadence.soundstorm import SoundStorm
-
-        storm = load_component(spec.path("soundstorm"), "soundstorm", SoundStorm)
-        generator = torch.Generator().manual_seed(seed)
-        q = storm.config.num_quantizers
-        correct, total_frames = torch.zeros(q), 0
-        storm_mel, codec_mel = [], []
-        ratio = tokenizer.frame_rate / codec.frame_rate
-        for i, (audio, codes, tokens) in enumerate(bar(list(zip(audios, codes_all, semantic)), "soundstorm")):
-            n = codes.shape[0]
-            p = min(round(prompt_seconds * codec.frame_rate), n // 2)
-            ps = round(p * ratio)
-            out = storm.generate(tokens[None, ps:], num_frames=n - p, prompt_codes=codes[None, :p],
-                                 prompt_semantic=tokens[None, :ps], generator=generator)
-            new = out.codes[0, : n - p]
-            correct += (new == codes[p:]).float().sum(0)
-            total_frames += n - p
-            decoded = codec.decode(out.sequence[:, :n])[..., : audio.shape[-1]]
-            span = slice(p * hop, audio.shape[-1])
-            storm_mel.append(float(mel_distance(decoded[..., span], audio[None, :, span], rate).mean()))
-            resynth = codec.decode(codes[None])[..., : audio.shape[-1]]
-            codec_mel.append(float(mel_distance(resynth[..., span], audio[None, :, span], rate).mean()))
-            per.add("soundstorm", i, decoded[0], rate)
-        accuracy = correct / max(total_frames, 1)
-        report["soundstorm"] = {**{f"accuracy_level_{k}": float(a) for k, a in enumerate(accuracy)},
-                                "mel_distance": _mean(storm_mel), "mel_distance_codec_resynthesis": _mean(codec_mel)}
-
+        report["soundstorm"] = evaluate_soundstorm(data, spec.load("soundstorm"), codec, tokenizer, codes_all,
+                                                   semantic, listener, bar)
     if spec.has("naturalspeech2"):
         from .synthesis import TextToSpeech
 
-        tts = TextToSpeech.from_pretrained(spec.directory)
-        ratios = []
-        for i, item in enumerate(bar(items, "naturalspeech2")):
-            voice = audios[prompts[i]][..., : round(prompt_seconds * rate)]
-            speech = tts.synthesize(item["text"], voice, sample_rate=rate, seed=seed + i)
-            ratios.append(speech.shape[-1] / audios[i].shape[-1])
-            per.add("naturalspeech2", i, speech, rate)
-        report["naturalspeech2"] = {"length_ratio": _mean(ratios)}
-
-    if spec.has("flowmatching") and tokenizer is not None and isinstance(codec, LatentCodec):
+        report["naturalspeech2"] = evaluate_tts(data, TextToSpeech.from_pretrained(spec.directory), listener, bar)
+    if spec.has("flowmatching") and tokenizer is not None and hasattr(codec, "latent_dim"):
         from .synthesis import VoiceConversion
 
         vc = VoiceConversion.from_pretrained(spec.directory, method="flow")
-        mels = []
-        for i, audio in enumerate(bar(audios, "flowmatching")):
-            voice = audios[prompts[i]][..., : round(prompt_seconds * rate)]
-            converted = vc.convert(audio, voice, sample_rate=rate, steps=16, seed=seed + i)
-            length = min(converted.shape[-1], audio.shape[-1])
-            mels.append(float(mel_distance(converted[None, :, :length], audio[None, :, :length], rate).mean()))
-            per.add("flowmatching", i, converted, rate)
-        report["flowmatching"] = {"mel_distance": _mean(mels)}
-
+        report["flowmatching"] = evaluate_flow(data, vc, listener, bar)
     if recognizer is not None:
-        report["intelligibility"] = per.report()
+        report["intelligibility"] = listener.report()
     return report

@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .components import PipelineError
+import torch
+
+from cadence.core.io import write_json
+
+from .components import PipelineError, load_component
 
 PIPELINE_FILE = "pipeline.json"
 FORMAT = "cadence-pipeline"
@@ -67,10 +71,17 @@ class PipelineSpec:
     def has(self, role: str) -> bool:
         return role in self.components
 
+    def load(self, role: str, *, device: str | torch.device = "cpu") -> Any:
+        """The checkpoint of ``role``, checked to hold what the role needs (``load_component``)."""
+        return load_component(self.path(role), role, device=device)
+
     @classmethod
     def read(cls, directory: str | os.PathLike) -> PipelineSpec:
         directory = Path(directory)
         path = directory / PIPELINE_FILE
+        if directory.is_file():
+            hint = f"; give the directory that holds it: {directory.parent}" if directory.name == PIPELINE_FILE else ""
+            raise PipelineError(f"{directory} is a file, but a pipeline is a directory holding {PIPELINE_FILE}{hint}")
         if not directory.is_dir():
             raise PipelineError(f"pipeline directory not found: {directory}")
         if not path.is_file():
@@ -79,21 +90,31 @@ class PipelineSpec:
                 "names its checkpoints (`cadence recipe toy` writes one)"
             )
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
+            data = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise PipelineError(f"{path} is not valid JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise PipelineError(f"{path} must hold a JSON object, not a {type(data).__name__}; see docs/pipeline.md")
         if data.get("format") != FORMAT:
             raise PipelineError(f"{path} is not a Cadence pipeline file (format {data.get('format')!r})")
-        if int(data.get("version", 0)) > VERSION:
-            raise PipelineError(f"{path} has version {data['version']}; upgrade cadence-pipeline")
+        version = data.get("version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise PipelineError(f"{path}: version must be a whole number, got {version!r}")
+        if version > VERSION:
+            raise PipelineError(f"{path} has version {version}; upgrade cadence-pipeline")
         components = data.get("components")
         if not isinstance(components, dict) or not components:
             raise PipelineError(f"{path} names no components")
         unknown = sorted(set(components) - set(COMPONENTS))
         if unknown:
             raise PipelineError(f"{path}: unknown components {unknown}; known: {', '.join(COMPONENTS)}")
+        bad = sorted(role for role, value in components.items() if not isinstance(value, str) or not value)
+        if bad:
+            raise PipelineError(f"{path}: the components {bad} must name checkpoint directories (strings)")
         resolved = {role: (directory / p).resolve() for role, p in components.items()}
         prompt = data.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            raise PipelineError(f"{path}: prompt must be a path (a string), got {prompt!r}")
         return cls(
             directory=directory,
             components=resolved,
@@ -121,8 +142,4 @@ def write_pipeline(
     if prompt:
         data["prompt"] = prompt
     data.update(extra)
-    path = directory / PIPELINE_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(directory / PIPELINE_FILE, data)
