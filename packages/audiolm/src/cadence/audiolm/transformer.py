@@ -346,6 +346,8 @@ class StageTransformer(nn.Module):
         """
         b, n, q = codes.shape
         self.check_condition(cond, cond_mask, b)
+        if keep is not None and (keep.shape != (b,) or keep.dtype != torch.bool):
+            raise ValueError(f"{type(self).__name__}: keep must be a (b={b},) bool tensor, got {keep.dtype} {tuple(keep.shape)}")
         tokens = frames * q
         ids = self.join(prefix, prefix_lengths, self.target_ids(codes), tokens)
         x, _, context, context_mask = self.embed(ids, prefix_lengths + tokens, cond=cond, cond_mask=cond_mask, keep=keep)
