@@ -84,8 +84,10 @@ def main() -> None:
         CoarseTransformerConfig,
         FineTransformer,
         FineTransformerConfig,
+        SamplingOptions,
         SemanticTransformer,
         SemanticTransformerConfig,
+        stage_step,
     )
 
     torch.manual_seed(0)
@@ -117,7 +119,9 @@ def main() -> None:
     semantic_in = torch.randint(0, SEMANTIC, (1, coarse_frames), generator=g).to(device)
     coarse_in = torch.randint(0, CODEBOOK, (1, fine_frames, COARSE_Q), generator=g).to(device)
     sample = dict(temperature=1.0)
-    topk = dict(top_k=CODEBOOK // 10)
+
+    def ours_sampling(cache: bool, top_k: int, allow_eos: bool = False) -> SamplingOptions:
+        return SamplingOptions(temperature=1.0, top_k=top_k, use_cache=cache, allow_eos=allow_eos)
 
     rows = []
     for cache in (True, False):
@@ -126,17 +130,17 @@ def main() -> None:
         cases = {
             "semantic": (
                 n_sem,
-                lambda n=n_sem, cache=cache: ours["semantic"].generate(batch_size=1, max_frames=n, allow_eos=False, use_cache=cache, top_k=SEMANTIC // 10, **sample),
+                lambda n=n_sem, cache=cache: ours["semantic"].generate(batch_size=1, max_frames=n, sampling=ours_sampling(cache, SEMANTIC // 10)),
                 lambda n=n_sem, cache=cache: theirs["semantic"].generate(max_length=n, batch_size=1, use_kv_cache=cache, **sample),
             ),
             "coarse": (
                 n_coarse * COARSE_Q,
-                lambda n=n_coarse, cache=cache: ours["coarse"].generate(semantic_in[:, :n], max_frames=n, allow_eos=False, use_cache=cache, **topk, **sample),
+                lambda n=n_coarse, cache=cache: ours["coarse"].generate(semantic_in[:, :n], max_frames=n, sampling=ours_sampling(cache, CODEBOOK // 10)),
                 lambda n=n_coarse, cache=cache: theirs["coarse"].generate(semantic_token_ids=semantic_in[:, :n], max_time_steps=n, use_kv_cache=cache, **sample),
             ),
             "fine": (
                 n_fine * FINE_Q,
-                lambda n=n_fine, cache=cache: ours["fine"].generate(coarse_in[:, :n], use_cache=cache, **topk, **sample),
+                lambda n=n_fine, cache=cache: ours["fine"].generate(coarse_in[:, :n], sampling=ours_sampling(cache, CODEBOOK // 10)),
                 lambda n=n_fine, cache=cache: theirs["fine"].generate(coarse_token_ids=coarse_in[:, :n], use_kv_cache=cache, **sample),
             ),
         }
@@ -145,25 +149,31 @@ def main() -> None:
             t_theirs = timed(theirs_fn, args.repeats) / tokens * 1e3
             rows.append((f"{stage} sample, cache {'on' if cache else 'off'}", "ms/token", t_ours, t_theirs, t_theirs / t_ours))
 
-    # training throughput: forward + backward + AdamW step over predicted tokens
+    # training throughput: forward + backward + AdamW step over predicted tokens (ours: the
+    # model's predictions and the train step's loss, as the Trainer runs them)
     batch, frames = 4, 48
     g = torch.Generator().manual_seed(1)
     sem = torch.randint(0, SEMANTIC, (batch, frames), generator=g).to(device)
     codes = torch.randint(0, CODEBOOK, (batch, frames, COARSE_Q + FINE_Q), generator=g).to(device)
+    full = torch.full((batch,), frames, device=device)
     train_cases = {
         "semantic": (
             batch * frames,
-            lambda: ours["semantic"](sem).loss,
+            lambda: stage_step(ours["semantic"], {"tokens": sem, "tokens_lengths": full}).loss,
             lambda: theirs["semantic"](semantic_token_ids=sem, return_loss=True),
         ),
         "coarse": (
             batch * frames * COARSE_Q,
-            lambda: ours["coarse"](sem, codes[..., :COARSE_Q]).loss,
+            lambda: stage_step(ours["coarse"], {
+                "semantic": sem, "semantic_lengths": full, "codes": codes[..., :COARSE_Q], "codes_lengths": full,
+            }).loss,
             lambda: theirs["coarse"](semantic_token_ids=sem, coarse_token_ids=codes[..., :COARSE_Q], return_loss=True),
         ),
         "fine": (
             batch * frames * FINE_Q,
-            lambda: ours["fine"](codes[..., :COARSE_Q], codes[..., COARSE_Q:]).loss,
+            lambda: stage_step(ours["fine"], {
+                "coarse": codes[..., :COARSE_Q], "fine": codes[..., COARSE_Q:], "coarse_lengths": full,
+            }).loss,
             lambda: theirs["fine"](coarse_token_ids=codes[..., :COARSE_Q], fine_token_ids=codes[..., COARSE_Q:], return_loss=True),
         ),
     }

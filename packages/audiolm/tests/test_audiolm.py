@@ -11,6 +11,7 @@ from cadence.audiolm import (
     CoarseTransformerConfig,
     FineTransformer,
     FineTransformerConfig,
+    SamplingOptions,
     SemanticTransformer,
     SemanticTransformerConfig,
     T5TextEncoder,
@@ -70,7 +71,7 @@ def test_continue_prompt_audio_end_to_end():
 
 def test_generate_from_nothing_without_fine_stage():
     model = AudioLM(**{**parts(), "fine": None})
-    out = model.generate(batch_size=2, seconds=0.3, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    out = model.generate(batch_size=2, seconds=0.3, sampling=SamplingOptions(), generator=torch.Generator().manual_seed(1))
     assert out.codes.shape[0] == 2 and out.codes.shape[-1] == 2
     assert out.audio.shape[:2] == (2, 1)
 
@@ -127,8 +128,8 @@ def test_t5_text_encoder_conditions_the_pipeline(tiny_t5):
     assert emb.shape[:2] == mask.shape and emb.shape[-1] == 16
     assert mask[0].sum() > mask[1].sum()
     model = AudioLM(**{**parts(cond_dim=16), "fine": None}, text_encoder=encoder)
-    out = model.generate(texts=["a dog speaks loudly", "hello"], seconds=0.2, cond_scale=2.0,
-                         generator=torch.Generator().manual_seed(0))
+    out = model.generate(texts=["a dog speaks loudly", "hello"], seconds=0.2,
+                         sampling=SamplingOptions(guidance_scale=2.0), generator=torch.Generator().manual_seed(0))
     assert out.codes.shape[0] == 2
     with pytest.raises(ConfigError, match="cond_dim=24"):
         AudioLM(**parts(cond_dim=24), text_encoder=encoder)
@@ -138,3 +139,13 @@ def test_t5_missing_directory(tmp_path):
     pytest.importorskip("transformers")
     with pytest.raises(FileNotFoundError, match="never downloads"):
         T5TextEncoder(tmp_path / "nope")
+
+
+def test_sampling_options_per_stage():
+    model = AudioLM(**{**parts(), "fine": None})
+    greedy = SamplingOptions(temperature=0)
+    a = model.generate(batch_size=2, seconds=0.3, sampling=(greedy, greedy, greedy))
+    b = model.generate(batch_size=2, seconds=0.3, sampling=greedy)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.semantic, b.semantic)
+    with pytest.raises(TypeError, match="three"):
+        model.generate(batch_size=1, seconds=0.1, sampling=(greedy, greedy))

@@ -1,32 +1,35 @@
-"""The README and the docs page's quick start run as written."""
+"""The README's and the docs page's Python examples run as written (core's python_examples)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from cadence.core.testing import python_examples, run_python_example
+
 PACKAGE = Path(__file__).resolve().parents[1]
+README = PACKAGE / "README.md"
 DOCS = PACKAGE.parents[1] / "docs" / "packages" / "audiolm.md"
 
 
-def python_blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
-
-
-def test_readme_example_runs():
-    (block,) = python_blocks(PACKAGE / "README.md")
-    torch.manual_seed(0)
-    exec(compile(block, "README.md", "exec"), {})
+def test_readme_examples_run(tmp_path):
+    examples = python_examples(README)
+    assert examples, "the README shows at least one example"
+    for example in examples:
+        torch.manual_seed(0)
+        namespace = run_python_example(example, tmp_path)
+    assert namespace["out"].codes.shape[0] == 2
 
 
 @pytest.mark.skipif(not DOCS.exists(), reason="docs are not shipped with the package")
-def test_docs_quick_start_runs():
-    quick_start = python_blocks(DOCS)[0]  # the training block needs a corpus and a real run
-    torch.manual_seed(0)
-    namespace: dict = {}
-    exec(compile(quick_start, str(DOCS), "exec"), namespace)
-    assert namespace["out"].codes.shape[-1] == 4
-    assert namespace["more"].codes.shape == (1, 240)
+def test_docs_examples_run(tmp_path):
+    examples = python_examples(DOCS)  # the training block needs a corpus: it is marked notest
+    assert examples
+    for example in examples:
+        torch.manual_seed(0)
+        namespace = run_python_example(example, tmp_path)
+        if "audiolm.generate(" in example.code:
+            assert namespace["out"].codes.shape[-1] == 4
+            assert namespace["more"].codes.shape == (4, 240)

@@ -3,14 +3,30 @@
 from .audiolm import AudioLM, AudioLMOutput
 from .coarse import CoarseTransformer, CoarseTransformerConfig
 from .fine import FineTransformer, FineTransformerConfig
-from .semantic import LossOutput, SemanticTransformer, SemanticTransformerConfig
+from .sampling import SamplingOptions
+from .semantic import SemanticTransformer, SemanticTransformerConfig
 from .text import T5TextEncoder, TextEncoder
-from .train import StageDataset, collate_stage, stage_step
-from .transformer import ConditionMode, FastDecoder, GenerateOutput, StageConfig, StageTransformer
+from .train import (
+    AudioLMTrainConfig,
+    StageDataset,
+    StageTrainStep,
+    collate_stage,
+    next_token_loss,
+    stage_step,
+)
+from .transformer import (
+    ConditionMode,
+    FastDecoder,
+    GenerateOutput,
+    StageConfig,
+    StageOutput,
+    StageTransformer,
+)
 
 __all__ = [
     "AudioLM",
     "AudioLMOutput",
+    "AudioLMTrainConfig",
     "CoarseTransformer",
     "CoarseTransformerConfig",
     "ConditionMode",
@@ -18,14 +34,17 @@ __all__ = [
     "FineTransformer",
     "FineTransformerConfig",
     "GenerateOutput",
-    "LossOutput",
+    "SamplingOptions",
     "SemanticTransformer",
     "SemanticTransformerConfig",
     "StageConfig",
     "StageDataset",
+    "StageOutput",
+    "StageTrainStep",
     "StageTransformer",
     "T5TextEncoder",
     "TextEncoder",
     "collate_stage",
+    "next_token_loss",
     "stage_step",
 ]

@@ -1,10 +1,11 @@
-# b batch | c channels | t samples | s semantic frames | n acoustic frames | q levels | m text tokens
 """The AudioLM pipeline: semantic tokens -> coarse codes -> fine codes -> waveform.
 
 :class:`AudioLM` holds no weights of its own: it wires a :class:`SemanticTokenizer`, a
 :class:`Codec` and the three stage transformers (and optionally a :class:`TextEncoder`),
 checking at construction that they fit together.
 """
+
+# b batch | c channels | t samples | s semantic frames | n acoustic frames | q levels | m text tokens
 
 from __future__ import annotations
 
@@ -17,17 +18,26 @@ from torch import Tensor
 
 from cadence.core.audio import check_audio, resample
 from cadence.core.config import ConfigError
+from cadence.core.data import lengths_to_mask
 from cadence.core.interfaces import Codec, SemanticTokenizer
 
 from .coarse import CoarseTransformer
 from .fine import FineTransformer
+from .sampling import SamplingOptions
 from .semantic import SemanticTransformer
 from .text import TextEncoder
 
 __all__ = ["AudioLM", "AudioLMOutput"]
 
+# AudioLM samples the fine stage cooler than the other two
+DEFAULT_SAMPLING = (
+    SamplingOptions(temperature=0.95),
+    SamplingOptions(temperature=0.95),
+    SamplingOptions(temperature=0.4),
+)
 
-@dataclass
+
+@dataclass(frozen=True, kw_only=True)
 class AudioLMOutput:
     """What :meth:`AudioLM.generate` returns.
 
@@ -152,11 +162,13 @@ class AudioLM:
     def stages(self) -> list:
         return [m for m in (self.semantic, self.coarse, self.fine) if m is not None]
 
-    def _cond(self, stage, texts_cond):
-        cond, mask = texts_cond
-        if cond is None or stage.config.cond_dim is None:
-            return {}
-        return {"cond": cond, "cond_mask": mask}
+    def _stage_options(self, stage, options: SamplingOptions, cond: tuple) -> dict:
+        """The condition and sampling options of one stage (no guidance where it has no condition)."""
+        if cond[0] is None or stage.config.cond_dim is None:
+            if options.guided:
+                options = options.replace(guidance_scale=1.0)
+            return {"sampling": options}
+        return {"cond": cond[0], "cond_mask": cond[1], "sampling": options}
 
     @torch.inference_mode()
     def generate(
@@ -167,10 +179,7 @@ class AudioLM:
         seconds: float = 4.0,
         batch_size: int = 1,
         texts: Sequence[str] | None = None,
-        cond_scale: float = 1.0,
-        temperature: float | tuple[float, float, float] = (0.95, 0.95, 0.4),
-        top_k: int | None = None,
-        top_p: float | None = None,
+        sampling: SamplingOptions | Sequence[SamplingOptions] | None = None,
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> AudioLMOutput:
@@ -184,13 +193,14 @@ class AudioLM:
                 stages slide windows (AudioLM sec. 4.4). A row may end earlier at EOS.
             batch_size: rows when there is no prompt or text.
             texts: one text per row (needs ``text_encoder``).
-            cond_scale: classifier-free guidance for the conditional stages.
-            temperature: one for all stages, or (semantic, coarse, fine); AudioLM samples the
-                fine stage cooler.
-            top_k, top_p, generator, progress: sampling options.
+            sampling: one :class:`SamplingOptions` for all stages, or three (semantic, coarse,
+                fine); default temperatures 0.95, 0.95, 0.4 (AudioLM samples the fine stage
+                cooler). ``guidance_scale`` applies to the stages that are conditioned on the
+                texts; the others sample without guidance.
+            generator, progress: a random generator for reproducible draws; progress bars.
         """
+        options = _per_stage(sampling)
         device = self.semantic.token_emb.weight.device
-        temps = temperature if isinstance(temperature, tuple) else (temperature,) * 3
         cond = (None, None)
         if texts is not None:
             if self.text_encoder is None:
@@ -198,91 +208,62 @@ class AudioLM:
             cond = self.text_encoder.encode(list(texts))
             cond = (cond[0].to(device), cond[1].to(device))
             batch_size = len(texts)
-        sample = {"top_k": top_k, "top_p": top_p, "generator": generator, "progress": progress}
+        extra = {"generator": generator, "progress": progress}
         codec, tok = self.codec, self.tokenizer
-        crs_cfg = self.coarse.config
-        q_coarse = crs_cfg.num_coarse_quantizers
 
         semantic_prompt = coarse_prompt = None
         if prompt_audio is not None:
-            check_audio(prompt_audio, channels=codec.channels)
-            rate = prompt_sample_rate or codec.sample_rate
-            audio_tok = prompt_audio if rate == tok.sample_rate else resample(prompt_audio, rate, tok.sample_rate)
-            audio_codec = prompt_audio if rate == codec.sample_rate else resample(prompt_audio, rate, codec.sample_rate)
-            semantic_prompt = tok.tokenize(audio_tok.to(device)).to(device)
-            codes = codec.encode(audio_codec.to(device)).to(device)
-            frames = min(codes.shape[1], math.floor(semantic_prompt.shape[1] * crs_cfg.frames_per_semantic + 1e-6))
-            coarse_prompt = codes[:, :frames, :q_coarse]
+            semantic_prompt, coarse_prompt = self._prompt(prompt_audio, prompt_sample_rate, device)
             if texts is not None and len(texts) != prompt_audio.shape[0]:
                 raise ValueError(f"{len(texts)} texts for {prompt_audio.shape[0]} prompt clips")
             batch_size = prompt_audio.shape[0]
 
-        # 1. semantic tokens
+        # 1. semantic tokens (one window when they fit the context)
         total_semantic = math.ceil(seconds * tok.frame_rate)
         if semantic_prompt is not None:
             total_semantic = max(total_semantic, semantic_prompt.shape[1])
-        sem_kwargs = {**sample, "temperature": temps[0], **self._cond(self.semantic, cond)}
-        if self.semantic.config.cond_dim is not None and cond[0] is not None:
-            sem_kwargs["cond_scale"] = cond_scale
-        if total_semantic <= self.semantic.config.max_frames:
-            semantic = self.semantic.generate(
-                semantic_prompt, batch_size=batch_size, max_frames=total_semantic, **sem_kwargs
-            )
-        else:
-            semantic = self.semantic.generate_long(
-                semantic_prompt, total_frames=total_semantic, batch_size=batch_size, **sem_kwargs
-            )
-        # 2. coarse, row by row where lengths differ and windows are needed
-        crs_kwargs = {**sample, "temperature": temps[1], **self._cond(self.coarse, cond)}
-        if self.coarse.config.cond_dim is not None and cond[0] is not None:
-            crs_kwargs["cond_scale"] = cond_scale
-        coarse_frames = torch.ceil(semantic.lengths * crs_cfg.frames_per_semantic - 1e-6).long()
-        if int(coarse_frames.max()) <= crs_cfg.max_frames:
-            coarse = self.coarse.generate(semantic.codes, semantic.lengths, prompt=coarse_prompt, **crs_kwargs)
-            coarse_codes, frames = coarse.codes, coarse.lengths
-        else:
-            rows = []
-            for i in range(batch_size):
-                row_kwargs = self._row(crs_kwargs, i)
-                prompt_i = None if coarse_prompt is None else coarse_prompt[i : i + 1]
-                out = self.coarse.generate_long(semantic.codes[i : i + 1, : semantic.lengths[i]], prompt=prompt_i, **row_kwargs)
-                rows.append(out)
-            coarse_codes, frames = _stack(rows)
+        semantic = self.semantic.generate_long(
+            semantic_prompt, total_frames=total_semantic, batch_size=batch_size,
+            **self._stage_options(self.semantic, options[0], cond), **extra,
+        )
+        # 2. coarse codes of the rows' semantic tokens, rows of different lengths in one batch
+        coarse = self.coarse.generate_long(
+            semantic.codes, semantic.lengths, prompt=coarse_prompt,
+            **self._stage_options(self.coarse, options[1], cond), **extra,
+        )
+        coarse_codes, frames = coarse.codes, coarse.lengths
         # 3. fine
         if self.fine is not None:
-            fin_kwargs = {**sample, "temperature": temps[2], **self._cond(self.fine, cond)}
-            if self.fine.config.cond_dim is not None and cond[0] is not None:
-                fin_kwargs["cond_scale"] = cond_scale
-            if int(frames.max()) <= self.fine.config.max_frames:
-                fine_codes = self.fine.generate(coarse_codes, frames, **fin_kwargs).codes
-            else:
-                rows = [
-                    self.fine.generate_long(coarse_codes[i : i + 1, : frames[i]], **self._row(fin_kwargs, i))
-                    for i in range(batch_size)
-                ]
-                fine_codes, _ = _stack(rows)
-            codes = torch.cat([coarse_codes, fine_codes[:, : coarse_codes.shape[1]]], dim=-1)
+            fine = self.fine.generate_long(coarse_codes, frames, **self._stage_options(self.fine, options[2], cond), **extra)
+            codes = torch.cat([coarse_codes, fine.codes[:, : coarse_codes.shape[1]]], dim=-1)
         else:
             codes = coarse_codes
         # 4. waveform
         audio = codec.decode(codes)
         hop = codec.sample_rate / codec.frame_rate
         lengths = torch.clamp(torch.round(frames * hop).long(), max=audio.shape[-1])
-        keep = torch.arange(audio.shape[-1], device=audio.device)[None, :] < lengths.to(audio.device)[:, None]
-        audio = audio * keep[:, None, :]
+        audio = audio * lengths_to_mask(lengths.to(audio.device), audio.shape[-1])[:, None, :]
         return AudioLMOutput(audio=audio, lengths=lengths, semantic=semantic.codes, codes=codes, frames=frames)
 
-    @staticmethod
-    def _row(kwargs: dict, i: int) -> dict:
-        out = dict(kwargs)
-        for key in ("cond", "cond_mask"):
-            if out.get(key) is not None:
-                out[key] = out[key][i : i + 1]
-        return out
+    def _prompt(self, prompt_audio: Tensor, sample_rate: int | None, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The semantic tokens ``(b, s)`` and coarse codes ``(b, n, q)`` of the prompt audio."""
+        codec, tok = self.codec, self.tokenizer
+        check_audio(prompt_audio, channels=codec.channels)
+        rate = sample_rate or codec.sample_rate
+        audio_tok = prompt_audio if rate == tok.sample_rate else resample(prompt_audio, rate, tok.sample_rate)
+        audio_codec = prompt_audio if rate == codec.sample_rate else resample(prompt_audio, rate, codec.sample_rate)
+        semantic = tok.tokenize(audio_tok.to(device)).to(device)
+        codes = codec.encode(audio_codec.to(device)).to(device)
+        frames = min(codes.shape[1], math.floor(semantic.shape[1] * self.coarse.config.frames_per_semantic + 1e-6))
+        return semantic, codes[:, :frames, : self.coarse.config.num_coarse_quantizers]
 
 
-def _stack(rows: list) -> tuple[Tensor, Tensor]:
-    """Right-pad single-row outputs into one batch."""
-    width = max(r.codes.shape[1] for r in rows)
-    codes = torch.cat([torch.nn.functional.pad(r.codes, (0, 0, 0, width - r.codes.shape[1])) for r in rows])
-    return codes, torch.cat([r.lengths.reshape(1) for r in rows]).long()
+def _per_stage(sampling: SamplingOptions | Sequence[SamplingOptions] | None) -> tuple[SamplingOptions, ...]:
+    if sampling is None:
+        return DEFAULT_SAMPLING
+    if isinstance(sampling, SamplingOptions):
+        return (sampling,) * 3
+    options = tuple(sampling)
+    if len(options) != 3 or not all(isinstance(o, SamplingOptions) for o in options):
+        raise TypeError("sampling must be one SamplingOptions or three (semantic, coarse, fine)")
+    return options

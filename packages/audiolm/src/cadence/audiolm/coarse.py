@@ -1,11 +1,12 @@
-# b batch | s semantic frames | n acoustic frames | q coarse levels | m condition length | d dim
 """Stage 2: the coarse acoustic transformer, semantic tokens -> the first residual levels.
 
-Sequence: ``[condition prefix] START s0 .. s(S-1) SEP c[0,0] c[0,1] .. c[0,q-1] c[1,0] ..``.
+Sequence: ``[condition prefix] START s0 .. s(s-1) SEP c[0,0] c[0,1] .. c[0,q-1] c[1,0] ..``.
 Semantic tokens, each coarse level and the two markers have their own embedding rows; only
 the acoustic positions are predicted (AudioLM sec. 4.2 models ``p(coarse | semantic)``), by
 one output head per level. The level-0 head has one extra class, the end of sequence.
 """
+
+# b batch | s semantic frames | n acoustic frames | q coarse levels | m condition length | d dim | v vocabulary
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from torch import Tensor
 
 from cadence.core.checkpoint import PretrainedMixin
 from cadence.core.config import ConfigError
+from cadence.core.validation import check_ids, check_lengths
 
-from .semantic import LossOutput, check_tokens, lengths_or_full
-from .transformer import GenerateOutput, StageConfig, StageTransformer
+from .long_form import check_window, select_rows, slide_windows, take_rows
+from .sampling import SamplingOptions
+from .transformer import GenerateOutput, StageConfig, StageOutput, StageTransformer
 
 __all__ = ["CoarseTransformer", "CoarseTransformerConfig"]
 
@@ -101,12 +104,13 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
         ids.scatter_(1, (lengths + 1)[:, None], self.sep_id)
         return ids, lengths + 2
 
-    def _check_inputs(self, semantic: Tensor, codes: Tensor | None, what: str = "codes") -> None:
+    def _check_inputs(self, semantic: Tensor, codes: Tensor | None, what: str = "codes") -> tuple[Tensor, Tensor | None]:
+        """The semantic tokens and coarse codes as long ids, checked against the config."""
         name = type(self).__name__
         cfg = self.config
-        check_tokens(name, semantic, cfg.semantic_codebook_size, "semantic tokens", 2)
+        semantic = check_ids(semantic, cfg.semantic_codebook_size, name=f"{name} semantic tokens", ndim=2)
         if codes is not None:
-            check_tokens(name, codes, cfg.codebook_size, what, 3)
+            codes = check_ids(codes, cfg.codebook_size, name=f"{name} {what}", ndim=3)
             if codes.shape[-1] != cfg.num_coarse_quantizers:
                 raise ValueError(
                     f"{name}: {what} have {codes.shape[-1]} levels but the model predicts "
@@ -115,6 +119,11 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
                 )
             if codes.shape[0] != semantic.shape[0]:
                 raise ValueError(f"{name}: semantic tokens and {what} have different batch sizes")
+        return semantic, codes
+
+    def _frames_spanned(self, semantic_lengths: Tensor) -> Tensor:
+        """``(b,)`` acoustic frames the rows' semantic tokens span."""
+        return torch.ceil(semantic_lengths * self.config.frames_per_semantic - 1e-6).long()
 
     def forward(
         self,
@@ -123,26 +132,31 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
         *,
         semantic_lengths: Tensor | None = None,
         lengths: Tensor | None = None,
-        ends: Tensor | None = None,
         cond: Tensor | None = None,
         cond_mask: Tensor | None = None,
-    ) -> LossOutput:
-        """Training loss on coarse codes.
+        keep: Tensor | None = None,
+    ) -> StageOutput:
+        """Teacher-forced predictions of the coarse codes (the loss is the train step's).
 
         Args:
             semantic: ``(b, s)`` semantic tokens covering the same audio as ``codes``.
             codes: ``(b, n, q)`` coarse codes (``q = num_coarse_quantizers``).
             semantic_lengths, lengths: real tokens / frames per row (default full).
-            ends: ``(b,)`` bool: the row reaches the end of its utterance (EOS is a target).
             cond, cond_mask: optional conditioning.
+            keep: ``(b,)`` bool, False where the condition is dropped (the null condition).
+
+        Returns:
+            :class:`StageOutput`: ``logits`` ``(b, n, q, v)`` with ``v = codebook_size + 1``,
+            ``mask`` ``(b, n)``, and ``eos_logits`` ``(b, v)`` after each row's last frame.
         """
-        self._check_inputs(semantic, codes)
+        semantic, codes = self._check_inputs(semantic, codes)
         b = semantic.shape[0]
-        semantic_lengths = lengths_or_full(semantic_lengths, b, semantic.shape[1], semantic.device)
-        lengths = lengths_or_full(lengths, b, codes.shape[1], codes.device)
+        semantic_lengths = check_lengths(
+            semantic_lengths, b, semantic.shape[1], name="semantic_lengths", device=semantic.device
+        )
+        lengths = check_lengths(lengths, b, codes.shape[1], name="lengths", device=codes.device)
         prefix, prefix_lengths = self._prefix(semantic, semantic_lengths)
-        loss, acc = self.sequence_loss(prefix, prefix_lengths, codes, lengths, cond=cond, cond_mask=cond_mask, eos=ends)
-        return LossOutput(loss, acc)
+        return self.target_logits(prefix, prefix_lengths, codes, lengths, cond=cond, cond_mask=cond_mask, keep=keep)
 
     @torch.inference_mode()
     def generate(
@@ -155,12 +169,7 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
         max_frames: int | Tensor | None = None,
         cond: Tensor | None = None,
         cond_mask: Tensor | None = None,
-        cond_scale: float = 1.0,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        allow_eos: bool = True,
+        sampling: SamplingOptions | None = None,
         generator: torch.Generator | None = None,
         return_logits: bool = False,
         progress: bool = False,
@@ -172,80 +181,88 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
             prompt: ``(b, p, q)`` coarse codes of the first frames to continue.
             max_frames: most frames per row, prompt included; default the frames the
                 semantic tokens span (``ceil(s * frame_rate / semantic_frame_rate)``).
+            sampling: see :class:`SamplingOptions` (default ``SamplingOptions()``).
             Others: see :meth:`StageTransformer.generate_flat`.
 
         Returns:
             :class:`GenerateOutput`, ``codes`` ``(b, n, q)``.
         """
-        self._check_inputs(semantic, prompt, "prompt")
+        semantic, prompt = self._check_inputs(semantic, prompt, "prompt")
         b, device = semantic.shape[0], semantic.device
-        semantic_lengths = lengths_or_full(semantic_lengths, b, semantic.shape[1], device)
-        q = self.config.num_coarse_quantizers
+        semantic_lengths = check_lengths(semantic_lengths, b, semantic.shape[1], name="semantic_lengths", device=device)
         if prompt is None:
-            prompt = torch.zeros(b, 0, q, dtype=torch.long, device=device)
-        prompt_lengths = lengths_or_full(prompt_lengths, b, prompt.shape[1], device)
+            prompt = torch.zeros(b, 0, self.config.num_coarse_quantizers, dtype=torch.long, device=device)
+        prompt_lengths = check_lengths(prompt_lengths, b, prompt.shape[1], name="prompt_lengths", device=device)
         if max_frames is None:
-            max_frames = torch.ceil(semantic_lengths * self.config.frames_per_semantic - 1e-6).long()
-            max_frames = torch.maximum(max_frames, prompt_lengths)
+            max_frames = torch.maximum(self._frames_spanned(semantic_lengths), prompt_lengths)
         max_frames = torch.as_tensor(max_frames, device=device).long().expand(b)
         prefix, prefix_lengths = self._prefix(semantic, semantic_lengths)
         return self.generate_flat(
-            prefix, prefix_lengths, prompt, prompt_lengths, max_frames,
-            cond=cond, cond_mask=cond_mask, cond_scale=cond_scale, temperature=temperature,
-            top_k=top_k, top_p=top_p, use_cache=use_cache, allow_eos=allow_eos,
-            generator=generator, return_logits=return_logits, progress=progress,
+            prefix, prefix_lengths, prompt, prompt_lengths, max_frames, cond=cond, cond_mask=cond_mask,
+            sampling=sampling, generator=generator, return_logits=return_logits, progress=progress,
         )
 
     @torch.inference_mode()
     def generate_long(
         self,
         semantic: Tensor,
+        semantic_lengths: Tensor | None = None,
         *,
         prompt: Tensor | None = None,
+        prompt_lengths: Tensor | None = None,
         window_frames: int | None = None,
         keep_frames: int | None = None,
-        **kwargs,
+        cond: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        sampling: SamplingOptions | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
     ) -> GenerateOutput:
         """Coarse codes for semantic tokens longer than the trained context.
 
         Windows of ``window_frames`` acoustic frames slide over the semantic tokens; each
         starts from the last ``keep_frames`` coarse frames already generated (the prompt of
-        the window, AudioLM sec. 4.4) and sees the semantic tokens of its own span. Rows
-        must have equal lengths; EOS is only honoured in the last window.
+        the window, AudioLM sec. 4.4) and sees the semantic tokens of its own span. Rows may
+        differ in semantic and prompt lengths (one batch, one call; each row is what it
+        would be alone). With ``sampling.allow_eos`` a row that samples EOS ends there, in
+        whichever window.
 
         Args:
-            semantic: ``(b, s)`` semantic tokens.
+            semantic: ``(b, s)`` semantic tokens, right-padded.
+            semantic_lengths: ``(b,)`` real tokens per row (default all ``s``).
             prompt: ``(b, p, q)`` coarse codes of the first frames, or None.
+            prompt_lengths: ``(b,)`` real prompt frames per row (default all ``p``).
             window_frames: acoustic frames per window (default ``config.max_frames``).
             keep_frames: frames carried into the next window (default half a window).
-            kwargs: sampling options of :meth:`generate`.
+            cond, cond_mask, sampling, generator, progress: as in :meth:`generate`.
+
+        Returns:
+            :class:`GenerateOutput`, ``codes`` ``(b, n, q)`` (no logits).
         """
         cfg = self.config
-        eos = kwargs.pop("allow_eos", True)
         window = window_frames or cfg.max_frames
         keep = keep_frames if keep_frames is not None else window // 2
-        if not 0 <= keep < window:
-            raise ValueError(f"keep_frames must be in [0, window_frames={window}), got {keep}")
-        self._check_inputs(semantic, prompt, "prompt")
+        check_window(window, keep)
+        semantic, prompt = self._check_inputs(semantic, prompt, "prompt")
         b, device = semantic.shape[0], semantic.device
+        semantic_lengths = check_lengths(semantic_lengths, b, semantic.shape[1], name="semantic_lengths", device=device)
+        if prompt is None:
+            prompt = torch.zeros(b, 0, cfg.num_coarse_quantizers, dtype=torch.long, device=device)
+        prompt_lengths = check_lengths(prompt_lengths, b, prompt.shape[1], name="prompt_lengths", device=device)
         ratio = cfg.frames_per_semantic
-        total = math.ceil(semantic.shape[1] * ratio - 1e-6)
-        codes = prompt if prompt is not None else torch.zeros(b, 0, cfg.num_coarse_quantizers, dtype=torch.long, device=device)
-        lengths = torch.full((b,), codes.shape[1], dtype=torch.long, device=device)
-        while codes.shape[1] < total:
-            done = codes.shape[1]
-            start = 0 if done < window else done - keep
-            end = min(start + window, total)
-            # the semantic tokens of the window, aligned to its first acoustic frame
-            s0 = math.floor(start / ratio + 1e-9)
-            s1 = min(semantic.shape[1], math.ceil(end / ratio - 1e-9))
-            out = self.generate(
-                semantic[:, s0:s1], prompt=codes[:, start:], max_frames=end - start,
-                allow_eos=eos and end >= total, **kwargs,
+        semantic_frames = semantic_lengths.tolist()
+        totals = [math.ceil(s * ratio - 1e-6) for s in semantic_frames]
+
+        def run(rows: Tensor, starts: list[int], ends: list[int], window_prompt: Tensor, lengths: Tensor) -> GenerateOutput:
+            # the semantic tokens of each window, aligned to its first acoustic frame
+            first = [math.floor(start / ratio + 1e-9) for start in starts]
+            last = [min(semantic_frames[i], math.ceil(end / ratio - 1e-9)) for i, end in zip(rows.tolist(), ends)]
+            tokens, token_lengths = take_rows(semantic[rows], first, [e - s for s, e in zip(first, last)])
+            return self.generate(
+                tokens, token_lengths, prompt=window_prompt, prompt_lengths=lengths,
+                max_frames=torch.tensor([e - s for s, e in zip(starts, ends)], device=device),
+                cond=select_rows(cond, rows), cond_mask=select_rows(cond_mask, rows),
+                sampling=sampling, generator=generator, progress=progress,
             )
-            codes = torch.cat([codes, out.codes[:, done - start :]], dim=1)
-            lengths = start + out.lengths
-            if codes.shape[1] == done:
-                break
-        mask = torch.arange(codes.shape[1], device=device)[None, :] < lengths[:, None]
-        return GenerateOutput(codes=codes.masked_fill(~mask[..., None], 0), lengths=lengths, mask=mask)
+
+        return slide_windows(prompt, prompt_lengths, totals, window=window, keep=keep, run=run)

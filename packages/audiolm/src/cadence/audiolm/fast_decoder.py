@@ -1,4 +1,3 @@
-# b batch | n positions | d dim | h heads | e head dim | m context length
 """Incremental (KV-cached) forward pass of the stages' x-transformers ``Decoder``.
 
 x-transformers' own ``cache=`` path concatenates the cache and re-derives rotary tables on
@@ -7,8 +6,12 @@ dominates a decoding step. :class:`FastDecoder` runs the same weights over preal
 key/value buffers instead (one write per step, fused QKV projection). It supports exactly
 the decoder configuration :class:`~cadence.audiolm.transformer.StageTransformer` builds
 (pre-norm LayerNorm, full-width rotary, optional cross-attention, GELU feed-forward); the
-tests compare it with the x-transformers forward pass.
+tests compare it with the x-transformers forward pass. It reads x-transformers internals
+(layer types, norms, projections): packages/audiolm/pyproject.toml pins x-transformers to
+its major version, and tests/test_fast_decoder.py checks every attribute it reads.
 """
+
+# b batch | n positions of the flat token sequence | d dim | h heads | e head dim | m condition length
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 from x_transformers import Decoder
+
+from cadence.core.data import lengths_to_mask
 
 __all__ = ["FastDecoder"]
 
@@ -46,6 +51,17 @@ class FastDecoder:
     """
 
     def __init__(self, decoder: Decoder):
+        try:
+            self._read(decoder)
+        except (AttributeError, IndexError, TypeError) as err:
+            raise RuntimeError(
+                f"FastDecoder cannot read this x_transformers.Decoder ({err}); its internals "
+                "changed: use the x-transformers version that cadence-audiolm pins, or sample "
+                "with SamplingOptions(use_cache=False)"
+            ) from err
+
+    def _read(self, decoder: Decoder) -> None:
+        """Take the weights of every layer (the x-transformers internals FastDecoder relies on)."""
         self.heads = decoder.layers[0][1].heads
         self.dim_head = decoder.rotary_pos_emb.inv_freq.shape[0] * 2
         self.inv_freq = decoder.rotary_pos_emb.inv_freq
@@ -91,7 +107,8 @@ class FastDecoder:
         freqs = torch.stack([freqs, freqs], dim=-1).flatten(-2)  # interleaved, as x-transformers
         state["cos"], state["sin"] = freqs.cos(), freqs.sin()
         if start_pos is not None and bool((start_pos > 0).any()):
-            state["key_valid"] = torch.arange(max_len, device=ref.device)[None, :] >= start_pos[:, None]
+            # a row's left padding, before its start position, is never attended
+            state["key_valid"] = ~lengths_to_mask(start_pos.to(ref.device), max_len)
         else:
             state["key_valid"] = None
         if context is not None:

@@ -1,12 +1,13 @@
-# b batch | n frames | c coarse levels | f fine levels | m condition length | d dim
 """Stage 3: the fine acoustic transformer, coarse codes -> the remaining residual levels.
 
-Sequence: ``[condition prefix] START c[0,0] .. c[0,C-1] c[1,0] .. SEP f[0,0] .. f[0,F-1] f[1,0] ..``.
-The coarse codes of a window are all read first, then the fine levels are predicted frame by
-frame, one head per fine level. The length is the coarse length, so there is no EOS. As in
+Sequence: ``[condition prefix] START c[0,0] .. c[0,q_c-1] c[1,0] .. SEP f[0,0] .. f[0,q_f-1] f[1,0] ..``
+(``c`` coarse codes, ``f`` fine codes). The coarse codes of a window are all read first, then
+the fine levels are predicted frame by frame, one head per fine level. The length is the coarse length, so there is no EOS. As in
 AudioLM (sec. 4.2), long audio is processed in windows (here optionally overlapping: each
 window may start from the last fine frames of the previous one).
 """
+
+# b batch | n acoustic frames | q levels (q_c coarse, read; q_f fine, predicted) | m condition length | d dim | v vocabulary
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from torch import Tensor
 
 from cadence.core.checkpoint import PretrainedMixin
 from cadence.core.config import ConfigError
+from cadence.core.validation import check_ids, check_lengths
 
-from .semantic import LossOutput, check_tokens, lengths_or_full
-from .transformer import GenerateOutput, StageConfig, StageTransformer
+from .long_form import check_window, select_rows, slide_windows, take_rows
+from .sampling import SamplingOptions
+from .transformer import GenerateOutput, StageConfig, StageOutput, StageTransformer
 
 __all__ = ["FineTransformer", "FineTransformerConfig"]
 
@@ -83,23 +86,24 @@ class FineTransformer(PretrainedMixin, StageTransformer):
         """``START coarse-flat SEP`` per row, right-padded."""
         b, n, c = coarse.shape
         k = self.config.codebook_size
-        flat = rearrange(coarse + torch.arange(c, device=coarse.device) * k, "b n c -> b (n c)")
+        flat = rearrange(coarse + torch.arange(c, device=coarse.device) * k, "b n q -> b (n q)")
         ids = torch.zeros(b, n * c + 2, dtype=torch.long, device=coarse.device)
         ids[:, 0] = self.start_id
         ids[:, 1 : n * c + 1] = flat
         ids.scatter_(1, (lengths * c + 1)[:, None], self.sep_id)
         return ids, lengths * c + 2
 
-    def _check(self, coarse: Tensor, fine: Tensor | None, what: str = "fine codes") -> None:
+    def _check(self, coarse: Tensor, fine: Tensor | None, what: str = "fine codes") -> tuple[Tensor, Tensor | None]:
+        """The coarse and fine codes as long ids, checked against the config."""
         name, cfg = type(self).__name__, self.config
-        check_tokens(name, coarse, cfg.codebook_size, "coarse codes", 3)
+        coarse = check_ids(coarse, cfg.codebook_size, name=f"{name} coarse codes", ndim=3)
         if coarse.shape[-1] != cfg.num_coarse_quantizers:
             raise ValueError(
                 f"{name}: coarse codes have {coarse.shape[-1]} levels, the model reads "
                 f"num_coarse_quantizers={cfg.num_coarse_quantizers}"
             )
         if fine is not None:
-            check_tokens(name, fine, cfg.codebook_size, what, 3)
+            fine = check_ids(fine, cfg.codebook_size, name=f"{name} {what}", ndim=3)
             if fine.shape[-1] != cfg.num_fine_quantizers:
                 raise ValueError(
                     f"{name}: {what} have {fine.shape[-1]} levels, the model predicts "
@@ -107,6 +111,7 @@ class FineTransformer(PretrainedMixin, StageTransformer):
                 )
             if fine.shape[0] != coarse.shape[0] or fine.shape[1] > coarse.shape[1]:
                 raise ValueError(f"{name}: {what} {tuple(fine.shape)} do not fit coarse codes {tuple(coarse.shape)}")
+        return coarse, fine
 
     def forward(
         self,
@@ -116,20 +121,25 @@ class FineTransformer(PretrainedMixin, StageTransformer):
         lengths: Tensor | None = None,
         cond: Tensor | None = None,
         cond_mask: Tensor | None = None,
-    ) -> LossOutput:
-        """Training loss on fine codes.
+        keep: Tensor | None = None,
+    ) -> StageOutput:
+        """Teacher-forced predictions of the fine codes (the loss is the train step's).
 
         Args:
-            coarse: ``(b, n, c)`` coarse codes; fine: ``(b, n, f)`` fine codes of the same frames.
+            coarse: ``(b, n, q_c)`` coarse codes; fine: ``(b, n, q_f)`` fine codes of the same frames.
             lengths: ``(b,)`` real frames per row.
             cond, cond_mask: optional conditioning.
+            keep: ``(b,)`` bool, False where the condition is dropped (the null condition).
+
+        Returns:
+            :class:`StageOutput`: ``logits`` ``(b, n, q_f, codebook_size)``, ``mask`` ``(b, n)``,
+            no ``eos_logits`` (the fine stage has no EOS).
         """
-        self._check(coarse, fine)
+        coarse, fine = self._check(coarse, fine)
         b, n, _ = coarse.shape
-        lengths = lengths_or_full(lengths, b, n, coarse.device)
+        lengths = check_lengths(lengths, b, n, name="lengths", device=coarse.device)
         prefix, prefix_lengths = self._prefix(coarse, lengths)
-        loss, acc = self.sequence_loss(prefix, prefix_lengths, fine, lengths, cond=cond, cond_mask=cond_mask)
-        return LossOutput(loss, acc)
+        return self.target_logits(prefix, prefix_lengths, fine, lengths, cond=cond, cond_mask=cond_mask, keep=keep)
 
     @torch.inference_mode()
     def generate(
@@ -141,64 +151,81 @@ class FineTransformer(PretrainedMixin, StageTransformer):
         prompt_lengths: Tensor | None = None,
         cond: Tensor | None = None,
         cond_mask: Tensor | None = None,
-        cond_scale: float = 1.0,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
+        sampling: SamplingOptions | None = None,
         generator: torch.Generator | None = None,
         return_logits: bool = False,
         progress: bool = False,
     ) -> GenerateOutput:
-        """Sample the fine codes of ``coarse`` ``(b, n, c)`` (one window).
+        """Sample the fine codes of ``coarse`` ``(b, n, q_c)`` (one window).
+
+        Args:
+            coarse: ``(b, n, q_c)`` coarse codes, right-padded; lengths: ``(b,)`` real frames.
+            prompt: ``(b, p, q_f)`` fine codes of the first frames, kept as they are.
+            sampling: see :class:`SamplingOptions`; ``allow_eos`` does not apply (no EOS).
+            Others: see :meth:`StageTransformer.generate_flat`.
 
         Returns:
-            :class:`GenerateOutput`, ``codes`` ``(b, n, f)`` fine codes, as long as the coarse.
+            :class:`GenerateOutput`, ``codes`` ``(b, n, q_f)`` fine codes, as long as the coarse.
         """
-        self._check(coarse, prompt, "prompt")
+        coarse, prompt = self._check(coarse, prompt, "prompt")
         b, n, _ = coarse.shape
         device = coarse.device
-        lengths = lengths_or_full(lengths, b, n, device)
+        lengths = check_lengths(lengths, b, n, name="lengths", device=device)
         if prompt is None:
             prompt = torch.zeros(b, 0, self.config.num_fine_quantizers, dtype=torch.long, device=device)
-        prompt_lengths = lengths_or_full(prompt_lengths, b, prompt.shape[1], device)
+        prompt_lengths = check_lengths(prompt_lengths, b, prompt.shape[1], name="prompt_lengths", device=device)
         prefix, prefix_lengths = self._prefix(coarse, lengths)
         return self.generate_flat(
             prefix, prefix_lengths, prompt, prompt_lengths, torch.maximum(lengths, prompt_lengths),
-            cond=cond, cond_mask=cond_mask, cond_scale=cond_scale, temperature=temperature,
-            top_k=top_k, top_p=top_p, use_cache=use_cache, allow_eos=False,
-            generator=generator, return_logits=return_logits, progress=progress,
+            cond=cond, cond_mask=cond_mask, sampling=sampling, generator=generator,
+            return_logits=return_logits, progress=progress,
         )
 
     @torch.inference_mode()
     def generate_long(
         self,
         coarse: Tensor,
+        lengths: Tensor | None = None,
         *,
         window_frames: int | None = None,
         keep_frames: int = 0,
-        **kwargs,
+        cond: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        sampling: SamplingOptions | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
     ) -> GenerateOutput:
         """Fine codes for coarse codes of any length, window by window.
 
         Args:
-            coarse: ``(b, n, c)`` coarse codes, all rows ``n`` frames.
+            coarse: ``(b, n, q_c)`` coarse codes, right-padded.
+            lengths: ``(b,)`` real frames per row (default all ``n``); rows of different
+                lengths share one call.
             window_frames: frames per window (default ``config.max_frames``).
             keep_frames: fine frames of the previous window given as the prompt of the next
                 (0: non-overlapping windows, as in AudioLM).
-            kwargs: sampling options of :meth:`generate`.
+            cond, cond_mask, sampling, generator, progress: as in :meth:`generate`.
+
+        Returns:
+            :class:`GenerateOutput`, ``codes`` ``(b, n, q_f)`` (no logits).
         """
         window = window_frames or self.config.max_frames
-        if not 0 <= keep_frames < window:
-            raise ValueError(f"keep_frames must be in [0, window_frames={window}), got {keep_frames}")
-        self._check(coarse, None)
+        check_window(window, keep_frames)
+        coarse, _ = self._check(coarse, None)
         b, n, _ = coarse.shape
-        fine = torch.zeros(b, 0, self.config.num_fine_quantizers, dtype=torch.long, device=coarse.device)
-        while fine.shape[1] < n:
-            done = fine.shape[1]
-            start = max(0, done - keep_frames)
-            end = min(start + window, n)
-            out = self.generate(coarse[:, start:end], prompt=fine[:, start:done], **kwargs)
-            fine = torch.cat([fine, out.codes[:, done - start :]], dim=1)
-        mask = torch.ones(b, n, dtype=torch.bool, device=coarse.device)
-        return GenerateOutput(codes=fine, lengths=torch.full((b,), n, device=coarse.device), mask=mask)
+        device = coarse.device
+        lengths = check_lengths(lengths, b, n, name="lengths", device=device)
+        prompt = torch.zeros(b, 0, self.config.num_fine_quantizers, dtype=torch.long, device=device)
+
+        def run(rows: Tensor, starts: list[int], ends: list[int], window_prompt: Tensor, prompt_lengths: Tensor) -> GenerateOutput:
+            window_coarse, window_lengths = take_rows(coarse[rows], starts, [e - s for s, e in zip(starts, ends)])
+            return self.generate(
+                window_coarse, window_lengths, prompt=window_prompt, prompt_lengths=prompt_lengths,
+                cond=select_rows(cond, rows), cond_mask=select_rows(cond_mask, rows),
+                sampling=sampling, generator=generator, progress=progress,
+            )
+
+        # the rule of every stage: a window past the first starts `keep` frames back
+        return slide_windows(
+            prompt, torch.zeros(b, dtype=torch.long), lengths.tolist(), window=window, keep=keep_frames, run=run
+        )

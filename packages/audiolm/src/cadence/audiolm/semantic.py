@@ -1,55 +1,27 @@
-# b batch | n frames (semantic tokens) | m condition length | d dim | v vocabulary
 """Stage 1: the semantic transformer, an autoregressive model of semantic tokens.
 
-Sequence: ``[condition prefix] START t0 t1 ... t(n-1)``; the output at each position predicts
+Sequence: ``[condition prefix] START t0 t1 ... t(s-1)``; the output at each position predicts
 the next token, and after the last one an end-of-sequence class (EOS = ``codebook_size``).
 """
 
+# b batch | s semantic frames | m condition length | d dim | v vocabulary
+
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 from cadence.core.checkpoint import PretrainedMixin
 from cadence.core.config import ConfigError
+from cadence.core.validation import check_ids, check_lengths
 
-from .transformer import GenerateOutput, StageConfig, StageTransformer
+from .long_form import check_window, select_rows, slide_windows
+from .sampling import SamplingOptions
+from .transformer import GenerateOutput, StageConfig, StageOutput, StageTransformer
 
-__all__ = ["LossOutput", "SemanticTransformer", "SemanticTransformerConfig"]
-
-
-@dataclass
-class LossOutput:
-    """A stage's training loss and next-token accuracy over the predicted positions."""
-
-    loss: Tensor
-    accuracy: Tensor
-
-
-def check_tokens(name: str, tokens: Tensor, codebook_size: int, what: str, ndim: int) -> None:
-    """Integer ids of the right rank inside ``[0, codebook_size)``, with a fix in the error."""
-    if tokens.ndim != ndim:
-        shape = "(b, n)" if ndim == 2 else "(b, n, q)"
-        raise ValueError(f"{name}: {what} must be {shape}, got shape {tuple(tokens.shape)}")
-    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
-        raise TypeError(f"{name}: {what} must be integer ids, got {tokens.dtype}")
-    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= codebook_size):
-        raise ValueError(
-            f"{name}: {what} hold values in [{int(tokens.min())}, {int(tokens.max())}] but the "
-            f"model's codebook has {codebook_size} entries; were they made with another "
-            "tokenizer / codec than the one this model was trained for?"
-        )
-
-
-def lengths_or_full(lengths: Tensor | None, batch: int, n: int, device: torch.device) -> Tensor:
-    if lengths is None:
-        return torch.full((batch,), n, dtype=torch.long, device=device)
-    lengths = torch.as_tensor(lengths, device=device).long()
-    if lengths.shape != (batch,) or bool((lengths < 0).any()) or bool((lengths > n).any()):
-        raise ValueError(f"lengths must be (b={batch},) in [0, {n}], got {lengths.tolist()}")
-    return lengths
+__all__ = ["SemanticTransformer", "SemanticTransformerConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,8 +59,8 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
     Example::
 
         model = SemanticTransformer(SemanticTransformerConfig.tiny())
-        out = model.generate(batch_size=2, max_frames=50, temperature=0.9)
-        out.codes  # (2, n) tokens, out.lengths (2,)
+        out = model.generate(batch_size=2, max_frames=50, sampling=SamplingOptions(temperature=0.9))
+        out.codes  # (2, s) tokens, out.lengths (2,)
     """
 
     config_class = SemanticTransformerConfig
@@ -107,32 +79,35 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
         ids = torch.full((batch, 1), self.start_id, dtype=torch.long, device=device)
         return ids, torch.ones(batch, dtype=torch.long, device=device)
 
+    def _tokens(self, tokens: Tensor, what: str) -> Tensor:
+        return check_ids(tokens, self.config.codebook_size, name=f"{type(self).__name__} {what}", ndim=2)
+
     def forward(
         self,
         tokens: Tensor,
         lengths: Tensor | None = None,
         *,
-        ends: Tensor | None = None,
         cond: Tensor | None = None,
         cond_mask: Tensor | None = None,
-    ) -> LossOutput:
-        """Training loss.
+        keep: Tensor | None = None,
+    ) -> StageOutput:
+        """Teacher-forced next-token predictions (the loss is the train step's).
 
         Args:
-            tokens: ``(b, n)`` semantic tokens, right-padded.
-            lengths: ``(b,)`` real tokens per row (default all ``n``).
-            ends: ``(b,)`` bool, whether the row is the end of its utterance (EOS is then a
-                target); default True.
+            tokens: ``(b, s)`` semantic tokens, right-padded.
+            lengths: ``(b,)`` real tokens per row (default all ``s``).
             cond, cond_mask: optional ``(b, m, cond_dim)`` conditioning and its mask.
+            keep: ``(b,)`` bool, False where the condition is dropped (the null condition).
+
+        Returns:
+            :class:`StageOutput`: ``logits`` ``(b, s, 1, v)`` with ``v = codebook_size + 1``,
+            ``mask`` ``(b, s)``, and ``eos_logits`` ``(b, v)`` after each row's last token.
         """
-        check_tokens(type(self).__name__, tokens, self.config.codebook_size, "tokens", 2)
-        b, n = tokens.shape
-        lengths = lengths_or_full(lengths, b, n, tokens.device)
+        tokens = self._tokens(tokens, "tokens")
+        b, s = tokens.shape
+        lengths = check_lengths(lengths, b, s, name="lengths", device=tokens.device)
         prefix, prefix_lengths = self._prefix(b, tokens.device)
-        loss, acc = self.sequence_loss(
-            prefix, prefix_lengths, tokens[..., None], lengths, cond=cond, cond_mask=cond_mask, eos=ends
-        )
-        return LossOutput(loss, acc)
+        return self.target_logits(prefix, prefix_lengths, tokens[..., None], lengths, cond=cond, cond_mask=cond_mask, keep=keep)
 
     @torch.inference_mode()
     def generate(
@@ -144,12 +119,7 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
         max_frames: int | Tensor | None = None,
         cond: Tensor | None = None,
         cond_mask: Tensor | None = None,
-        cond_scale: float = 1.0,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        allow_eos: bool = True,
+        sampling: SamplingOptions | None = None,
         generator: torch.Generator | None = None,
         return_logits: bool = False,
         progress: bool = False,
@@ -161,10 +131,11 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
             batch_size: rows to sample when there is no prompt (else taken from it).
             max_frames: most tokens per row, prompt included (int or ``(b,)``); default
                 ``config.max_frames``.
+            sampling: see :class:`SamplingOptions` (default ``SamplingOptions()``).
             Others: see :meth:`StageTransformer.generate_flat`.
 
         Returns:
-            :class:`GenerateOutput` with ``codes`` ``(b, n)`` tokens.
+            :class:`GenerateOutput` with ``codes`` ``(b, s)`` tokens.
         """
         device = self.token_emb.weight.device
         if prompt is None:
@@ -173,62 +144,74 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
             prompt = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
         else:
             device = prompt.device
-            check_tokens(type(self).__name__, prompt, self.config.codebook_size, "prompt", 2)
+            prompt = self._tokens(prompt, "prompt")
         b, p = prompt.shape
-        prompt_lengths = lengths_or_full(prompt_lengths, b, p, device)
+        prompt_lengths = check_lengths(prompt_lengths, b, p, name="prompt_lengths", device=device)
         if max_frames is None:
             max_frames = self.config.max_frames
         max_frames = torch.as_tensor(max_frames, device=device).long().expand(b)
         prefix, prefix_lengths = self._prefix(b, device)
         out = self.generate_flat(
-            prefix, prefix_lengths, prompt[..., None], prompt_lengths, max_frames,
-            cond=cond, cond_mask=cond_mask, cond_scale=cond_scale, temperature=temperature,
-            top_k=top_k, top_p=top_p, use_cache=use_cache, allow_eos=allow_eos,
-            generator=generator, return_logits=return_logits, progress=progress,
+            prefix, prefix_lengths, prompt[..., None], prompt_lengths, max_frames, cond=cond, cond_mask=cond_mask,
+            sampling=sampling, generator=generator, return_logits=return_logits, progress=progress,
         )
-        out.codes = out.codes[..., 0]
-        return out
+        return replace(out, codes=out.codes[..., 0])
 
     @torch.inference_mode()
     def generate_long(
         self,
         prompt: Tensor | None = None,
+        prompt_lengths: Tensor | None = None,
         *,
-        total_frames: int,
-        batch_size: int = 1,
+        total_frames: int | Tensor,
+        batch_size: int | None = None,
         window_frames: int | None = None,
         keep_frames: int | None = None,
-        **kwargs,
+        cond: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        sampling: SamplingOptions | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
     ) -> GenerateOutput:
         """Generate beyond the trained context with a sliding window (AudioLM sec. 4.4).
 
-        Each window continues the last ``keep_frames`` tokens of the text so far, as AudioLM
-        continues 10 s windows by re-prompting; EOS is only honoured in the last window.
+        Each window continues the last ``keep_frames`` tokens of the row so far, as AudioLM
+        continues 10 s windows by re-prompting. Prompts may differ in length (one batch, one
+        call; each row is what it would be alone). With ``sampling.allow_eos`` a row that
+        samples EOS ends there, in whichever window.
 
         Args:
-            prompt: ``(b, p)`` tokens to continue (same length in every row), or None.
-            total_frames: tokens wanted per row, prompt included.
+            prompt: ``(b, p)`` tokens to continue, right-padded, or None.
+            prompt_lengths: ``(b,)`` real prompt tokens per row (default all ``p``).
+            total_frames: tokens wanted per row, prompt included (int or ``(b,)``).
+            batch_size: rows when there is no prompt (default: the condition's, or 1).
             window_frames: tokens per window (default ``config.max_frames``).
             keep_frames: tokens carried into the next window (default half a window).
-            kwargs: sampling options of :meth:`generate`.
+            cond, cond_mask, sampling, generator, progress: as in :meth:`generate`.
+
+        Returns:
+            :class:`GenerateOutput` with ``codes`` ``(b, s)`` tokens (no logits).
         """
-        eos = kwargs.pop("allow_eos", True)
         window = window_frames or self.config.max_frames
         keep = keep_frames if keep_frames is not None else window // 2
-        if not 0 <= keep < window:
-            raise ValueError(f"keep_frames must be in [0, window_frames={window}), got {keep}")
+        check_window(window, keep)
         device = self.token_emb.weight.device if prompt is None else prompt.device
-        tokens = prompt if prompt is not None else torch.zeros(batch_size, 0, dtype=torch.long, device=device)
-        b = tokens.shape[0]
-        lengths = torch.full((b,), tokens.shape[1], dtype=torch.long, device=device)
-        while tokens.shape[1] < total_frames:
-            done = tokens.shape[1]
-            start = 0 if done < window else done - keep
-            end = min(start + window, total_frames)
-            out = self.generate(tokens[:, start:], max_frames=end - start, allow_eos=eos and end >= total_frames, **kwargs)
-            tokens = torch.cat([tokens, out.codes[:, done - start :]], dim=1)
-            lengths = start + out.lengths
-            if tokens.shape[1] == done:
-                break
-        mask = torch.arange(tokens.shape[1], device=device)[None, :] < lengths[:, None]
-        return GenerateOutput(codes=tokens.masked_fill(~mask, 0), lengths=lengths, mask=mask)
+        if prompt is None:
+            if batch_size is None:
+                batch_size = cond.shape[0] if cond is not None else 1
+            prompt = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+        prompt = self._tokens(prompt, "prompt")
+        b, p = prompt.shape
+        prompt_lengths = check_lengths(prompt_lengths, b, p, name="prompt_lengths", device=device)
+        totals = torch.as_tensor(total_frames).long().expand(b).tolist()
+
+        def run(rows: Tensor, starts: list[int], ends: list[int], window_prompt: Tensor, lengths: Tensor) -> GenerateOutput:
+            budget = torch.tensor([e - s for s, e in zip(starts, ends)], device=device)
+            out = self.generate(
+                window_prompt[..., 0], lengths, max_frames=budget, cond=select_rows(cond, rows),
+                cond_mask=select_rows(cond_mask, rows), sampling=sampling, generator=generator, progress=progress,
+            )
+            return replace(out, codes=out.codes[..., None])
+
+        out = slide_windows(prompt[..., None], prompt_lengths, totals, window=window, keep=keep, run=run)
+        return replace(out, codes=out.codes[..., 0])

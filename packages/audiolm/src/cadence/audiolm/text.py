@@ -1,10 +1,11 @@
-# b batch | m text tokens | d embedding width
 """Text conditioning: a pluggable :class:`TextEncoder`, and a local T5 encoder behind the ``t5`` extra.
 
 Any object with ``dim`` and ``encode(texts) -> (embeddings (b, m, dim), mask (b, m))``
 conforms. Models take the embeddings as ``cond`` / ``cond_mask`` (their config's ``cond_dim``
 must equal the encoder's ``dim``).
 """
+
+# b batch | m text tokens | d embedding width
 
 from __future__ import annotations
 

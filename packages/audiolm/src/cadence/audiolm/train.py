@@ -1,40 +1,56 @@
-# b batch | n frames | s semantic frames | q levels
 """Training the three stages on precomputed token shards with core's :class:`Trainer`.
 
 Tokens and codes are computed once (``cadence.core.data.precompute``); the training loop
 never runs a codec or a tokenizer. :class:`StageDataset` cuts each utterance to a window
 that fits the stage's context (a random crop, seeded by ``(seed, epoch, index)`` so exact
-resume holds), :func:`collate_stage` pads a batch, and :func:`stage_step` is the train step::
+resume holds), :func:`collate_stage` pads a batch, and :class:`StageTrainStep` is the train
+step: it owns the next-token cross-entropy (with the EOS targets), the accuracy metric and
+condition dropout, configured by :class:`AudioLMTrainConfig`; the stages' ``forward`` only
+predicts. ``stage_step`` is the step with the default config::
 
     from cadence.core.data import ShardReader
     from cadence.core.train import Trainer, TrainerConfig
 
     model = CoarseTransformer(CoarseTransformerConfig(...))
     data = StageDataset(ShardReader("shards/train"), model.config)
-    trainer = Trainer(model, stage_step, data, TrainerConfig(ema_decay=0.999, ...),
+    step = StageTrainStep(AudioLMTrainConfig(cond_drop_prob=0.1))
+    trainer = Trainer(model, step, data, TrainerConfig(ema_decay=0.999, ...),
                       output_dir="runs/coarse", collate_fn=collate_stage)
     trainer.train(resume_from="latest")
     trainer.save_pretrained("runs/coarse/release")   # EMA weights
 """
 
+# b batch | s semantic frames | n acoustic frames | q levels | m condition length | v vocabulary
+
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from cadence.core.config import Config, ConfigError
 from cadence.core.data import ShardMismatchError, ShardReader, collate_sequences
 from cadence.core.train import StepOutput
 
 from .coarse import CoarseTransformerConfig
 from .fine import FineTransformerConfig
 from .semantic import SemanticTransformerConfig
+from .transformer import StageOutput
 
-__all__ = ["StageDataset", "collate_stage", "stage_step"]
+__all__ = [
+    "AudioLMTrainConfig",
+    "StageDataset",
+    "StageTrainStep",
+    "collate_stage",
+    "next_token_loss",
+    "stage_step",
+]
 
 StageConfigs = SemanticTransformerConfig | CoarseTransformerConfig | FineTransformerConfig
 
@@ -150,25 +166,95 @@ def collate_stage(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return collate_sequences(items, [k for k in items[0] if k != "ends"] if "ends" in items[0] else None)
 
 
-def stage_step(model: nn.Module, batch: Mapping[str, Tensor]) -> StepOutput:
-    """The train step of any stage (pick by the batch's fields); logs next-token accuracy.
+@dataclass(frozen=True, kw_only=True)
+class AudioLMTrainConfig(Config):
+    """Training settings of the three stages (their model configs say how to build them).
 
-    ``num_items`` is the number of predicted tokens, so the trainer's items/s is tokens/s.
+    Attributes:
+        cond_drop_prob: probability that a training example's condition is replaced by the
+            learned null condition, so that the model also learns the unconditional
+            distribution that classifier-free guidance needs. Ignored for batches without a
+            ``cond`` field. (Up to checkpoint format 1 this was ``StageConfig.cond_drop_prob``;
+            its default is the same.)
     """
-    ends = batch.get("ends")
+
+    cond_drop_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        p = self.cond_drop_prob
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ConfigError(f"AudioLMTrainConfig.cond_drop_prob must be in [0, 1), got {p!r}")
+
+
+def next_token_loss(out: StageOutput, targets: Tensor, ends: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Cross-entropy and accuracy of a stage's predictions, averaged over predicted tokens.
+
+    Args:
+        out: the stage's ``forward``.
+        targets: ``(b, n, q)`` the target codes it was given (``(b, s, 1)`` semantic tokens).
+        ends: ``(b,)`` bool, whether each row reaches the end of its utterance, so that EOS
+            (the last class) is a target after its last frame; default True. Ignored by the
+            fine stage (no EOS).
+
+    Returns:
+        ``(loss, accuracy)``, scalars.
+    """
+    logits = out.logits[out.mask].flatten(0, 1)  # (tokens, v)
+    labels = targets.to(logits.device).long()[out.mask].flatten()
+    if out.eos_logits is not None:
+        eos = out.eos_logits
+        ends = torch.ones(eos.shape[0], dtype=torch.bool, device=eos.device) if ends is None else ends.to(eos.device).bool()
+        logits = torch.cat([logits, eos[ends]])
+        labels = torch.cat([labels, labels.new_full((int(ends.sum()),), eos.shape[-1] - 1)])
+    loss = F.cross_entropy(logits, labels)
+    accuracy = (logits.argmax(-1) == labels).float().mean()
+    return loss, accuracy
+
+
+def _stage_inputs(batch: Mapping[str, Any]) -> tuple[tuple, dict[str, Any], Tensor, Tensor]:
+    """``(args, kwargs, targets, tokens)`` of a stage's forward for a :func:`collate_stage` batch."""
     cond = {"cond": batch["cond"], "cond_mask": batch["cond_mask"]} if "cond" in batch else {}
     if "tokens" in batch:
-        out = model(batch["tokens"], batch["tokens_lengths"], ends=ends, **cond)
-        count = batch["tokens_lengths"].sum()
-    elif "semantic" in batch:
-        out = model(
-            batch["semantic"], batch["codes"], semantic_lengths=batch["semantic_lengths"],
-            lengths=batch["codes_lengths"], ends=ends, **cond,
-        )
-        count = batch["codes_lengths"].sum() * batch["codes"].shape[-1]
-    elif "coarse" in batch:
-        out = model(batch["coarse"], batch["fine"], lengths=batch["coarse_lengths"], **cond)
-        count = batch["coarse_lengths"].sum() * batch["fine"].shape[-1]
-    else:
-        raise KeyError(f"stage_step: unknown batch fields {sorted(batch)}; use StageDataset + collate_stage")
-    return StepOutput(loss=out.loss, metrics={"accuracy": out.accuracy}, num_items=int(count))
+        lengths = batch["tokens_lengths"]
+        return (batch["tokens"], lengths), cond, batch["tokens"][..., None], lengths.sum()
+    if "semantic" in batch:
+        codes, lengths = batch["codes"], batch["codes_lengths"]
+        kwargs = {"semantic_lengths": batch["semantic_lengths"], "lengths": lengths, **cond}
+        return (batch["semantic"], codes), kwargs, codes, lengths.sum() * codes.shape[-1]
+    if "coarse" in batch:
+        fine, lengths = batch["fine"], batch["coarse_lengths"]
+        return (batch["coarse"], fine), {"lengths": lengths, **cond}, fine, lengths.sum() * fine.shape[-1]
+    raise KeyError(f"stage_step: unknown batch fields {sorted(batch)}; use StageDataset + collate_stage")
+
+
+class StageTrainStep:
+    """``step(model, batch) -> StepOutput`` of any stage for :class:`cadence.core.train.Trainer`.
+
+    Picks the stage by the batch's fields (:func:`collate_stage` of a :class:`StageDataset`),
+    drops conditions with ``config.cond_drop_prob`` while the model trains (from the global
+    RNG, which the Trainer reseeds per micro-batch: exact resume), and returns the
+    next-token cross-entropy (:func:`next_token_loss`) with the accuracy as a metric.
+    ``num_items`` is the number of predicted target tokens, so the trainer's items/s is
+    tokens/s.
+    """
+
+    def __init__(self, config: AudioLMTrainConfig | None = None):
+        self.config = config if config is not None else AudioLMTrainConfig()
+
+    def condition_keep(self, model: nn.Module, batch: Mapping[str, Any], targets: Tensor) -> Tensor | None:
+        """``(b,)`` bool, False where a training example's condition is dropped; None: keep all."""
+        p = self.config.cond_drop_prob
+        if "cond" not in batch or not model.training or p <= 0:
+            return None
+        return torch.rand(targets.shape[0], device=targets.device) >= p
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> StepOutput:
+        args, kwargs, targets, count = _stage_inputs(batch)
+        keep = self.condition_keep(model, batch, targets)
+        out = model(*args, keep=keep, **kwargs)
+        loss, accuracy = next_token_loss(out, targets, batch.get("ends"))
+        return StepOutput(loss=loss, metrics={"accuracy": accuracy}, num_items=int(count))
+
+
+stage_step = StageTrainStep()
+"""The train step of any stage with the default :class:`AudioLMTrainConfig`."""

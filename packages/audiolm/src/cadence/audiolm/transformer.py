@@ -1,4 +1,3 @@
-# b batch | n positions | q levels | d dim | h heads | e head dim | m condition length | v vocabulary
 """The decoder shared by the three AudioLM stages, and its KV-cached incremental path.
 
 Every stage reads one flat sequence of discrete tokens::
@@ -16,7 +15,11 @@ Every stage reads one flat sequence of discrete tokens::
   tokens, and every row reaches its first target token at the same step, which keeps the
   level schedule (which head predicts next) identical across a batch.
 
-The network is an ``x_transformers.Decoder`` (pre-norm, rotary, SDPA attention). Training
+``forward`` of a stage returns :class:`StageOutput`, the logits of its target codes laid out
+as the codes are (``(b, n, q, v)``) plus the logits of the end of sequence; the train step
+(:mod:`cadence.audiolm.train`) turns them into the loss and draws condition dropout.
+
+The network is an ``x_transformers.Decoder`` (pre-norm, rotary, SDPA attention). ``forward``
 and the reference (uncached) sampler call it as is. Cached sampling runs the same weights
 through :class:`FastDecoder`, a lean re-implementation of the decoder's forward pass over
 preallocated key/value buffers: it writes one position per step instead of concatenating
@@ -24,10 +27,12 @@ caches, and skips the generic machinery of x-transformers, which dominates the p
 cost at these sizes. Tests check it against the x-transformers forward pass.
 """
 
+# b batch | n target frames (semantic or acoustic) | q target levels | m condition length | d dim | v vocabulary
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +41,21 @@ from torch import Tensor, nn
 from x_transformers import Decoder
 
 from cadence.core.config import Config, ConfigError
+from cadence.core.data import lengths_to_mask
 from cadence.core.sampling import classifier_free_guidance, sample_logits
 
 from .fast_decoder import FastDecoder
+from .sampling import SamplingOptions
 
-__all__ = ["ConditionMode", "FastDecoder", "GenerateOutput", "StageConfig", "StageTransformer", "left_align"]
+__all__ = [
+    "ConditionMode",
+    "FastDecoder",
+    "GenerateOutput",
+    "StageConfig",
+    "StageOutput",
+    "StageTransformer",
+    "left_align",
+]
 
 ConditionMode = Literal["cross", "prefix"]
 
@@ -60,9 +75,13 @@ class StageConfig(Config):
         cond_mode: ``"cross"`` (cross-attention in every layer) or ``"prefix"`` (the
             projected condition is prepended to the sequence).
         max_cond_len: longest conditioning sequence (prefix mode reserves it in the context).
-        cond_drop_prob: probability that a training example's condition is replaced by the
-            learned null condition, for classifier-free guidance.
+
+    Condition dropout (``cond_drop_prob``) was a field here up to checkpoint format 1; it is
+    a training setting and lives in :class:`~cadence.audiolm.train.AudioLMTrainConfig` now.
+    Older configs that hold it load (the key is dropped).
     """
+
+    dropped_keys: ClassVar[tuple[str, ...]] = ("cond_drop_prob",)
 
     dim: int = 1024
     depth: int = 12
@@ -75,7 +94,6 @@ class StageConfig(Config):
     cond_dim: int | None = None
     cond_mode: ConditionMode = "cross"
     max_cond_len: int = 64
-    cond_drop_prob: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("dim", "depth", "heads", "dim_head", "ff_mult", "max_seq_len", "max_cond_len"):
@@ -85,7 +103,7 @@ class StageConfig(Config):
             raise ConfigError(f"{type(self).__name__}.dim_head must be even (rotary), got {self.dim_head}")
         if self.cond_dim is not None and self.cond_dim < 1:
             raise ConfigError(f"{type(self).__name__}.cond_dim must be >= 1 or None")
-        for name in ("attn_dropout", "ff_dropout", "cond_drop_prob"):
+        for name in ("attn_dropout", "ff_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{type(self).__name__}.{name} must be in [0, 1)")
 
@@ -232,14 +250,14 @@ class StageTransformer(nn.Module):
         """Embed right-padded flat sequences, with the condition.
 
         Args:
-            ids: ``(b, n)`` global token ids, row ``i`` real on its first ``lengths[i]``.
+            ids: ``(b, positions)`` global token ids, row ``i`` real on its first ``lengths[i]``.
             lengths: ``(b,)``.
             cond, cond_mask, keep: see :meth:`condition_inputs`.
             left_pad: move each row's real positions to its right end (sampling), so every
                 row's next position is the same column.
 
         Returns:
-            ``(x, lengths, context, context_mask)``: ``x`` ``(b, m + n, d)`` with the ``m``
+            ``(x, lengths, context, context_mask)``: ``x`` ``(b, m + positions, d)`` with the ``m``
             prefix-condition slots in front of each row's tokens, the rows' real lengths
             ``m + lengths``, and the cross-attention context (or None).
         """
@@ -256,15 +274,15 @@ class StageTransformer(nn.Module):
     def run_decoder(
         self, x: Tensor, *, start_pos: Tensor | None = None, context: Tensor | None = None, context_mask: Tensor | None = None
     ) -> Tensor:
-        """The x-transformers decoder over embedded positions ``(b, n, d)`` (left padding
-        masked through ``start_pos``)."""
+        """The x-transformers decoder over embedded positions ``(b, positions, d)`` (left
+        padding masked through ``start_pos``)."""
         if start_pos is not None and not bool((start_pos > 0).any()):
             start_pos = None
         return self.decoder(x, seq_start_pos=start_pos, context=context, context_mask=context_mask)
 
     def level_logits(self, h: Tensor, first_level: int = 0) -> Tensor:
-        """Logits of hidden states ``(b, n, d)`` whose positions predict levels
-        ``first_level, first_level + 1, ...`` (mod q) in turn -> ``(b, n, v)``."""
+        """Logits of hidden states ``(b, positions, d)`` whose positions predict levels
+        ``first_level, first_level + 1, ...`` (mod q) in turn -> ``(b, positions, v)``."""
         q = self.num_levels
         n = h.shape[1]
         pad_front = first_level
@@ -291,7 +309,7 @@ class StageTransformer(nn.Module):
 
     @staticmethod
     def join(first: Tensor, first_lengths: Tensor, second: Tensor, second_lengths: Tensor) -> Tensor:
-        """Concatenate two right-padded ``(b, n)`` id batches row by row (right-padded result)."""
+        """Concatenate two right-padded ``(b, positions)`` id batches row by row (right-padded result)."""
         b, n1 = first.shape
         n2 = second.shape[1]
         out = first.new_zeros(b, n1 + n2)
@@ -301,7 +319,7 @@ class StageTransformer(nn.Module):
         out.scatter_(1, cols, second)
         return out
 
-    def sequence_loss(
+    def target_logits(
         self,
         prefix: Tensor,
         prefix_lengths: Tensor,
@@ -310,51 +328,43 @@ class StageTransformer(nn.Module):
         *,
         cond: Tensor | None = None,
         cond_mask: Tensor | None = None,
-        eos: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Next-token cross-entropy over the target positions of a batch.
+        keep: Tensor | None = None,
+    ) -> StageOutput:
+        """Teacher-forced predictions of every target code of a batch (the full forward).
 
         Args:
-            prefix: ``(b, p)`` right-padded global ids ``START ... SEP`` (or just ``START``).
+            prefix: ``(b, positions)`` right-padded global ids ``START ... SEP`` (or just ``START``).
             prefix_lengths: ``(b,)``.
             codes: ``(b, n, q)`` target codes, right-padded.
             frames: ``(b,)`` real frames per row.
-            cond, cond_mask: optional condition; dropped per example with
-                ``config.cond_drop_prob`` while training.
-            eos: ``(b,)`` bool, whether the row's target ends there (False for a crop cut
-                before the end of its utterance); default all True. Ignored without EOS.
+            cond, cond_mask: optional condition.
+            keep: ``(b,)`` bool, False where the example's condition is replaced by the null
+                one (condition dropout, drawn by the train step); default all kept.
 
         Returns:
-            ``(loss, accuracy)`` averaged over the predicted tokens.
+            :class:`StageOutput`: ``logits[:, i, j]`` predicts ``codes[:, i, j]``.
         """
         b, n, q = codes.shape
         self.check_condition(cond, cond_mask, b)
-        flat = self.target_ids(codes)
+        if keep is not None and (keep.shape != (b,) or keep.dtype != torch.bool):
+            raise ValueError(f"{type(self).__name__}: keep must be a (b={b},) bool tensor, got {keep.dtype} {tuple(keep.shape)}")
         tokens = frames * q
-        ids = self.join(prefix, prefix_lengths, flat, tokens)
-        keep = None
-        if cond is not None and self.training and self.config.cond_drop_prob > 0:
-            keep = torch.rand(b, device=codes.device) >= self.config.cond_drop_prob
+        ids = self.join(prefix, prefix_lengths, self.target_ids(codes), tokens)
         x, _, context, context_mask = self.embed(ids, prefix_lengths + tokens, cond=cond, cond_mask=cond_mask, keep=keep)
         h = self.run_decoder(x, context=context, context_mask=context_mask)
         m = x.shape[1] - ids.shape[1]
-        # the position of SEP (last prefix token) predicts target token 0, and so on
+        # The position of SEP (the last prefix token) predicts target token 0, and so on; one
+        # more position, after a row's last real token, predicts its end of sequence.
         num_pred = n * q + (1 if self.has_eos else 0)
         index = (m + prefix_lengths - 1)[:, None] + torch.arange(num_pred, device=h.device)[None, :]
         index = index.clamp(max=h.shape[1] - 1)
-        h = h.gather(1, index[..., None].expand(-1, -1, h.shape[-1]))
-        logits = self.level_logits(h)
-        targets = F.pad(rearrange(codes, "b n q -> b (n q)"), (0, num_pred - n * q))
-        valid = torch.arange(num_pred, device=h.device)[None, :] < tokens[:, None]
+        logits = self.level_logits(h.gather(1, index[..., None].expand(-1, -1, h.shape[-1])))
+        eos_logits = None
         if self.has_eos:
-            ends = torch.ones(b, dtype=torch.bool, device=h.device) if eos is None else eos.to(h.device)
-            eos_at = tokens[:, None] == torch.arange(num_pred, device=h.device)[None, :]
-            eos_at = eos_at & ends[:, None]
-            targets = torch.where(eos_at, self.target_codebook_size, targets)
-            valid = valid | eos_at
-        loss = F.cross_entropy(logits[valid], targets[valid])
-        accuracy = (logits[valid].argmax(-1) == targets[valid]).float().mean()
-        return loss, accuracy
+            # the row's token count is a multiple of q: these are level-0 (EOS-capable) logits
+            eos_logits = logits[torch.arange(b, device=h.device), tokens.to(h.device)]
+        logits = rearrange(logits[:, : n * q], "b (n q) v -> b n q v", q=q)
+        return StageOutput(logits=logits, mask=lengths_to_mask(frames.to(h.device), n), eos_logits=eos_logits)
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -372,12 +382,7 @@ class StageTransformer(nn.Module):
         *,
         cond: Tensor | None = None,
         cond_mask: Tensor | None = None,
-        cond_scale: float = 1.0,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        allow_eos: bool = True,
+        sampling: SamplingOptions | None = None,
         generator: torch.Generator | None = None,
         return_logits: bool = False,
         progress: bool = False,
@@ -385,17 +390,13 @@ class StageTransformer(nn.Module):
         """Autoregressive sampling of target frames after a prefix and a prompt.
 
         Args:
-            prefix, prefix_lengths: as in :meth:`sequence_loss`.
+            prefix, prefix_lengths: as in :meth:`target_logits`.
             prompt: ``(b, p, q)`` target codes to continue, right-padded (``p`` may be 0).
             prompt_frames: ``(b,)`` real prompt frames per row.
             max_frames: ``(b,)`` most frames per row, prompt included.
             cond, cond_mask: optional conditioning sequence.
-            cond_scale: classifier-free guidance scale (1: plain conditional, 0:
-                unconditional); needs ``cond``.
-            temperature, top_k, top_p: sampling (``temperature=0``: greedy).
-            use_cache: incremental decoding over a KV cache; False re-runs the whole
-                sequence through the decoder every step (reference, slow).
-            allow_eos: let a row stop at a sampled EOS (else it runs to ``max_frames``).
+            sampling: temperature, top-k / top-p, guidance, cache, EOS (default
+                ``SamplingOptions()``); a ``guidance_scale`` other than 1 needs ``cond``.
             generator: for reproducible draws.
             return_logits: also return the (guided) logits of every step.
             progress: show a progress bar.
@@ -403,132 +404,133 @@ class StageTransformer(nn.Module):
         Returns:
             :class:`GenerateOutput` with prompt + continuation per row.
         """
+        sampling = sampling if sampling is not None else SamplingOptions()
+        max_frames, prompt_frames = max_frames.to(prefix.device), prompt_frames.to(prefix.device)
+        if bool((max_frames < prompt_frames).any()):
+            raise ValueError("max_frames must be at least the prompt length of every row")
         # sampling is inference: no dropout, whatever mode the module was left in
         was_training = self.training
         self.eval()
         try:
-            return self._generate_flat(
-                prefix, prefix_lengths, prompt, prompt_frames, max_frames, cond=cond, cond_mask=cond_mask,
-                cond_scale=cond_scale, temperature=temperature, top_k=top_k, top_p=top_p,
-                use_cache=use_cache, allow_eos=allow_eos, generator=generator,
-                return_logits=return_logits, progress=progress,
+            batch = self._prompt_batch(prefix, prefix_lengths, prompt, prompt_frames, cond, cond_mask, sampling)
+            tokens, new_frames, logits = self._sample(
+                batch, max_frames - prompt_frames, sampling, generator, return_logits, progress
             )
         finally:
             self.train(was_training)
+        return self._assemble(prompt, prompt_frames, tokens, new_frames, logits)
 
-    def _generate_flat(
+    def _prompt_batch(
         self,
         prefix: Tensor,
         prefix_lengths: Tensor,
         prompt: Tensor,
         prompt_frames: Tensor,
-        max_frames: Tensor,
-        *,
         cond: Tensor | None,
         cond_mask: Tensor | None,
-        cond_scale: float,
-        temperature: float,
-        top_k: int | None,
-        top_p: float | None,
-        use_cache: bool,
-        allow_eos: bool,
-        generator: torch.Generator | None,
-        return_logits: bool,
-        progress: bool,
-    ) -> GenerateOutput:
-        b = prefix.shape[0]
-        q, k = self.num_levels, self.target_codebook_size
-        device = prefix.device
+        sampling: SamplingOptions,
+    ) -> _PromptBatch:
+        """Prefix + prompt of every row, embedded and left-aligned (doubled when guided)."""
+        b, q = prefix.shape[0], self.num_levels
         self.check_condition(cond, cond_mask, b)
-        guided = cond is not None and cond_scale != 1.0
-        if cond_scale != 1.0 and cond is None:
-            raise ValueError("cond_scale != 1 needs a condition (`cond`); guidance mixes conditional and unconditional logits")
-        max_frames = max_frames.to(device)
-        prompt_frames = prompt_frames.to(device)
-        if bool((max_frames < prompt_frames).any()):
-            raise ValueError("max_frames must be at least the prompt length of every row")
-        new_frames = max_frames - prompt_frames  # budget per row
-        steps = int(new_frames.max()) * q if b else 0
+        if sampling.guided and cond is None:
+            raise ValueError(
+                "guidance_scale != 1 needs a condition (`cond`); guidance mixes conditional and "
+                "unconditional logits"
+            )
+        guided = sampling.guided
         ids = self.join(prefix, prefix_lengths, self.target_ids(prompt), prompt_frames * q)
         lengths = prefix_lengths + prompt_frames * q
         keep = None
         if guided:
-            ids = torch.cat([ids, ids])
-            lengths = torch.cat([lengths, lengths])
-            cond = torch.cat([cond, cond])
+            # one batch of 2b rows: the conditional ones first, then the same rows unconditioned
+            ids, lengths, cond = torch.cat([ids, ids]), torch.cat([lengths, lengths]), torch.cat([cond, cond])
             cond_mask = None if cond_mask is None else torch.cat([cond_mask, cond_mask])
-            keep = torch.arange(2 * b, device=device) < b
+            keep = torch.arange(2 * b, device=ids.device) < b
         x, lengths, context, context_mask = self.embed(ids, lengths, cond=cond, cond_mask=cond_mask, keep=keep, left_pad=True)
-        start_pos = x.shape[1] - lengths
+        return _PromptBatch(x=x, start_pos=x.shape[1] - lengths, context=context, context_mask=context_mask, guided=guided)
 
-        tokens = torch.zeros(b, steps, dtype=torch.long, device=device)
-        finished = new_frames <= 0
-        done_frames = torch.zeros(b, dtype=torch.long, device=device)
+    def _sample(
+        self,
+        batch: _PromptBatch,
+        budget: Tensor,
+        sampling: SamplingOptions,
+        generator: torch.Generator | None,
+        return_logits: bool,
+        progress: bool,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The sampling loop, one token per step; rows stop at EOS or after ``budget`` frames.
+
+        Returns:
+            ``(tokens, frames, logits)``: ``(b, steps)`` sampled target tokens (0 once a row
+            is done), ``(b,)`` new frames per row, and the stacked logits when asked for.
+        """
+        b = budget.shape[0]
+        q, k = self.num_levels, self.target_codebook_size
+        steps = int(budget.max()) * q if b else 0
+        decoder = _StepDecoder(self, batch, steps, sampling.use_cache)
+        h = decoder.prefill()
+        tokens = torch.zeros(b, steps, dtype=torch.long, device=budget.device)
+        finished = budget <= 0
+        frames = torch.zeros(b, dtype=torch.long, device=budget.device)
+        offsets = self.target_offset + torch.arange(q, device=budget.device) * k
         all_logits = []
-        if use_cache:
-            fast = self.fast_decoder()
-            state = fast.start(x.shape[0], x.shape[1] + steps, start_pos=start_pos, context=context, context_mask=context_mask)
-            h = fast.forward(state, x)[:, -1]
-        else:
-            h = self.run_decoder(x, start_pos=start_pos, context=context, context_mask=context_mask)[:, -1]
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=steps, desc=type(self).__name__, leave=False)
-        offsets = self.target_offset + torch.arange(q, device=device) * k
+        bar = _progress_bar(progress, steps, type(self).__name__)
         for step in range(steps):
             level = step % q
             # one host sync per frame: stop when every row is done
             if level == 0 and bool(finished.all()):
                 tokens = tokens[:, :step]
                 break
-            logits = self.step_logits(h, level)
-            if guided:
-                logits = classifier_free_guidance(logits[:b], logits[b:], cond_scale)
-            if self.has_eos and (level != 0 or not allow_eos):
-                # EOS only ends a frame (level 0), and only where allowed; masked after
-                # guidance so that no -inf enters the mix
-                logits[:, k] = float("-inf")
+            logits = self._next_logits(h, level, b, sampling)
             if return_logits:
                 all_logits.append(logits)
-            token = sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+            token = sample_logits(
+                logits, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, generator=generator
+            )
             if self.has_eos and level == 0:
-                hit_eos = token == k
-                finished = finished | hit_eos
+                finished = finished | (token == k)
             token = torch.where(finished, 0, token)
             tokens[:, step] = token
             if level == q - 1:
-                done_frames = done_frames + (~finished).long()
-                finished = finished | (done_frames >= new_frames)
-            next_ids = (token + offsets[level])[:, None]
-            if guided:
-                next_ids = torch.cat([next_ids, next_ids])
-            emb = self.token_emb(next_ids)
-            if use_cache:
-                h = fast.forward(state, emb)[:, -1]
-            else:
-                x = torch.cat([x, emb], dim=1)
-                h = self.run_decoder(x, start_pos=start_pos, context=context, context_mask=context_mask)[:, -1]
+                frames = frames + (~finished).long()
+                finished = finished | (frames >= budget)
+            h = decoder.push(token + offsets[level])
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        return tokens, frames, torch.stack(all_logits, dim=1) if all_logits else None
+
+    def _next_logits(self, h: Tensor, level: int, batch: int, sampling: SamplingOptions) -> Tensor:
+        """``(b, v)`` logits of the next token of each row, guided and EOS-masked."""
+        logits = self.step_logits(h, level)
+        if sampling.guided:
+            logits = classifier_free_guidance(logits[:batch], logits[batch:], sampling.guidance_scale)
+        if self.has_eos and (level != 0 or not sampling.allow_eos):
+            # EOS only ends a frame (level 0), and only where allowed; masked after guidance
+            # so that no -inf enters the mix
+            logits[:, self.target_codebook_size] = float("-inf")
+        return logits
+
+    def _assemble(
+        self, prompt: Tensor, prompt_frames: Tensor, tokens: Tensor, new_frames: Tensor, logits: Tensor | None
+    ) -> GenerateOutput:
+        """Prompt + generated frames per row, right-padded with 0."""
+        b, q = prompt.shape[0], self.num_levels
         generated = rearrange(tokens[:, : (tokens.shape[1] // q) * q], "b (n q) -> b n q", q=q)
-        total = prompt_frames + done_frames
+        total = prompt_frames + new_frames
         width = int(total.max()) if b else 0
-        codes = torch.zeros(b, width, q, dtype=torch.long, device=device)
+        codes = torch.zeros(b, width, q, dtype=torch.long, device=prompt.device)
         p = min(prompt.shape[1], width)
         codes[:, :p] = prompt[:, :p]
         if generated.shape[1] > 0:
-            rows = torch.arange(b, device=device)[:, None]
-            cols = prompt_frames[:, None] + torch.arange(generated.shape[1], device=device)[None, :]
+            rows = torch.arange(b, device=codes.device)[:, None]
+            cols = prompt_frames[:, None] + torch.arange(generated.shape[1], device=codes.device)[None, :]
             inside = cols < width
             codes[rows.expand_as(cols)[inside], cols[inside]] = generated[inside]
-        mask = torch.arange(width, device=device)[None, :] < total[:, None]
-        codes = codes.masked_fill(~mask[..., None], 0)
-        logits_out = torch.stack(all_logits, dim=1) if return_logits and all_logits else None
-        return GenerateOutput(codes=codes, lengths=total, mask=mask, logits=logits_out)
+        mask = lengths_to_mask(total, width)
+        return GenerateOutput(codes=codes.masked_fill(~mask[..., None], 0), lengths=total, mask=mask, logits=logits)
 
     # -- cached decoding ------------------------------------------------------------------
 
@@ -536,13 +538,97 @@ class StageTransformer(nn.Module):
         return FastDecoder(self.decoder)
 
 
-@dataclass
+@dataclass(frozen=True)
+class _PromptBatch:
+    """The embedded prefix + prompt of a sampling batch, left-aligned.
+
+    ``x`` ``(b', positions, d)`` with ``b' = 2b`` when guided (conditional rows first),
+    ``start_pos`` ``(b',)`` the first real position of each row, and the cross-attention
+    context (or None).
+    """
+
+    x: Tensor
+    start_pos: Tensor
+    context: Tensor | None
+    context_mask: Tensor | None
+    guided: bool
+
+
+class _StepDecoder:
+    """One position at a time through the KV-cached :class:`FastDecoder` or, as the
+    reference, through the whole x-transformers decoder again (``use_cache=False``)."""
+
+    def __init__(self, model: StageTransformer, batch: _PromptBatch, steps: int, use_cache: bool):
+        self.model, self.batch = model, batch
+        self.x = batch.x  # everything so far (only the reference path reads it)
+        self.fast = model.fast_decoder() if use_cache else None
+        if self.fast is not None:
+            self.state = self.fast.start(
+                batch.x.shape[0], batch.x.shape[1] + steps, start_pos=batch.start_pos,
+                context=batch.context, context_mask=batch.context_mask,
+            )
+
+    def prefill(self) -> Tensor:
+        """``(b', d)`` hidden state of each row's last prompt position."""
+        if self.fast is not None:
+            return self.fast.forward(self.state, self.x)[:, -1]
+        return self._reference()
+
+    def push(self, ids: Tensor) -> Tensor:
+        """Append the ``(b,)`` sampled global ids (to both halves when guided); the new hidden state."""
+        ids = ids[:, None]
+        if self.batch.guided:
+            ids = torch.cat([ids, ids])
+        emb = self.model.token_emb(ids)
+        if self.fast is not None:
+            return self.fast.forward(self.state, emb)[:, -1]
+        self.x = torch.cat([self.x, emb], dim=1)
+        return self._reference()
+
+    def _reference(self) -> Tensor:
+        batch = self.batch
+        h = self.model.run_decoder(self.x, start_pos=batch.start_pos, context=batch.context, context_mask=batch.context_mask)
+        return h[:, -1]
+
+
+def _progress_bar(show: bool, total: int, desc: str):
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageOutput:
+    """What a stage's ``forward`` predicts (teacher-forced); the train step computes the loss.
+
+    The logits are laid out as the target codes are, so a loss needs no knowledge of the
+    flat sequence: ``cross_entropy(logits[mask], codes[mask])``, plus, for stages with an
+    end of sequence, ``cross_entropy(eos_logits[ends], EOS)`` with ``EOS = v - 1``.
+
+    Attributes:
+        logits: ``(b, n, q, v)``; ``logits[:, i, j]`` predicts target code ``[:, i, j]``
+            (``q = 1`` for the semantic stage). Where a stage predicts EOS, ``v`` is its
+            codebook size + 1 (the last class is EOS).
+        mask: ``(b, n)`` bool, True on each row's real frames.
+        eos_logits: ``(b, v)``, the prediction right after each row's last real frame (EOS
+            is its target when the row is the end of its utterance); None for the fine stage,
+            which has no EOS.
+    """
+
+    logits: Tensor
+    mask: Tensor
+    eos_logits: Tensor | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class GenerateOutput:
-    """What the samplers return.
+    """What the samplers return (frozen: a stage builds a new one rather than editing it).
 
     Attributes:
         codes: ``(b, n, q)`` prompt + generated codes per row, right-padded with 0
-            (semantic stage: ``(b, n)`` tokens).
+            (semantic stage: ``(b, s)`` tokens).
         lengths: ``(b,)`` real frames per row (a row stops at its EOS or its max length).
         mask: ``(b, n)`` bool, True = real frame.
         logits: ``(b, steps, v)`` logits of every sampling step when asked for.
