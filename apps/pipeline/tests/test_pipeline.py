@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from cadence.audiolm import SamplingOptions
 from cadence.core.audio import load
 from cadence.pipeline import (
     PipelineError,
@@ -19,6 +20,9 @@ from cadence.pipeline import (
     write_pipeline,
 )
 from cadence.soundstorm import SoundStorm
+
+
+NO_EOS = SamplingOptions(temperature=0.9, top_p=0.95, allow_eos=False)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +71,7 @@ def test_load_component_refuses_another_model():
 
 def test_continuation_of_prompts_of_different_lengths(pipe, prompts):
     a, b = prompts[0][:, :24000], prompts[1][:, :17000]
-    out = pipe.generate([a, b], sample_rate=16000, seconds=1.0, stop_at_eos=False, seed=0)
+    out = pipe.generate([a, b], sample_rate=16000, seconds=1.0, sampling=NO_EOS, seed=0)
     assert out.audio.shape == (2, 1, 16000) and out.lengths.tolist() == [16000, 16000]
     assert torch.isfinite(out.audio).all() and out.audio.abs().amax(-1).min() > 1e-3
     assert out.prompt_lengths.tolist() == [24000, 17000]
@@ -77,13 +81,13 @@ def test_continuation_of_prompts_of_different_lengths(pipe, prompts):
 def test_continuation_resamples_and_downmixes(pipe, prompts):
     stereo_24k = torch.nn.functional.interpolate(prompts[0][None], scale_factor=1.5, mode="linear")[0]
     stereo_24k = stereo_24k.repeat(2, 1)
-    out = pipe.generate(stereo_24k, sample_rate=24000, seconds=0.5, stop_at_eos=False, seed=0)
+    out = pipe.generate(stereo_24k, sample_rate=24000, seconds=0.5, sampling=NO_EOS, seed=0)
     assert out.audio.shape == (1, 1, 8000)
 
 
 def test_continuation_beyond_the_trained_context(pipe, prompts):
     seconds = pipe.semantic_lm.config.max_frames / pipe.tokenizer.frame_rate + 1.0
-    out = pipe.generate(prompts[0][:, :16000], sample_rate=16000, seconds=seconds, stop_at_eos=False, seed=0)
+    out = pipe.generate(prompts[0][:, :16000], sample_rate=16000, seconds=seconds, sampling=NO_EOS, seed=0)
     assert int(out.lengths[0]) == round(seconds * 50) * 320
 
 

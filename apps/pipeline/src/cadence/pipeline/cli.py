@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cadence.core.audio import AudioError, load, resample, save
+from cadence.core.audio import AudioError, load, save
 from cadence.core.checkpoint import CheckpointError
 from cadence.core.config import ConfigError
 from cadence.core.data import ShardError
@@ -58,14 +58,6 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from None
 
     return wrapper
-
-
-def _load_audio(path: Path, what: str):
-    if not path.exists():
-        raise PipelineError(f"{what} file not found: {path}")
-    if path.is_dir():
-        raise PipelineError(f"{what} must be an audio file, {path} is a directory")
-    return load(path)
 
 
 def _output_path(path: Path) -> Path:
@@ -106,17 +98,19 @@ def generate(
     seed: SeedOption = None,
 ) -> None:
     """Speech continuation: prompt -> semantic tokens -> AudioLM -> SoundStorm -> codec."""
+    from cadence.audiolm import SamplingOptions
+    from cadence.soundstorm import default_iterations
+
     from .continuation import SpeechContinuation
 
     _output_path(out)
-    audios = [_load_audio(p, "prompt") for p in prompt]
+    sampling = SamplingOptions(temperature=temperature, top_p=top_p, allow_eos=eos)
     pipe = SpeechContinuation.from_pretrained(_pipeline_dir(pipeline))
-    items = [resample(a, rate, pipe.sample_rate) if rate != pipe.sample_rate else a for a, rate in audios]
+    items = [load(p, sample_rate=pipe.sample_rate)[0] for p in prompt]
     with console.status("generating"):
         start = time.perf_counter()
-        result = pipe.generate(items, sample_rate=pipe.sample_rate, seconds=seconds, stop_at_eos=eos,
-                               temperature=temperature, top_p=top_p,
-                               iterations=[steps] + [1] * (pipe.soundstorm.config.num_quantizers - 1),
+        result = pipe.generate(items, sample_rate=pipe.sample_rate, seconds=seconds, sampling=sampling,
+                               iterations=default_iterations(pipe.soundstorm.config.num_quantizers, first=steps),
                                guidance_scale=guidance, seed=seed)
         elapsed = time.perf_counter() - start
     paths = [out] if len(items) == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(len(items))]
@@ -149,12 +143,11 @@ def convert(
     if method not in ("soundstorm", "flow"):
         raise PipelineError(f"--method must be soundstorm or flow, got {method!r}")
     _output_path(out)
-    src, src_rate = _load_audio(source, "source")
-    tgt, tgt_rate = _load_audio(target_voice, "target voice")
     vc = VoiceConversion.from_pretrained(_pipeline_dir(pipeline), method=method)
-    tgt = resample(tgt, tgt_rate, src_rate) if tgt_rate != src_rate else tgt
+    src, _ = load(source, sample_rate=vc.sample_rate)
+    tgt, _ = load(target_voice, sample_rate=vc.sample_rate)
     with console.status(f"converting ({method})"):
-        audio = vc.convert(src, tgt, sample_rate=src_rate, steps=steps, guidance_scale=guidance, seed=seed)
+        audio = vc.convert(src, tgt, sample_rate=vc.sample_rate, steps=steps, guidance_scale=guidance, seed=seed)
     _write_audio(out, audio, vc.sample_rate)
 
 
@@ -173,10 +166,10 @@ def tts(
     from .synthesis import TextToSpeech
 
     _output_path(out)
-    voice, rate = _load_audio(prompt, "prompt")
     model = TextToSpeech.from_pretrained(_pipeline_dir(pipeline))
+    voice, rate = load(prompt, sample_rate=model.sample_rate)
     with console.status("synthesizing"):
-        audio = model.synthesize(text, voice, sample_rate=rate, steps=steps, guidance=guidance, seed=seed)
+        audio = model.synthesize(text, voice, sample_rate=rate, steps=steps, guidance_scale=guidance, seed=seed)
     _write_audio(out, audio, model.sample_rate)
 
 

@@ -31,7 +31,6 @@ class PipelineError(ValueError):
 # pipeline that has no flow matcher never imports cadence.flowmatching).
 ROLE_TYPES: dict[str, str] = {
     "codec": "cadence.core.interfaces:Codec",
-    "latent_codec": "cadence.core.interfaces:LatentCodec",
     "semantic_tokenizer": "cadence.core.interfaces:SemanticTokenizer",
     "semantic_lm": "cadence.audiolm:SemanticTransformer",
     "soundstorm": "cadence.soundstorm:SoundStorm",

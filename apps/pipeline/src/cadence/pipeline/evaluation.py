@@ -159,13 +159,15 @@ def evaluate_codec(data: EvalSet, codec, listener: Listener, progress: Progress)
 
 def evaluate_semantic_lm(lm, semantic: list[Tensor], progress: Progress) -> dict[str, float]:
     """Held-out perplexity of the semantic LM, next to a unigram fitted on the same tokens."""
-    from cadence.audiolm import sequence_nll
+    from cadence.audiolm import stage_step
 
     nll, count = 0.0, 0
     for tokens in progress(semantic, "semantic_lm"):
         tokens = tokens[: lm.config.max_frames]
-        total, n = sequence_nll(lm, tokens[None], ends=torch.tensor([tokens.shape[0] < lm.config.max_frames]))
-        nll, count = nll + total, count + n
+        ends = torch.tensor([tokens.shape[0] < lm.config.max_frames])
+        loss = stage_step(lm, {"tokens": tokens[None], "tokens_lengths": torch.tensor([tokens.shape[0]]), "ends": ends}).loss
+        n = tokens.shape[0] + int(ends[0])  # predicted positions: every token, plus EOS at the end
+        nll, count = nll + float(loss) * n, count + n
     unigram = Counter(int(t) for tokens in semantic for t in tokens)
     size = sum(unigram.values())
     entropy = -sum(c / size * math.log(c / size) for c in unigram.values())
