@@ -68,10 +68,9 @@ def monotonic_alignment_search(
             f"frames {frame_len.tolist()} for phonemes {phoneme_len.tolist()}"
         )
     neg = -np.inf
-    # numpy lengths -> masks (core's lengths_to_mask is for tensors)
-    valid = (np.arange(num_frames)[None, :, None] < frame_len[:, None, None]) & (
-        np.arange(num_phonemes)[None, None, :] < phoneme_len[:, None, None]
-    )
+    frames_real = lengths_to_mask(torch.from_numpy(frame_len), num_frames).numpy()
+    phonemes_real = lengths_to_mask(torch.from_numpy(phoneme_len), num_phonemes).numpy()
+    valid = frames_real[:, :, None] & phonemes_real[:, None, :]
     lp = np.where(valid, lp, neg)
     # score[:, j, i]: best log-probability of a path ending at frame j on phoneme i
     score = np.full((b, num_frames, num_phonemes), neg)
