@@ -92,7 +92,7 @@ def ours():
                  durations=torch.full((4, 50), FRAMES // 50), latents=torch.randn(4, FRAMES, 16),
                  frame_mask=torch.ones(4, FRAMES, dtype=torch.bool), log_f0=torch.full((4, FRAMES), 5.0),
                  voiced=torch.ones(4, FRAMES, dtype=torch.bool), codes=torch.randint(0, 64, (4, FRAMES, 4)))
-    train_step = NaturalSpeech2TrainStep(torch.randn(4, 64, 16))
+    train_step = NaturalSpeech2TrainStep(codebooks=torch.randn(4, 64, 16))
     full_opt = torch.optim.AdamW(model.parameters(), 1e-4)
 
     def full_step():

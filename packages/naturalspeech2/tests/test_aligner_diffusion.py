@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cadence.core.config import ConfigError
 from cadence.naturalspeech2 import (
     Aligner,
     AlignerConfig,
@@ -67,6 +68,12 @@ def test_forward_sum_loss_prefers_the_diagonal():
     bad = good.flip(-1)
     lengths = torch.tensor([t]), torch.tensor([n])
     assert forward_sum_loss(good, *lengths) < forward_sum_loss(bad, *lengths)
+
+
+def test_aligner_config_refuses_nonsense_with_config_errors():
+    for bad in (dict(vocab_size=1), dict(feature_dim=0), dict(attention_dim=0), dict(prior_scaling=-1.0)):
+        with pytest.raises(ConfigError):
+            AlignerConfig(**bad)
 
 
 def test_aligner_shapes_and_durations_cover_frames():

@@ -8,6 +8,7 @@ import torch
 from cadence.core.train import Trainer, TrainerConfig
 from cadence.naturalspeech2 import (
     NaturalSpeech2,
+    NaturalSpeech2TrainConfig,
     NaturalSpeech2TrainStep,
     codebooks_from_codec,
     collate_ns2,
@@ -55,7 +56,7 @@ def _evaluate(model, batch):
 @pytest.mark.slow
 def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(mel_shards, mel_codec, tmp_path):
     torch.manual_seed(0)
-    config = config_from_shards(mel_shards, tiny=True, wavenet_depth=4, cfg_drop_prob=0.1)
+    config = config_from_shards(mel_shards, tiny=True, wavenet_depth=4)
     model = NaturalSpeech2(config)
     batch = collate_ns2([mel_shards[i] for i in range(len(mel_shards))])
     mse0, wiener, mae0 = _evaluate(model, batch)
@@ -64,7 +65,7 @@ def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(mel_shards, 
 
     trainer = Trainer(
         model,
-        NaturalSpeech2TrainStep(codebooks_from_codec(mel_codec)),
+        NaturalSpeech2TrainStep(NaturalSpeech2TrainConfig(cond_drop_prob=0.1), codebooks_from_codec(mel_codec)),
         mel_shards,
         TrainerConfig(max_steps=80, batch_size=8, learning_rate=3e-3, warmup_steps=10, schedule="constant",
                       ema_decay=0.9, save_every=None, log_every=20, seed=0),

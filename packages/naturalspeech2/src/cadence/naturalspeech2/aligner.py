@@ -9,6 +9,8 @@ counts. The frame features are whatever the caller gives: log-mel frames at the 
 rate work best (codec latents work too).
 """
 
+# b batch | n frames | l phonemes | d feature dim | e widths (dim, attention_dim)
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from cadence.core.checkpoint import PretrainedMixin
-from cadence.core.config import Config
+from cadence.core.config import Config, ConfigError
+from cadence.core.data import lengths_to_mask
 
 __all__ = [
     "Aligner",
@@ -30,8 +33,6 @@ __all__ = [
     "forward_sum_loss",
     "monotonic_alignment_search",
 ]
-
-# b batch | t frames | n phonemes | f feature dim | d attention dim
 
 
 def monotonic_alignment_search(
@@ -46,42 +47,43 @@ def monotonic_alignment_search(
     phoneme, so every phoneme gets at least one frame.
 
     Args:
-        log_probs: ``(b, t, n)`` log-likelihood of frame t belonging to phoneme n.
+        log_probs: ``(b, n, l)`` log-likelihood of each frame belonging to each phoneme.
         frame_lengths: ``(b,)`` valid frames (default all), each >= its phoneme length.
         phoneme_lengths: ``(b,)`` valid phonemes (default all).
 
     Returns:
-        ``(b, t, n)`` 0/1 int64 path (zeros outside the valid region).
+        ``(b, n, l)`` 0/1 int64 path (zeros outside the valid region).
     """
     lp = np.asarray(log_probs.detach().cpu() if isinstance(log_probs, Tensor) else log_probs,
                     dtype=np.float64)
     if lp.ndim != 3:
-        raise ValueError(f"log_probs must be (b, t, n), got shape {lp.shape}")
-    b, t, n = lp.shape
-    t_len = np.full(b, t) if frame_lengths is None else np.asarray(frame_lengths).astype(np.int64)
-    n_len = np.full(b, n) if phoneme_lengths is None else np.asarray(phoneme_lengths).astype(np.int64)
-    if np.any(t_len < n_len) or np.any(n_len < 1):
+        raise ValueError(f"log_probs must be (b, n, l), got shape {lp.shape}")
+    b, num_frames, num_phonemes = lp.shape
+    frame_len = np.full(b, num_frames) if frame_lengths is None else np.asarray(frame_lengths).astype(np.int64)
+    phoneme_len = (np.full(b, num_phonemes) if phoneme_lengths is None
+                   else np.asarray(phoneme_lengths).astype(np.int64))
+    if np.any(frame_len < phoneme_len) or np.any(phoneme_len < 1):
         raise ValueError(
             f"every item needs at least as many frames as phonemes (and >= 1 phoneme); got "
-            f"frames {t_len.tolist()} for phonemes {n_len.tolist()}"
+            f"frames {frame_len.tolist()} for phonemes {phoneme_len.tolist()}"
         )
     neg = -np.inf
-    valid = (np.arange(t)[None, :, None] < t_len[:, None, None]) & (
-        np.arange(n)[None, None, :] < n_len[:, None, None]
-    )
+    frames_real = lengths_to_mask(torch.from_numpy(frame_len), num_frames).numpy()
+    phonemes_real = lengths_to_mask(torch.from_numpy(phoneme_len), num_phonemes).numpy()
+    valid = frames_real[:, :, None] & phonemes_real[:, None, :]
     lp = np.where(valid, lp, neg)
     # score[:, j, i]: best log-probability of a path ending at frame j on phoneme i
-    score = np.full((b, t, n), neg)
+    score = np.full((b, num_frames, num_phonemes), neg)
     score[:, 0, 0] = lp[:, 0, 0]
-    for j in range(1, t):
+    for j in range(1, num_frames):
         stay = score[:, j - 1]
         advance = np.concatenate([np.full((b, 1), neg), score[:, j - 1, :-1]], axis=1)
         score[:, j] = lp[:, j] + np.maximum(stay, advance)
-    path = np.zeros((b, t, n), dtype=np.int64)
+    path = np.zeros((b, num_frames, num_phonemes), dtype=np.int64)
     rows = np.arange(b)
-    index = n_len - 1
-    for j in range(t - 1, -1, -1):
-        active = j < t_len
+    index = phoneme_len - 1
+    for j in range(num_frames - 1, -1, -1):
+        active = j < frame_len
         path[rows[active], j, index[active]] = 1
         if j == 0:
             break
@@ -95,7 +97,7 @@ def monotonic_alignment_search(
 
 
 def beta_binomial_log_prior(num_frames: int, num_phonemes: int, scaling: float = 1.0) -> Tensor:
-    """``(t, n)`` log of the beta-binomial alignment prior of Badlani et al. (sec. 3.2)."""
+    """``(n, l)`` log of the beta-binomial alignment prior of Badlani et al. (sec. 3.2)."""
     k = torch.arange(num_phonemes, dtype=torch.float64)
     frames = torch.arange(1, num_frames + 1, dtype=torch.float64)[:, None]
     a, b = scaling * frames, scaling * (num_frames + 1 - frames)
@@ -116,16 +118,16 @@ def forward_sum_loss(
     """The forward-sum (CTC) alignment loss, averaged over the batch.
 
     Args:
-        log_attn: ``(b, t, n)`` unnormalised log alignment scores (padding is ignored).
+        log_attn: ``(b, n, l)`` unnormalised log alignment scores (padding is ignored).
         frame_lengths, phoneme_lengths: ``(b,)`` valid lengths.
     """
-    b, _t, n = log_attn.shape
-    token_mask = torch.arange(n, device=log_attn.device)[None, None, :] < phoneme_lengths[:, None, None]
+    b, _, num_phonemes = log_attn.shape
+    token_mask = lengths_to_mask(phoneme_lengths.to(log_attn.device), num_phonemes)[:, None, :]
     scores = log_attn.masked_fill(~token_mask, -1e4)
     # class 0 is CTC's blank with a fixed score; phoneme i is class i + 1
     scores = F.pad(scores, (1, 0), value=blank_logprob)
-    log_probs = rearrange(scores.log_softmax(-1), "b t n -> t b n")
-    targets = torch.arange(1, n + 1, device=log_attn.device).expand(b, n)
+    log_probs = rearrange(scores.log_softmax(-1), "b n l -> n b l")
+    targets = torch.arange(1, num_phonemes + 1, device=log_attn.device).expand(b, num_phonemes)
     return F.ctc_loss(
         log_probs.float(),
         targets,
@@ -147,19 +149,28 @@ class AlignerConfig(Config):
     attention_dim: int = 64
     prior_scaling: float = 1.0  # beta-binomial prior; 0 turns it off
 
+    def __post_init__(self) -> None:
+        if self.vocab_size < 2:
+            raise ConfigError(f"vocab_size must be >= 2 (id 0 is padding), got {self.vocab_size}")
+        for name in ("feature_dim", "dim", "attention_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.prior_scaling < 0:
+            raise ConfigError(f"prior_scaling must be >= 0 (0 turns the prior off), got {self.prior_scaling}")
+
     @classmethod
     def tiny(cls, vocab_size: int = 64, feature_dim: int = 80) -> AlignerConfig:
         return cls(vocab_size=vocab_size, feature_dim=feature_dim, dim=64, attention_dim=32)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AlignerOutput:
     """Soft and hard alignments.
 
     Attributes:
-        log_attn: ``(b, t, n)`` log soft alignment (prior included; -inf-like on padding).
+        log_attn: ``(b, n, l)`` log soft alignment (prior included; -inf-like on padding).
         loss: forward-sum loss.
-        durations: ``(b, n)`` long frames per phoneme from MAS (0 on padding).
+        durations: ``(b, l)`` long frames per phoneme from MAS (0 on padding).
     """
 
     log_attn: Tensor
@@ -198,23 +209,24 @@ class Aligner(PretrainedMixin, nn.Module):
         *,
         hard: bool = True,
     ) -> AlignerOutput:
-        """Align ``(b, n)`` phoneme ids to ``(b, t, f)`` frame features (masks True = keep)."""
+        """Align ``(b, l)`` phoneme ids to ``(b, n, d)`` frame features (masks True = keep)."""
         if features.shape[-1] != self.config.feature_dim:
             raise ValueError(
-                f"features must be (b, t, {self.config.feature_dim}), got {tuple(features.shape)}"
+                f"features must be (b, n, {self.config.feature_dim}), got {tuple(features.shape)}"
             )
-        keys = self.phoneme_encoder(rearrange(self.embed(phonemes), "b n d -> b d n"))
+        keys = self.phoneme_encoder(rearrange(self.embed(phonemes), "b l e -> b e l"))
         frames = self.feature_norm(features) * frame_mask[..., None]
-        queries = self.frame_encoder(rearrange(frames, "b t f -> b f t"))
-        dist = (queries[..., :, None] - keys[..., None, :]).pow(2).sum(1)  # (b, t, n)
+        queries = self.frame_encoder(rearrange(frames, "b n d -> b d n"))
+        dist = (queries[..., :, None] - keys[..., None, :]).pow(2).sum(1)  # (b, n, l)
         logits = -dist / self.config.attention_dim
         logits = logits.masked_fill(~phoneme_mask[:, None, :], -1e4)
         log_attn = logits.log_softmax(-1)
         frame_lengths, phoneme_lengths = frame_mask.sum(-1), phoneme_mask.sum(-1)
         if self.config.prior_scaling > 0:
             prior = torch.zeros_like(log_attn)
-            for i, (t, n) in enumerate(zip(frame_lengths.tolist(), phoneme_lengths.tolist())):
-                prior[i, :t, :n] = beta_binomial_log_prior(t, n, self.config.prior_scaling)
+            for i, (frames_i, phonemes_i) in enumerate(zip(frame_lengths.tolist(), phoneme_lengths.tolist())):
+                prior[i, :frames_i, :phonemes_i] = beta_binomial_log_prior(frames_i, phonemes_i,
+                                                                           self.config.prior_scaling)
             log_attn = (log_attn + prior).masked_fill(~phoneme_mask[:, None, :], -1e4)
             log_attn = log_attn.log_softmax(-1)
         loss = forward_sum_loss(log_attn, frame_lengths, phoneme_lengths)

@@ -13,6 +13,8 @@ than the noise. Three samplers share one ``denoise(x_t, t) -> x0`` callable:
   steps. The last step jumps to the predicted ``x0``.
 """
 
+# b batch | n latent frames | d latent dim
+
 from __future__ import annotations
 
 import math
@@ -22,9 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-__all__ = ["Sampler", "alphas_cumprod", "guided", "q_sample", "sample", "timesteps_for"]
-
-# b batch | n frames | d latent dim
+__all__ = ["Sampler", "alphas_cumprod", "q_sample", "sample", "timesteps_for"]
 
 Sampler = Literal["ddpm", "ddim", "dpm++"]
 Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x_t (b, n, d), t (b,) long) -> x0 (b, n, d)
@@ -49,11 +49,6 @@ def q_sample(x0: Tensor, t: Tensor, noise: Tensor, abar: Tensor) -> Tensor:
     """Noise clean ``x0`` ``(b, n, d)`` to step ``t`` ``(b,)``: ``sqrt(abar) x0 + sqrt(1-abar) eps``."""
     a = abar.to(x0.device)[t].to(x0.dtype)[:, None, None]
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
-
-
-def guided(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
-    """Classifier-free guidance on x0 predictions: ``uncond + scale * (cond - uncond)``."""
-    return uncond + scale * (cond - uncond)
 
 
 def timesteps_for(num_train_steps: int, steps: int) -> list[int]:

@@ -7,6 +7,8 @@ returns each frame's aperiodicity (the normalised difference at the chosen lag),
 :func:`extract_pitch` thresholds, together with the frame energy, into a voiced mask.
 """
 
+# t samples | n frames | k lags
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,17 +17,15 @@ import numpy as np
 
 __all__ = ["PitchTrack", "extract_pitch", "yin"]
 
-# t samples | f frames | k lags
 
-
-@dataclass
+@dataclass(frozen=True)
 class PitchTrack:
     """Frame-level pitch.
 
     Attributes:
-        f0: ``(f,)`` Hz, 0 on unvoiced frames.
-        log_f0: ``(f,)`` natural log of F0 on voiced frames, 0 elsewhere.
-        voiced: ``(f,)`` bool.
+        f0: ``(n,)`` Hz, 0 on unvoiced frames.
+        log_f0: ``(n,)`` natural log of F0 on voiced frames, 0 elsewhere.
+        voiced: ``(n,)`` bool.
     """
 
     f0: np.ndarray
@@ -40,7 +40,7 @@ def _frames(y: np.ndarray, frame_length: int, hop_length: int, center: bool) -> 
         y = np.pad(y, (0, frame_length - len(y)))
     count = 1 + (len(y) - frame_length) // hop_length
     index = np.arange(frame_length)[None, :] + hop_length * np.arange(count)[:, None]
-    return y[index]  # (f, frame_length)
+    return y[index]  # (n, frame_length)
 
 
 def _cmnd(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
@@ -84,7 +84,7 @@ def yin(
             on sample ``i * hop_length`` (as ``librosa.yin``).
 
     Returns:
-        ``(f0, aperiodicity)``, both ``(f,)``: F0 in Hz for every frame (YIN always picks
+        ``(f0, aperiodicity)``, both ``(n,)``: F0 in Hz for every frame (YIN always picks
         a lag) and d' at the chosen lag (low = periodic).
     """
     y = np.asarray(audio, dtype=np.float64)
@@ -99,7 +99,7 @@ def yin(
             f"frame_length {frame_length} is too short for fmin {fmin} Hz at {sample_rate} Hz"
         )
     frames = _frames(y, frame_length, hop_length, center)
-    d = _cmnd(frames, min_period, max_period)  # (f, k)
+    d = _cmnd(frames, min_period, max_period)  # (n, k)
     # local minima along the lag axis (the first lag counts when it is below its neighbour)
     trough = np.zeros_like(d, dtype=bool)
     trough[:, 1:-1] = (d[:, 1:-1] < d[:, :-2]) & (d[:, 1:-1] <= d[:, 2:])

@@ -7,21 +7,22 @@ prompt's length never changes their cost and the prompt's speaker and prosody re
 module.
 """
 
+# b batch | l phonemes | n frames | p prompt frames | m query tokens | d model width
+
 from __future__ import annotations
 
 import torch
 from einops import repeat
 from torch import Tensor, nn
 
+from cadence.core.data import lengths_to_mask
 from cadence.core.nn import Attention, BackboneConfig, build_backbone
 
 __all__ = ["PromptQueries", "SequencePredictor", "length_regulate"]
 
-# b batch | n phonemes | t frames | p prompt frames | m query tokens | e dim
-
 
 class PromptQueries(nn.Module):
-    """``num_queries`` learned tokens attend to the prompt hidden -> ``(b, m, dim)``."""
+    """``num_queries`` learned tokens attend to the ``(b, p, d)`` prompt hidden -> ``(b, m, d)``."""
 
     def __init__(self, dim: int, num_queries: int, heads: int):
         super().__init__()
@@ -30,12 +31,12 @@ class PromptQueries(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, prompt: Tensor, prompt_mask: Tensor) -> Tensor:
-        q = repeat(self.queries, "m e -> b m e", b=prompt.shape[0])
+        q = repeat(self.queries, "m d -> b m d", b=prompt.shape[0])
         return self.norm(q + self.attention(q, context=prompt, context_mask=prompt_mask))
 
 
 class SequencePredictor(nn.Module):
-    """A Transformer over ``(b, n, dim)`` that cross-attends to prompt tokens -> ``(b, n, out)``.
+    """A Transformer over ``(b, l | n, d)`` cross-attending to ``(b, m, d)`` prompt tokens -> ``(b, l | n, out)``.
 
     Used as the duration predictor (phoneme level, one output: log duration) and the pitch
     predictor (frame level, two outputs: normalised log-F0 and a voicing logit).
@@ -54,21 +55,21 @@ class SequencePredictor(nn.Module):
 
 
 def length_regulate(hidden: Tensor, durations: Tensor, num_frames: int | None = None) -> tuple[Tensor, Tensor]:
-    """Repeat phoneme ``i`` of ``(b, n, e)`` ``durations[:, i]`` times -> ``(b, t, e)`` and a ``(b, t)`` mask.
+    """Repeat phoneme ``i`` of ``(b, l, d)`` ``durations[:, i]`` times -> ``(b, n, d)`` and a ``(b, n)`` mask.
 
     Args:
         hidden: phoneme-level hidden states.
-        durations: ``(b, n)`` non-negative integer frame counts (0 on padding).
+        durations: ``(b, l)`` non-negative integer frame counts (0 on padding).
         num_frames: pad / trim to this many frames (default: the longest total).
     """
     durations = durations.long().clamp(min=0)
     totals = durations.sum(-1)
-    t = int(totals.max()) if num_frames is None else num_frames
+    n = int(totals.max()) if num_frames is None else num_frames
     # frame j belongs to the phoneme whose cumulative end first exceeds j
-    ends = durations.cumsum(-1)  # (b, n)
-    frames = torch.arange(t, device=hidden.device)
-    index = torch.searchsorted(ends, repeat(frames, "t -> b t", b=hidden.shape[0]).contiguous(), right=True)
+    ends = durations.cumsum(-1)  # (b, l)
+    frames = torch.arange(n, device=hidden.device)
+    index = torch.searchsorted(ends, repeat(frames, "n -> b n", b=hidden.shape[0]).contiguous(), right=True)
     index = index.clamp(max=hidden.shape[1] - 1)
-    out = torch.gather(hidden, 1, repeat(index, "b t -> b t e", e=hidden.shape[-1]))
-    mask = frames[None, :] < totals[:, None]
+    out = torch.gather(hidden, 1, repeat(index, "b n -> b n d", d=hidden.shape[-1]))
+    mask = lengths_to_mask(totals, n)
     return out * mask[..., None], mask

@@ -1,11 +1,14 @@
 """Text front end: IPA phonemes from libespeak-ng, a phoneme vocabulary, duration targets.
 
-G2P goes through core's ctypes binding to libespeak-ng (``cadence.core.corpus.espeak``):
-the phonemes are espeak-ng's own IPA phoneme events, exactly the symbols the toy corpus
-stores in ``train.jsonl``, so what the model reads at synthesis time matches what it was
-trained on. A silence symbol opens every sequence because espeak-ng starts every utterance
-with ~0.1 s of silence that must belong to some phoneme when durations are counted.
+G2P goes through this package's ctypes binding to libespeak-ng
+(:mod:`cadence.naturalspeech2.espeak`): the phonemes are espeak-ng's own IPA phoneme
+events, exactly the symbols the toy corpus stores in ``train.jsonl``, so what the model
+reads at synthesis time matches what it was trained on. A silence symbol opens every
+sequence because espeak-ng starts every utterance with ~0.1 s of silence that must belong
+to some phoneme when durations are counted.
 """
+
+# l phonemes
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from .espeak import synthesize
 
 __all__ = [
     "PAD",
@@ -77,7 +82,7 @@ class PhonemeVocabulary:
         return 1
 
     def encode(self, phonemes: Sequence[str]) -> Tensor:
-        """Symbols -> ``(n,)`` long ids; unseen symbols map to ``<unk>``."""
+        """Symbols -> ``(l,)`` long ids; unseen symbols map to ``<unk>``."""
         index = {s: i for i, s in enumerate(self.symbols)}
         return torch.tensor([index.get(p, self.unk_id) for p in phonemes], dtype=torch.long)
 
@@ -93,12 +98,11 @@ def phonemize(text: str, voice: str = "en-us") -> list[str]:
         voice: espeak-ng voice (language) name; the toy corpus uses ``"en-us"`` and ``"en"``.
 
     Raises:
-        cadence.core.corpus.EspeakNotFoundError: no libespeak-ng here; the message names the
-            install (``pip install "cadence-core[corpus]"`` or ``apt-get install espeak-ng``).
+        cadence.naturalspeech2.espeak.EspeakNotFoundError: no libespeak-ng here; the message
+            names the install (``pip install espeakng-loader`` or ``apt-get install espeak-ng``).
+        cadence.naturalspeech2.espeak.EspeakError: espeak-ng has no such voice.
         ValueError: empty text.
     """
-    from cadence.core.corpus.espeak import synthesize
-
     if not text.strip():
         raise ValueError("cannot phonemize empty text")
     # The binding reports phonemes as synthesis events; synthesizing a sentence costs a few

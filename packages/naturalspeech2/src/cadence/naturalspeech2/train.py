@@ -1,222 +1,155 @@
-"""Data preparation and the training step of NaturalSpeech 2.
+"""The train step of NaturalSpeech 2 for core's ``Trainer``: the draws, the five losses and their weights.
 
-:func:`preprocess_corpus` turns a corpus (``train.jsonl`` with espeak phoneme timings, as
-the toy corpus has) and a ``LatentCodec`` into shards holding, per utterance, ``phonemes``
-``(n,)``, ``durations`` ``(n,)``, ``latents`` ``(t, d)``, ``codes`` ``(t, q)``, ``log_f0``
-``(t,)`` and ``voiced`` ``(t,)``. The codec never runs inside the training loop.
-:class:`NaturalSpeech2TrainStep` is the train step for core's ``Trainer``.
+:class:`NaturalSpeech2TrainStep` draws each item's prompt segment, diffusion step, noise and
+condition dropout (:func:`draw_training`), calls the model for its predictions and returns
+
+    diffusion + duration_loss_weight * duration + pitch_loss_weight * (f0 + voiced)
+    + lambda_ce_rvq * CE-RVQ
+
+with every part logged as a metric. Randomness comes from the global RNGs, which the Trainer
+reseeds before every micro-batch, so a resumed run draws exactly what an unbroken one does.
+Batches come from :func:`cadence.naturalspeech2.data.collate_ns2`.
 """
+
+# b batch | l phonemes | n latent frames | d latent dim | q quantizer levels | v codebook entries
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from cadence.core.audio import load
-from cadence.core.data import ShardReader, ShardWriter, pad_sequences, write_manifest
-from cadence.core.features import log_mel_spectrogram
-from cadence.core.interfaces import LatentCodec
+from cadence.core.checkpoint import unwrap_model
+from cadence.core.config import Config, ConfigError
 from cadence.core.train import StepOutput
 
-from .aligner import Aligner
-from .model import NaturalSpeech2Config
-from .pitch import extract_pitch
-from .text import SILENCE, PhonemeVocabulary, durations_from_starts, read_corpus_phonemes
+from .losses import ce_rvq_loss, diffusion_loss, duration_loss, pitch_losses
+from .model import NaturalSpeech2, NaturalSpeech2Predictions, TrainingDraw
 
-__all__ = [
-    "NaturalSpeech2TrainStep",
-    "codebooks_from_codec",
-    "collate_ns2",
-    "config_from_shards",
-    "mel_features",
-    "preprocess_corpus",
-]
-
-# b batch | n phonemes | t frames | d latent dim | q levels | v codebook entries
+__all__ = ["NaturalSpeech2TrainConfig", "NaturalSpeech2TrainStep", "draw_training"]
 
 
-def codebooks_from_codec(codec: LatentCodec) -> Tensor:
-    """Each level's codebook vectors in latent space, ``(q, v, d)``, for the CE-RVQ loss.
+@dataclass(frozen=True, kw_only=True)
+class NaturalSpeech2TrainConfig(Config):
+    """How NaturalSpeech 2 is trained (what a checkpoint does not need to run).
 
-    A codec that exposes ``codebooks`` (a ``(q, v, d)`` tensor, or a method returning one) is
-    used directly. Otherwise the vectors are measured through ``codes_to_latents``: level
-    ``l``'s entry ``k`` is ``codes_to_latents([0]*l + [k]) - codes_to_latents([0]*l)``, exact for
-    any additive residual VQ. (For a codec whose levels do not add up linearly, such as
-    ``cadence.core.testing.FakeCodec``'s tanh-domain scalar quantizer, it is the local
-    linearisation around code 0.)
+    Attributes:
+        cond_drop_prob: probability that an item's prompt and frame condition are replaced by
+            the learned null inputs together (classifier-free guidance).
+        prompt_fraction: ``(lo, hi)``: each item's prompt is a random segment of a uniform
+            ``lo``-``hi`` fraction of its frames, skipped by the diffusion loss (sec. 3.4).
+        lambda_ce_rvq: weight of the CE-RVQ loss (0.1, NaturalSpeech 2 sec. 3.2).
+        duration_loss_weight, pitch_loss_weight: weights of the predictor losses.
     """
-    books = getattr(codec, "codebooks", None)
-    if callable(books):
-        books = books()
-    if isinstance(books, Tensor):
-        if books.ndim != 3 or books.shape[0] != codec.num_quantizers:
-            raise ValueError(f"codec.codebooks must be (q, v, d), got {tuple(books.shape)}")
-        return books.detach().float().cpu()
-    q, v, d = codec.num_quantizers, codec.codebook_size, codec.latent_dim
 
-    def to_latents(codes: Tensor) -> Tensor:
-        out = codec.codes_to_latents(codes).float()
-        if out.shape[-1] != d:
-            raise ValueError(
-                f"codec.codes_to_latents must return (b, n, latent_dim={d}), got {tuple(out.shape)}"
-            )
-        return out[0]  # (v, d)
+    cond_drop_prob: float = 0.1
+    prompt_fraction: tuple[float, float] = (0.25, 0.5)
+    lambda_ce_rvq: float = 0.1
+    duration_loss_weight: float = 1.0
+    pitch_loss_weight: float = 1.0
 
-    levels = []
-    with torch.no_grad():
-        for level in range(q):
-            codes = torch.zeros(1, v, level + 1, dtype=torch.long)
-            codes[0, :, level] = torch.arange(v)
-            base = to_latents(torch.zeros(1, 1, level, dtype=torch.long)) if level else 0.0
-            levels.append(to_latents(codes) - base)
-    return torch.stack(levels).cpu()
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.cond_drop_prob < 1.0:
+            raise ConfigError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
+        lo, hi = self.prompt_fraction
+        if not 0.0 < lo <= hi < 1.0:
+            raise ConfigError(f"prompt_fraction must satisfy 0 < lo <= hi < 1, got {self.prompt_fraction}")
+        for name in ("lambda_ce_rvq", "duration_loss_weight", "pitch_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
-def mel_features(audio: Tensor, sample_rate: int, hop_length: int, num_frames: int, n_mels: int = 80) -> Tensor:
-    """``(t,)`` audio -> ``(num_frames, n_mels)`` log-mel at the codec frame rate (aligner input)."""
-    mel = log_mel_spectrogram(audio, sample_rate, n_fft=max(1024, 2 * hop_length), hop_length=hop_length, n_mels=n_mels)
-    mel = mel.T[:num_frames]
-    if len(mel) < num_frames:
-        mel = torch.cat([mel, mel[-1:].expand(num_frames - len(mel), -1)])
-    return mel
-
-
-def preprocess_corpus(
-    corpus_dir: str | os.PathLike,
-    codec: LatentCodec,
-    out_dir: str | os.PathLike,
+def draw_training(
+    latents: Tensor,
+    frame_mask: Tensor,
     *,
-    split: str = "train",
-    vocabulary: PhonemeVocabulary | None = None,
-    durations: Literal["espeak", "aligner"] = "espeak",
-    aligner: Aligner | None = None,
-    limit: int | None = None,
-    progress: bool = True,
-) -> ShardReader:
-    """Corpus + codec -> NaturalSpeech 2 training shards (see the module docstring).
+    diffusion_steps: int,
+    config: NaturalSpeech2TrainConfig,
+    cond_dropout: bool = True,
+) -> TrainingDraw:
+    """The random inputs of one training forward pass, from the global RNGs.
 
     Args:
-        corpus_dir: a directory with ``<split>.jsonl`` (``id``, ``path``, ``phonemes``,
-            ``phoneme_starts``) and the audio.
-        codec: gives latents, codes and the frame rate.
-        vocabulary: phoneme vocabulary; default built from this split (store it in the
-            model config, see :func:`config_from_shards`).
-        durations: ``"espeak"`` from the corpus' phoneme timings; ``"aligner"`` from a
-            trained :class:`Aligner` on log-mel frames (MAS).
-        limit: only the first ``limit`` utterances.
-
-    Returns:
-        A :class:`ShardReader` over the written shards; its metadata has the vocabulary,
-        frame rate and latent / log-F0 statistics.
+        latents: ``(b, n, d)``; the noise takes its shape, dtype and device.
+        frame_mask: ``(b, n)`` bool, real frames (every item has at least one).
+        diffusion_steps: the model's number of training steps.
+        config: the prompt fraction and condition dropout probability.
+        cond_dropout: draw the condition dropout (in training); False keeps every condition.
     """
-    rows = read_corpus_phonemes(corpus_dir, split)[:limit]
-    if vocabulary is None:
-        vocabulary = PhonemeVocabulary.build([[SILENCE, *r["phonemes"]] for r in rows])
-    if durations == "aligner" and aligner is None:
-        raise ValueError("durations='aligner' needs a trained Aligner (aligner=...)")
-    hop = round(codec.sample_rate / codec.frame_rate)
-    metadata: dict[str, Any] = {
-        "frame_rate": codec.frame_rate,
-        "sample_rate": codec.sample_rate,
-        "latent_dim": codec.latent_dim,
-        "num_quantizers": codec.num_quantizers,
-        "codebook_size": codec.codebook_size,
-        "phonemes": list(vocabulary.symbols),
-        "durations": durations,
-    }
-    out_dir = Path(out_dir)
-    latent_sum = latent_sq = frame_count = 0.0
-    f0_values: list[np.ndarray] = []
-    items = []
-    for row in tqdm(rows, desc="preprocess", disable=not progress):
-        audio, _ = load(Path(corpus_dir) / row["path"], sample_rate=codec.sample_rate, channels=1)
-        with torch.no_grad():
-            latents = codec.encode_latents(audio[None])[0].float()
-            codes = codec.encode(audio[None])[0]
-        t = latents.shape[0]
-        symbols = [SILENCE, *row["phonemes"]]
-        ids = vocabulary.encode(symbols)
-        if durations == "espeak":
-            dur = torch.from_numpy(durations_from_starts(row["phoneme_starts"], row["duration"], codec.frame_rate, t))
-        else:
-            assert aligner is not None
-            mel = mel_features(audio[0], codec.sample_rate, hop, t, aligner.config.feature_dim)
-            with torch.no_grad():
-                out = aligner(ids[None], torch.ones(1, len(ids), dtype=torch.bool), mel[None],
-                              torch.ones(1, t, dtype=torch.bool))
-            dur = out.durations[0].cpu()
-        pitch = extract_pitch(audio[0].numpy(), sample_rate=codec.sample_rate, hop_length=hop, num_frames=t)
-        latent_sum += float(latents.sum())
-        latent_sq += float(latents.pow(2).sum())
-        frame_count += latents.numel()
-        f0_values.append(pitch.log_f0[pitch.voiced])
-        items.append((row["id"], dict(phonemes=ids, durations=dur.long(), latents=latents, codes=codes,
-                                      log_f0=torch.from_numpy(pitch.log_f0), voiced=torch.from_numpy(pitch.voiced))))
-    mean = latent_sum / frame_count
-    metadata["latent_mean"] = mean
-    metadata["latent_std"] = float(np.sqrt(max(latent_sq / frame_count - mean**2, 1e-12)))
-    f0 = np.concatenate(f0_values) if f0_values else np.zeros(0)
-    metadata["log_f0_mean"] = float(f0.mean()) if len(f0) else 5.0
-    metadata["log_f0_std"] = float(f0.std()) if len(f0) > 1 else 0.3
-    with ShardWriter(out_dir, metadata=metadata, overwrite=True) as writer:
-        for item_id, arrays in items:
-            writer.add(item_id, **arrays)
-    write_manifest(out_dir)
-    return ShardReader(out_dir)
-
-
-def config_from_shards(reader: ShardReader, **overrides: Any) -> NaturalSpeech2Config:
-    """A config whose vocabulary, latent size and statistics come from the shards' metadata."""
-    meta = reader.metadata
-    base = dict(
-        phonemes=tuple(meta["phonemes"]), latent_dim=int(meta["latent_dim"]),
-        frame_rate=float(meta["frame_rate"]), latent_mean=float(meta["latent_mean"]),
-        latent_std=float(meta["latent_std"]), log_f0_mean=float(meta["log_f0_mean"]),
-        log_f0_std=float(meta["log_f0_std"]),
-    )
-    tiny = overrides.pop("tiny", False)
-    base.update(overrides)
-    return NaturalSpeech2Config.tiny(**base) if tiny else NaturalSpeech2Config(**base)
-
-
-def collate_ns2(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Batch shard items: pads phoneme-level and frame-level fields, with their masks."""
-    phonemes, phoneme_mask = pad_sequences([it["phonemes"] for it in items])
-    durations, _ = pad_sequences([it["durations"] for it in items])
-    latents, frame_mask = pad_sequences([it["latents"].float() for it in items])
-    log_f0, _ = pad_sequences([it["log_f0"].float() for it in items])
-    voiced, _ = pad_sequences([it["voiced"].bool() for it in items])
-    batch = dict(phonemes=phonemes, phoneme_mask=phoneme_mask, durations=durations, latents=latents,
-                 frame_mask=frame_mask, log_f0=log_f0, voiced=voiced, ids=[it["id"] for it in items])
-    if "codes" in items[0]:
-        batch["codes"], _ = pad_sequences([it["codes"] for it in items])
-    return batch
+    b, device = latents.shape[0], latents.device
+    lengths = frame_mask.sum(-1)
+    lo, hi = config.prompt_fraction
+    fraction = lo + (hi - lo) * torch.rand(b, device=device)
+    prompt_lengths = (fraction * lengths).long().clamp(min=1)
+    prompt_start = (torch.rand(b, device=device) * (lengths - prompt_lengths + 1).float()).long()
+    if cond_dropout:
+        cond_drop = torch.rand(b, device=device) < config.cond_drop_prob
+    else:
+        cond_drop = torch.zeros(b, dtype=torch.bool, device=device)
+    step = torch.randint(0, diffusion_steps, (b,), device=device)
+    return TrainingDraw(prompt_start=prompt_start, prompt_lengths=prompt_lengths, step=step,
+                        noise=torch.randn_like(latents), cond_drop=cond_drop)
 
 
 class NaturalSpeech2TrainStep:
-    """Train step for :class:`cadence.core.train.Trainer`: total loss + its parts as metrics.
+    """``step(model, batch) -> StepOutput`` for :class:`cadence.core.train.Trainer`.
 
     Args:
+        config: the training settings (default :class:`NaturalSpeech2TrainConfig`).
         codebooks: ``(q, v, d)`` codec codebooks for the CE-RVQ loss (see
-            :func:`codebooks_from_codec`); None leaves CE-RVQ out.
+            :func:`~cadence.naturalspeech2.data.codebooks_from_codec`); None, or a batch
+            without ``codes``, leaves CE-RVQ out.
     """
 
-    def __init__(self, codebooks: Tensor | None = None):
+    def __init__(self, config: NaturalSpeech2TrainConfig | None = None, codebooks: Tensor | None = None):
+        if config is not None and not isinstance(config, NaturalSpeech2TrainConfig):
+            raise TypeError(
+                f"config must be a NaturalSpeech2TrainConfig, got {type(config).__name__}; "
+                "pass codebooks by keyword: NaturalSpeech2TrainStep(codebooks=codebooks_from_codec(codec))"
+            )
+        self.config = NaturalSpeech2TrainConfig() if config is None else config
         self.codebooks = codebooks
 
-    def __call__(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
-        books = None if self.codebooks is None else self.codebooks.to(batch["latents"].device)
-        out = model(
-            batch["phonemes"], batch["phoneme_mask"], batch["durations"], batch["latents"],
-            batch["frame_mask"], batch["log_f0"], batch["voiced"],
-            codes=batch.get("codes"), codebooks=books,
-        )
-        return StepOutput(loss=out.loss, metrics={k: v.detach() for k, v in out.losses.items()},
+    def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> StepOutput:
+        ns2: NaturalSpeech2 = unwrap_model(model)  # for its config and scalings; the pass goes through `model`
+        latents, frame_mask = batch["latents"], batch["frame_mask"].bool()
+        # condition dropout only while training, as in every classifier-free guidance recipe
+        draw = draw_training(latents, frame_mask, diffusion_steps=ns2.config.diffusion_steps,
+                             config=self.config, cond_dropout=model.training)
+        predictions = model(batch["phonemes"], batch["phoneme_mask"], batch["durations"], latents, frame_mask,
+                            batch["log_f0"], batch["voiced"], draw)
+        parts = self.losses(ns2, predictions, batch)
+        return StepOutput(loss=self.total(parts), metrics={k: v.detach() for k, v in parts.items()},
                           num_items=int(batch["phonemes"].shape[0]))
+
+    def losses(self, model: NaturalSpeech2, predictions: NaturalSpeech2Predictions,
+               batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The unweighted parts: ``diffusion``, ``duration``, ``pitch`` (= ``f0`` + ``voiced``), ``ce_rvq``."""
+        p = predictions
+        x0 = model.normalize(batch["latents"]) * p.frame_mask[..., None]
+        f0, voiced = pitch_losses(p.log_f0, p.voiced_logits, model.normalize_log_f0(batch["log_f0"]), p.voiced,
+                                  p.frame_mask)
+        parts = {
+            "diffusion": diffusion_loss(p.x0, x0, p.target_mask),
+            "duration": duration_loss(p.log_durations, batch["durations"], p.phoneme_mask),
+            "pitch": f0 + voiced,
+            "f0": f0,
+            "voiced": voiced,
+        }
+        codes = batch.get("codes")
+        if codes is not None and self.codebooks is not None:
+            books = self.codebooks.to(p.x0.device)
+            parts["ce_rvq"] = ce_rvq_loss(model.denormalize(p.x0), codes, books, p.target_mask)
+        return parts
+
+    def total(self, parts: Mapping[str, Tensor]) -> Tensor:
+        """The weighted sum of :meth:`losses`' parts (``f0`` and ``voiced`` count through ``pitch``)."""
+        c = self.config
+        total = (parts["diffusion"] + c.duration_loss_weight * parts["duration"]
+                 + c.pitch_loss_weight * parts["pitch"])
+        if "ce_rvq" in parts:
+            total = total + c.lambda_ce_rvq * parts["ce_rvq"]
+        return total

@@ -12,6 +12,8 @@ gated tanh/sigmoid units, residual and skip paths). Each layer is conditioned
 The output head predicts the clean latent ``x0`` (the paper's parameterisation).
 """
 
+# b batch | n latent frames | d latent dim | e widths (residual, condition, prompt) | m query tokens
+
 from __future__ import annotations
 
 import math
@@ -23,8 +25,6 @@ from torch import Tensor, nn
 from cadence.core.nn import Attention
 
 __all__ = ["WaveNetDenoiser", "timestep_embedding"]
-
-# b batch | n frames | d latent dim | c channels | m query tokens | e embedding dim
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -52,16 +52,16 @@ class WaveNetLayer(nn.Module):
         self.out = nn.Conv1d(channels, 2 * channels, 1)
 
     def forward(self, x: Tensor, mask: Tensor, cond: Tensor, time: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        # x (b, c, n); padded frames are zeroed so real frames never see them through the conv
+        # x (b, e, n); padded frames are zeroed so real frames never see them through the conv
         h = self.conv(x * mask) + self.cond(cond)
-        scale, shift = rearrange(self.film(time), "b (two c) -> two b c 1", two=2)
+        scale, shift = rearrange(self.film(time), "b (two e) -> two b e 1", two=2)
         h = h * (1 + scale) + shift
         gate, filt = h.chunk(2, dim=1)
         z = torch.tanh(filt) * torch.sigmoid(gate)
         if self.attention is not None:
-            zt = rearrange(z, "b c n -> b n c")
+            zt = rearrange(z, "b e n -> b n e")
             zt = zt + self.attention(self.attention_norm(zt), context=context)
-            z = rearrange(zt, "b n c -> b c n")
+            z = rearrange(zt, "b n e -> b e n")
         residual, skip = self.out(z).chunk(2, dim=1)
         return (x + residual) / math.sqrt(2), skip
 
@@ -98,7 +98,7 @@ class WaveNetDenoiser(nn.Module):
         )
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor, context: Tensor, mask: Tensor) -> Tensor:
-        """x (b, n, d) noisy latents, t (b,) steps, cond (b, n, e), context (b, m, e'), mask (b, n)."""
+        """x (b, n, d) noisy latents, t (b,) steps, cond (b, n, e), context (b, m, e), mask (b, n) -> x0."""
         m = rearrange(mask, "b n -> b 1 n").to(x.dtype)
         h = self.proj_in(rearrange(x, "b n d -> b d n")) * m
         c = rearrange(cond, "b n e -> b e n") * m
