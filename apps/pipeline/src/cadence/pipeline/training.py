@@ -253,7 +253,7 @@ def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
         config = config_from_shards(train, **job.model)
     except (ConfigError, TypeError, ValueError) as err:
         raise PipelineError(f"[model] does not make a valid NaturalSpeech2Config: {err}") from err
-    trainer = Trainer(NaturalSpeech2(config), NaturalSpeech2TrainStep(codebooks_from_codec(codec)), train,
+    trainer = Trainer(NaturalSpeech2(config), NaturalSpeech2TrainStep(codebooks=codebooks_from_codec(codec)), train,
                       _trainer_config(job), output_dir=job.run_path, collate_fn=collate_ns2,
                       eval_dataset=valid)
     trainer.train(resume_from="latest")

@@ -2,7 +2,7 @@
 
 The committed corpus lives at ``tests/data/toy_speech`` in the repository root; point
 ``CADENCE_TOY_CORPUS`` elsewhere to check another copy. Generator tests need libespeak-ng
-(``pip install "cadence-core[corpus]"`` or ``apt-get install espeak-ng``) and are skipped
+(``pip install "cadence-corpus"`` or ``apt-get install espeak-ng``) and are skipped
 without it.
 """
 
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from cadence.core import audio as audio_io
-from cadence.core.corpus import (
+from cadence.corpus import (
     MANIFEST_FIELDS,
     SENTENCES,
     SPLITS,
@@ -32,7 +32,7 @@ from cadence.core.corpus import (
     summarize_corpus,
     synthesize,
 )
-from cadence.core.corpus.cli import main
+from cadence.corpus.cli import main
 
 CORPUS = Path(
     os.environ.get("CADENCE_TOY_CORPUS")
@@ -42,7 +42,7 @@ SAMPLE_RATE = 16000
 
 needs_espeak = pytest.mark.skipif(
     not espeak_available(),
-    reason='no libespeak-ng: pip install "cadence-core[corpus]" or apt-get install espeak-ng',
+    reason='no libespeak-ng: pip install "cadence-corpus" or apt-get install espeak-ng',
 )
 
 

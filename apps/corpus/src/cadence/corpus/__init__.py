@@ -5,14 +5,14 @@
 - :func:`summarize_corpus`: read back what a corpus directory holds.
 - :data:`SENTENCES`: the built-in English sentences.
 
-The command line is ``cadence-toy-corpus`` (or ``python -m cadence.core.corpus``).
-Synthesis needs libespeak-ng: ``pip install "cadence-core[corpus]"`` or
+The command line is ``cadence-toy-corpus`` (or ``python -m cadence.corpus``).
+Synthesis needs libespeak-ng: ``pip install "cadence-corpus"`` or
 ``apt-get install espeak-ng``; reading an existing corpus needs neither.
 """
 
 from __future__ import annotations
 
-from cadence.core.corpus.espeak import (
+from cadence.naturalspeech2.espeak import (
     NATIVE_SAMPLE_RATE,
     EspeakError,
     EspeakLibrary,
@@ -24,7 +24,7 @@ from cadence.core.corpus.espeak import (
     find_espeak,
     synthesize,
 )
-from cadence.core.corpus.generate import (
+from cadence.corpus.generate import (
     DEFAULT_VARIANTS,
     DEFAULT_VOICES,
     GENERATOR_VERSION,
@@ -38,7 +38,7 @@ from cadence.core.corpus.generate import (
     speaker_styles,
     summarize_corpus,
 )
-from cadence.core.corpus.texts import SENTENCES
+from cadence.corpus.texts import SENTENCES
 
 __all__ = [
     "DEFAULT_VARIANTS",

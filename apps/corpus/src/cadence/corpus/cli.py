@@ -1,4 +1,4 @@
-"""Command line: ``cadence-toy-corpus OUT_DIR`` (also ``python -m cadence.core.corpus``).
+"""Command line: ``cadence-toy-corpus OUT_DIR`` (also ``python -m cadence.corpus``).
 
 Examples::
 
@@ -12,8 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cadence.core.corpus.espeak import EspeakError, EspeakNotFoundError
-from cadence.core.corpus.generate import (
+from cadence.naturalspeech2.espeak import EspeakError, EspeakNotFoundError
+from cadence.corpus.generate import (
     DEFAULT_VARIANTS,
     DEFAULT_VOICES,
     generate_corpus,

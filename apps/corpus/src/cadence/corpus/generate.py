@@ -36,8 +36,8 @@ import torch
 from tqdm.auto import tqdm
 
 from cadence.core import audio as audio_io
-from cadence.core.corpus.espeak import Synthesis, espeak_info, synthesize
-from cadence.core.corpus.texts import SENTENCES
+from cadence.naturalspeech2.espeak import Synthesis, espeak_info, synthesize
+from cadence.corpus.texts import SENTENCES
 
 __all__ = [
     "DEFAULT_VARIANTS",
@@ -360,7 +360,7 @@ def generate_corpus(
 
     Utterances are dealt to speakers in turn (speaker ``k % S`` gets utterance ``k``), so
     every speaker has the same number of utterances give or take one. Sentences come from
-    :data:`~cadence.core.corpus.texts.SENTENCES` in a seeded order, cycling when the corpus
+    :data:`~cadence.corpus.texts.SENTENCES` in a seeded order, cycling when the corpus
     is larger than the list.
 
     Args:
@@ -458,7 +458,7 @@ def generate_corpus(
         valid_speakers=valid_speakers,
     )
     meta = {
-        "generator": "cadence.core.corpus",
+        "generator": "cadence.corpus",
         "generator_version": GENERATOR_VERSION,
         "espeak_ng": _espeak_provenance(info),
         "seed": seed,
@@ -518,10 +518,10 @@ def _readme(meta: dict, summary: CorpusSummary) -> str:
     )
     return f"""# Toy speech corpus (synthetic)
 
-Generated offline by `cadence.core.corpus` (generator version {meta["generator_version"]})
+Generated offline by `cadence.corpus` (generator version {meta["generator_version"]})
 with [eSpeak NG](https://github.com/espeak-ng/espeak-ng) {espeak["version"]}
 (library from: {espeak["library"]}{" " + espeak["espeakng_loader"] if "espeakng_loader" in espeak else ""}). Every utterance is a sentence from
-`cadence/core/corpus/texts.py` (written for this project) spoken by a synthetic speaker, an
+`cadence/corpus/texts.py` (written for this project) spoken by a synthetic speaker, an
 espeak-ng voice + variant with its own rate and pitch. It is a test and tutorial fixture:
 robotic formant-synthesis speech, not a substitute for recorded speech.
 
@@ -540,7 +540,7 @@ robotic formant-synthesis speech, not a substitute for recorded speech.
 
 ## Regenerate
 
-Needs libespeak-ng: `pip install "cadence-core[corpus]"` (espeakng-loader) or
+Needs libespeak-ng: `pip install "cadence-corpus"` (espeakng-loader) or
 `apt-get install espeak-ng`. From the repository root:
 
 ```sh
