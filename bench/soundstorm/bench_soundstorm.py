@@ -43,7 +43,12 @@ def log(message: str) -> None:
 
 def ours():
     from cadence.core.nn import BackboneConfig
-    from cadence.soundstorm import SoundStorm, SoundStormConfig, SoundStormTrainStep
+    from cadence.soundstorm import (
+        SoundStorm,
+        SoundStormConfig,
+        SoundStormTrainConfig,
+        SoundStormTrainStep,
+    )
 
     config = SoundStormConfig(
         num_quantizers=LEVELS,
@@ -54,7 +59,6 @@ def ours():
         backbone=BackboneConfig(
             kind="conformer", dim=DIM, depth=DEPTH, heads=HEADS, ff_mult=4.0, conv_kernel_size=31
         ),
-        cond_drop_prob=0.0,
     )
     torch.manual_seed(0)
     model = SoundStorm(config).eval()
@@ -65,7 +69,7 @@ def ours():
             semantic, iterations=plan, generator=torch.Generator().manual_seed(0)
         )
 
-    step = SoundStormTrainStep(config)
+    step = SoundStormTrainStep(SoundStormTrainConfig(cond_drop_prob=0.0))
     train_model = SoundStorm(config).train()
     optimizer = torch.optim.AdamW(train_model.parameters(), lr=1e-4)
     batch = {

@@ -9,10 +9,13 @@ from cadence.core.checkpoint import load_pretrained
 from cadence.core.config import ConfigError
 from cadence.core.nn import BackboneConfig
 from cadence.core.testing import FakeCodec, FakeSemanticTokenizer
+from cadence.core.validation import IdRangeError
 from cadence.flowmatching import (
     EVALUATIONS_PER_STEP,
     ConditionalFlowMatcher,
     FlowMatcherConfig,
+    FlowMatchingTrainConfig,
+    FlowMatchingTrainStep,
     HierarchicalConditionalFlowMatcher,
     HierarchicalFlowMatcherConfig,
     voice_conversion,
@@ -26,6 +29,13 @@ def assert_close(a, b, *, atol=1e-6, rtol=1e-5):
     assert a.shape == b.shape, (a.shape, b.shape)
     assert torch.allclose(a, b, atol=atol, rtol=rtol), f"max abs diff {(a - b).abs().max():.3g}"
 
+
+
+def training_loss(model, latents, semantic, mask=None, *, context_mask=None, **train):
+    """The train step's loss for a bare ConditionalFlowMatcher (draw, forward, loss)."""
+    step = FlowMatchingTrainStep(FlowMatchingTrainConfig(**train))
+    draw = step.draw(latents, mask, context_mask=context_mask)
+    return step.loss(model(latents, semantic, mask, draw=draw), draw)
 
 
 def flow_config(kind: str = "conformer", **changes) -> FlowMatcherConfig:
@@ -58,7 +68,7 @@ def test_loss_and_sample_shapes(kind, prior):
     torch.manual_seed(0)
     model = ConditionalFlowMatcher(flow_config(kind, prior=prior))
     semantic, latents, mask = batch()
-    out = model(latents, semantic, mask=mask)
+    out = training_loss(model, latents, semantic, mask)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
     assert model.input_proj.weight.grad is not None
@@ -73,24 +83,24 @@ def test_loss_and_sample_shapes(kind, prior):
 
 def test_loss_covers_only_generated_frames():
     torch.manual_seed(0)
-    model = trained_looking(ConditionalFlowMatcher(flow_config(cond_drop_prob=0.0)))
+    model = trained_looking(ConditionalFlowMatcher(flow_config()))
     semantic, latents, mask = batch()
     context_mask = torch.zeros_like(mask)
     context_mask[:, :5] = True
-    out = model(latents, semantic, mask=mask, context_mask=context_mask)
+    out = training_loss(model, latents, semantic, mask, context_mask=context_mask, cond_drop_prob=0.0)
     assert out.num_frames == int((mask & ~context_mask).sum())
     # changing the latents of context frames changes the inputs but the loss never scores them
     torch.manual_seed(1)
-    a = model(latents, semantic, mask=mask, context_mask=context_mask)
+    a = training_loss(model, latents, semantic, mask, context_mask=context_mask, cond_drop_prob=0.0)
     assert a.num_frames == out.num_frames
 
 
 def test_training_contexts_are_one_generated_span_per_item():
     torch.manual_seed(0)
-    model = ConditionalFlowMatcher(flow_config(context_prob=1.0, min_generate_fraction=0.5))
+    step = FlowMatchingTrainStep(FlowMatchingTrainConfig(context_prob=1.0, min_generate_fraction=0.5))
     mask = torch.ones(64, 40, dtype=torch.bool)
     mask[::2, 25:] = False
-    ctx = model.sample_context_mask(mask)
+    ctx = step.sample_context_mask(mask)
     assert not bool((ctx & ~mask).any())
     generated = mask & ~ctx
     lengths = mask.sum(1)
@@ -223,7 +233,33 @@ def test_config_json_round_trip_and_validation():
     with pytest.raises(ConfigError, match="prior"):
         FlowMatcherConfig.from_dict({"prior": "uniform"})
     with pytest.raises(ConfigError, match="sigma_min"):
-        FlowMatcherConfig.tiny(sigma_min=1.5)
+        FlowMatchingTrainConfig(sigma_min=1.5)
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        (dict(cond_drop_prob=1.5), "cond_drop_prob"),
+        (dict(context_prob=-0.1), "context_prob"),
+        (dict(min_generate_fraction=2.0), "min_generate_fraction"),
+        (dict(prior_loss_weight=-1.0), "prior_loss_weight"),
+    ],
+)
+def test_bad_train_config_is_refused(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        FlowMatchingTrainConfig(**changes)
+
+
+def test_training_settings_are_not_in_the_model_config():
+    moved = {"sigma_min", "prior_loss_weight", "cond_drop_prob", "context_prob", "min_generate_fraction"}
+    assert not moved & set(FlowMatcherConfig().to_dict())
+    assert set(FlowMatcherConfig.dropped_keys) == moved == set(FlowMatchingTrainConfig().to_dict())
+    train = FlowMatchingTrainConfig()
+    assert (train.sigma_min, train.prior_loss_weight, train.cond_drop_prob) == (1e-4, 1.0, 0.2)
+    assert (train.context_prob, train.min_generate_fraction) == (0.7, 0.7)
+    assert FlowMatchingTrainConfig.from_json(train.to_json()) == train
+    with pytest.raises(ConfigError, match="unknown key"):  # a format-2 config must not hold them
+        FlowMatcherConfig.from_dict({"cond_drop_prob": 0.2})
 
 
 # -- hierarchical ------------------------------------------------------------------------
@@ -269,11 +305,12 @@ def test_hierarchical_generates_with_and_without_context(with_context):
     # training with and without context
     latents = torch.randn(2, 20, 8)
     latents_mask = out.mask.clone()  # generate's outputs are inference tensors
-    loss = model(tokens, latents, tokens_mask, latents_mask).loss
+    step = FlowMatchingTrainStep()
+    batch = dict(tokens=tokens, tokens_mask=tokens_mask, latents=latents, latents_mask=latents_mask)
+    loss = step(model, batch).loss
     loss.backward()
-    no_ctx = model(
-        tokens, latents, tokens_mask, latents_mask, context_mask=torch.zeros(2, 20, dtype=torch.bool)
-    )
+    draw = step.draw(latents, latents_mask, context_mask=torch.zeros(2, 20, dtype=torch.bool))
+    no_ctx = step.loss(model(tokens, latents, tokens_mask, latents_mask, draw=draw), draw)
     assert torch.isfinite(no_ctx.loss)
 
 
@@ -321,7 +358,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="semantic must be"):
         flow.sample(semantic[..., :5])
     with pytest.raises(ValueError, match="latents must be"):
-        flow(latents[..., :3], semantic)
+        flow(latents[..., :3], semantic, draw=FlowMatchingTrainStep().draw(latents))
     with pytest.raises(ValueError, match="context must be"):
         flow.sample(semantic, context=latents[:, :5])
     with pytest.raises(ValueError, match="context_mask was given without context"):
@@ -330,16 +367,28 @@ def test_bad_inputs_raise_clear_errors():
         flow.sample(semantic, mask=mask.long())
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         flow.sample(semantic, steps=0)
-    with pytest.raises(ValueError, match="codebook_size=32"):
+    with pytest.raises(IdRangeError, match="codebook_size=32"):
         model.sample(torch.full((1, 4), 40))
-    with pytest.raises(ValueError, match="integer tensor"):
+    with pytest.raises(IdRangeError, match="must hold integer ids"):
         model.sample(torch.zeros(1, 4))
+    with pytest.raises(IdRangeError, match=r"must be \(b, n\)"):
+        model.sample(torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="both prompt_tokens and prompt_latents"):
         model.generate(torch.zeros(1, 4, dtype=torch.long), prompt_tokens=torch.zeros(1, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="semantic_frame_rate"):
         # 10 tokens at 25 Hz are 20 latent frames, not 50
-        model(torch.zeros(1, 10, dtype=torch.long), torch.randn(1, 50, 8))
+        latents = torch.randn(1, 50, 8)
+        model(torch.zeros(1, 10, dtype=torch.long), latents, draw=FlowMatchingTrainStep().draw(latents))
     with pytest.raises(ConfigError, match="codebook_size 64 != 32"):
         model.check_compatible(tokenizer=FakeSemanticTokenizer(hop_length=640, codebook_size=64))
     with pytest.raises(ConfigError, match="latent_dim 16 != 8"):
         model.check_compatible(codec=FakeCodec(latent_dim=16))
+
+
+def test_padded_tokens_may_hold_any_id():
+    # Only real tokens are range-checked: collated batches pad with anything.
+    model = HierarchicalConditionalFlowMatcher(HierarchicalFlowMatcherConfig.tiny())
+    tokens = torch.tensor([[1, 2, 3, 4], [5, 6, -1, 99]])
+    tokens_mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    out = model.sample(tokens, tokens_mask, steps=1)
+    assert out.lengths.tolist() == [8, 4]

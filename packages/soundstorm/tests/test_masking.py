@@ -122,5 +122,5 @@ def test_semantic_alignment_nearest_frame():
         [8, 8, 9, 9, 9, 9],
     ]  # clamped to the real tokens
     assert aligned_length(100, 75.0, 50.0) == 150
-    with pytest.raises(ValueError, match=r"\(b, m\)"):
+    with pytest.raises(ValueError, match=r"\(b, s\)"):  # s: semantic frames
         align_semantic(torch.tensor([1, 2]), 4, frame_rate=50.0, semantic_rate=50.0)

@@ -10,7 +10,13 @@ import torch
 from cadence.core.checkpoint import load_pretrained
 from cadence.core.config import ConfigError
 from cadence.core.nn import BackboneConfig
-from cadence.soundstorm import SoundStorm, SoundStormConfig, default_iterations
+from cadence.core.validation import IdRangeError
+from cadence.soundstorm import (
+    SoundStorm,
+    SoundStormConfig,
+    SoundStormTrainConfig,
+    default_iterations,
+)
 
 
 def _model(seed: int = 0, **changes) -> SoundStorm:
@@ -36,13 +42,26 @@ def _count_passes(model: SoundStorm):
 def test_config_json_round_trip_keeps_the_nested_backbone():
     config = SoundStormConfig.tiny(
         backbone=BackboneConfig(kind="uconformer", dim=32, depth=2, heads=2),
-        prompt_range=(0.1, 0.9),
     )
     assert SoundStormConfig.from_json(config.to_json()) == config
     assert (
         SoundStormConfig.from_dict(json.loads(SoundStormConfig().to_json())) == SoundStormConfig()
     )
     assert SoundStormConfig().backbone.dim == 1024  # the paper's model by default
+    train = SoundStormTrainConfig(prompt_range=(0.1, 0.9))
+    assert SoundStormTrainConfig.from_json(train.to_json()) == train
+
+
+def test_training_settings_are_not_in_the_model_config():
+    assert not {"prompt_range", "cond_drop_prob", "prompt_cond_drop_prob"} & set(
+        SoundStormConfig().to_dict()
+    )
+    assert set(SoundStormConfig.dropped_keys) == set(SoundStormTrainConfig().to_dict())
+    defaults = SoundStormTrainConfig()
+    assert defaults.prompt_range == (0.0, 1.0)
+    assert defaults.cond_drop_prob == defaults.prompt_cond_drop_prob == 0.1
+    with pytest.raises(ConfigError, match="unknown key"):  # a format-2 config must not hold them
+        SoundStormConfig.from_dict({"cond_drop_prob": 0.1})
 
 
 @pytest.mark.parametrize(
@@ -50,14 +69,25 @@ def test_config_json_round_trip_keeps_the_nested_backbone():
     [
         (dict(codebook_size=0), "codebook_size"),
         (dict(semantic_frame_rate=0.0), "frame_rate"),
-        (dict(cond_drop_prob=1.0), "cond_drop_prob"),
-        (dict(prompt_range=(0.5, 0.1)), "prompt_range"),
         (dict(backbone=BackboneConfig(dim=32, heads=2, cond_dim=4)), "cond_dim"),
     ],
 )
 def test_bad_config_is_refused(changes, match):
     with pytest.raises(ConfigError, match=match):
         SoundStormConfig.tiny(**changes)
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        (dict(cond_drop_prob=1.0), "cond_drop_prob"),
+        (dict(prompt_cond_drop_prob=1.5), "prompt_cond_drop_prob"),
+        (dict(prompt_range=(0.5, 0.1)), "prompt_range"),
+    ],
+)
+def test_bad_train_config_is_refused(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        SoundStormTrainConfig(**changes)
 
 
 def test_save_load_round_trip(tmp_path):
@@ -234,13 +264,31 @@ def test_convert_keeps_the_content_length_and_drops_the_prompt():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(semantic=torch.zeros(5, dtype=torch.long)), ValueError, r"add a batch axis"),
-        (dict(semantic=torch.full((1, 5), 12)), ValueError, "semantic vocabulary"),
-        (dict(semantic=torch.zeros(1, 5)), TypeError, "integer"),
+        (dict(semantic=torch.zeros(5, dtype=torch.long)), IdRangeError, r"add a batch axis"),
+        (dict(semantic=torch.full((1, 5), 12)), IdRangeError, "semantic vocabulary"),
+        (dict(semantic=torch.zeros(1, 5)), IdRangeError, "integer"),
         (dict(iterations=(16, 1)), ValueError, "each of the 3 levels"),
         (dict(iterations=(16, 0, 1)), ValueError, "each of the 3 levels"),
         (dict(prompt_codes=torch.zeros(1, 4, 2, dtype=torch.long)), ValueError, "all 3 levels"),
-        (dict(prompt_codes=torch.full((1, 4, 3), 16)), ValueError, "codebook"),
+        (dict(prompt_codes=torch.full((1, 4, 3), 16)), IdRangeError, "codebook"),
+        (dict(prompt_codes=torch.zeros(1, 4, 3)), IdRangeError, "integer"),
+        (dict(semantic=torch.zeros(1, 0, dtype=torch.long)), ValueError, "non-empty"),
+        (
+            dict(
+                prompt_codes=torch.zeros(1, 4, 3, dtype=torch.long),
+                prompt_lengths=torch.tensor([5]),
+            ),
+            ValueError,
+            "prompt_lengths",
+        ),
+        (
+            dict(
+                prompt_semantic=torch.full((1, 3), -1),
+                prompt_codes=torch.zeros(1, 4, 3, dtype=torch.long),
+            ),
+            IdRangeError,
+            "prompt_semantic",
+        ),
         (dict(semantic_lengths=torch.tensor([0])), ValueError, "semantic_lengths"),
         (dict(temperature=-1.0), ValueError, "temperature"),
         (dict(guidance_scale=-1.0), ValueError, "guidance_scale"),
@@ -279,3 +327,20 @@ def test_temperature_falls_to_zero_on_the_last_iteration_of_a_level():
     # while pass 1 sampled: its kept tokens are not all the argmax of its logits
     kept = ~left_masked
     assert not torch.equal(ids[1][kept], first[kept])
+
+
+def test_padding_past_the_lengths_may_hold_any_id():
+    # Only real frames are range-checked: collated batches pad with anything (here -1 and 99).
+    model = _model()
+    semantic = _semantic(2, 6).masked_fill(torch.tensor([[False] * 6, [False] * 3 + [True] * 3]), -1)
+    prompt = torch.randint(0, 16, (2, 4, 3), generator=torch.Generator().manual_seed(1))
+    prompt[1, 2:] = 99
+    out = model.generate(
+        semantic,
+        semantic_lengths=torch.tensor([6, 3]),
+        prompt_codes=prompt,
+        prompt_lengths=torch.tensor([4, 2]),
+        iterations=(2, 1, 1),
+    )
+    assert out.lengths.tolist() == [6, 3]
+    assert torch.equal(out.sequence[1, :2], prompt[1, :2])

@@ -9,6 +9,7 @@ from cadence.core.data import ShardMismatchError, collate_sequences
 from cadence.core.train import TrainerConfig
 from cadence.soundstorm import (
     SoundStorm,
+    SoundStormTrainConfig,
     SoundStormTrainStep,
     masked_accuracy,
     open_shards,
@@ -27,6 +28,7 @@ class _Recorder(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.config = model.config  # the train step reads the model's levels and vocabularies
         self.logits = None
 
     def forward(self, *args, **kwargs):
@@ -37,15 +39,16 @@ class _Recorder(torch.nn.Module):
 
 
 def test_loss_only_on_masked_frames_of_the_drawn_level(toy_shards, toy_config):
-    config = toy_config(cond_drop_prob=0.0)
+    config = toy_config()
+    train_config = SoundStormTrainConfig(cond_drop_prob=0.0)
     batch = collate_sequences([toy_shards["train"][i] for i in range(4)])
     recorder = _Recorder(SoundStorm(config))
     torch.manual_seed(7)
-    out = SoundStormTrainStep(config)(recorder, batch)
+    out = SoundStormTrainStep(train_config)(recorder, batch)
     torch.manual_seed(7)  # the step draws its mask from the global RNG: redraw the same one
     codes = batch["codes"]
     draw = training_mask(
-        batch["codes_lengths"], codes.shape[1], LEVELS, prompt_range=config.prompt_range
+        batch["codes_lengths"], codes.shape[1], LEVELS, prompt_range=train_config.prompt_range
     )
     assert torch.isfinite(out.loss)
     out.loss.backward()
@@ -58,13 +61,14 @@ def test_condition_dropout_of_the_prompt_and_of_whole_samples(toy_shards, toy_co
     batch = collate_sequences([toy_shards["train"][i] for i in range(6)])
     codes, null = batch["codes"], SEMANTIC_VOCAB
     # prompt only: the semantic tokens of the prompt frames become "no condition", the rest stay
-    config = toy_config(cond_drop_prob=0.0, prompt_cond_drop_prob=1.0)
+    config = toy_config()
+    train_config = SoundStormTrainConfig(cond_drop_prob=0.0, prompt_cond_drop_prob=1.0)
     recorder = _Recorder(SoundStorm(config)).train()
     torch.manual_seed(3)
-    SoundStormTrainStep(config)(recorder, batch)
+    SoundStormTrainStep(train_config)(recorder, batch)
     torch.manual_seed(3)
     draw = training_mask(
-        batch["codes_lengths"], codes.shape[1], LEVELS, prompt_range=config.prompt_range
+        batch["codes_lengths"], codes.shape[1], LEVELS, prompt_range=train_config.prompt_range
     )
     semantic = recorder.args[1]
     frames = torch.arange(codes.shape[1])[None]
@@ -73,15 +77,15 @@ def test_condition_dropout_of_the_prompt_and_of_whole_samples(toy_shards, toy_co
     assert (semantic[in_prompt] == null).all()
     assert (semantic[real & ~in_prompt] != null).all()
     # whole samples, with probability cond_drop_prob (here 0.5 over 6 samples, seeded)
-    config = toy_config(cond_drop_prob=0.5, prompt_cond_drop_prob=0.0)
+    train_config = SoundStormTrainConfig(cond_drop_prob=0.5, prompt_cond_drop_prob=0.0)
     recorder = _Recorder(SoundStorm(config)).train()
     torch.manual_seed(4)
-    SoundStormTrainStep(config)(recorder, batch)
+    SoundStormTrainStep(train_config)(recorder, batch)
     dropped = (recorder.args[1] == null).all(1)
     assert 0 < int(dropped.sum()) < 6
     # evaluation never drops the condition
     recorder.eval()
-    SoundStormTrainStep(config)(recorder, batch)
+    SoundStormTrainStep(train_config)(recorder, batch)
     assert not (recorder.args[1][real] == null).any()
 
 

@@ -5,20 +5,26 @@
   classifier-free guidance, Euler / midpoint sampling with exactly ``steps`` steps).
 * :class:`HierarchicalConditionalFlowMatcher`: discrete semantic tokens -> latents of any
   ``LatentCodec``, frame rates converted automatically, with or without an acoustic prompt.
-* Training on precomputed shards (:func:`build_trainer`) and :func:`voice_conversion`.
+* Training on precomputed shards (:func:`build_trainer`, :class:`FlowMatchingTrainStep`
+  configured by :class:`FlowMatchingTrainConfig`) and :func:`voice_conversion`.
 """
 
-from .config import FlowMatcherConfig, HierarchicalFlowMatcherConfig
+from .config import FlowMatcherConfig, FlowMatchingTrainConfig, HierarchicalFlowMatcherConfig
 from .hierarchical import Generation, HierarchicalConditionalFlowMatcher, pack_prefix
-from .model import ConditionalFlowMatcher, FlowMatchingLoss, SinusoidalTimeEmbedding
+from .model import (
+    ConditionalFlowMatcher,
+    FlowMatchingDraw,
+    FlowPrediction,
+    SinusoidalTimeEmbedding,
+)
 from .paths import ot_interpolate, ot_velocity
 from .solvers import EVALUATIONS_PER_STEP, ODEMethod, solve_ode
+from .step import FlowMatchingLoss, FlowMatchingTrainStep
 from .train import (
     build_trainer,
     check_shards,
     collate_flow_batch,
     fit_latent_statistics,
-    flow_matching_step,
     reconstruction_errors,
 )
 from .vc import voice_conversion
@@ -27,7 +33,11 @@ __all__ = [
     "EVALUATIONS_PER_STEP",
     "ConditionalFlowMatcher",
     "FlowMatcherConfig",
+    "FlowMatchingDraw",
     "FlowMatchingLoss",
+    "FlowMatchingTrainConfig",
+    "FlowMatchingTrainStep",
+    "FlowPrediction",
     "Generation",
     "HierarchicalConditionalFlowMatcher",
     "HierarchicalFlowMatcherConfig",
@@ -37,7 +47,6 @@ __all__ = [
     "check_shards",
     "collate_flow_batch",
     "fit_latent_statistics",
-    "flow_matching_step",
     "ot_interpolate",
     "ot_velocity",
     "pack_prefix",

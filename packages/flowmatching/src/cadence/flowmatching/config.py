@@ -1,14 +1,14 @@
-"""Configs of the flow-matching models (frozen, strict JSON round trip)."""
+"""Configs of the flow-matching models and of their training (frozen, strict JSON round trip)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from cadence.core.config import Config, ConfigError
 from cadence.core.nn import BackboneConfig
 
-__all__ = ["FlowMatcherConfig", "HierarchicalFlowMatcherConfig"]
+__all__ = ["FlowMatcherConfig", "FlowMatchingTrainConfig", "HierarchicalFlowMatcherConfig"]
 
 
 def _default_backbone() -> BackboneConfig:
@@ -31,27 +31,25 @@ class FlowMatcherConfig(Config):
             chain-of-information prior ``x0 = W s + prior_std * noise``, the semantic
             embedding ``s`` projected to latent space by a learned linear map ``W``.
         prior_std: standard deviation of the prior's noise (in normalized latent units).
-        sigma_min: spread of the OT path at ``t = 1`` (Lipman et al. 2023).
-        prior_loss_weight: weight of the prior projection's regression loss
-            ``||W s - x1||^2`` (semantic prior only; see ``ConditionalFlowMatcher``).
-        cond_drop_prob: probability of training a sample with no semantic condition and no
-            context (the unconditional model of classifier-free guidance).
-        context_prob: probability that a (conditioned) training sample gets an acoustic
-            context: the latents outside one contiguous generated span are given.
-        min_generate_fraction: the generated span covers a fraction of the frames drawn
-            uniformly from ``[min_generate_fraction, 1]`` (Voicebox: 0.7).
+
+    The training settings (the path's ``sigma_min``, the prior loss weight, condition dropout
+    and training contexts) are in :class:`FlowMatchingTrainConfig`; checkpoints of format 1
+    held them here and load without them (:attr:`dropped_keys`).
     """
+
+    dropped_keys: ClassVar[tuple[str, ...]] = (
+        "sigma_min",
+        "prior_loss_weight",
+        "cond_drop_prob",
+        "context_prob",
+        "min_generate_fraction",
+    )
 
     latent_dim: int = 64
     semantic_dim: int = 512
     backbone: BackboneConfig = field(default_factory=_default_backbone)
     prior: Literal["gaussian", "semantic"] = "semantic"
     prior_std: float = 1.0
-    sigma_min: float = 1e-4
-    prior_loss_weight: float = 1.0
-    cond_drop_prob: float = 0.2
-    context_prob: float = 0.7
-    min_generate_fraction: float = 0.7
 
     def __post_init__(self) -> None:
         if self.latent_dim < 1 or self.semantic_dim < 1:
@@ -63,14 +61,6 @@ class FlowMatcherConfig(Config):
             )
         if self.prior_std <= 0:
             raise ConfigError(f"prior_std must be > 0, got {self.prior_std}")
-        if not 0.0 <= self.sigma_min < 1.0:
-            raise ConfigError(f"sigma_min must be in [0, 1), got {self.sigma_min}")
-        for name in ("cond_drop_prob", "context_prob", "min_generate_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {value}")
-        if self.prior_loss_weight < 0:
-            raise ConfigError(f"prior_loss_weight must be >= 0, got {self.prior_loss_weight}")
 
     @classmethod
     def tiny(cls, **changes) -> FlowMatcherConfig:
@@ -83,6 +73,40 @@ class FlowMatcherConfig(Config):
             ),
         )
         return base.replace(**changes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowMatchingTrainConfig(Config):
+    """How :class:`~cadence.flowmatching.FlowMatchingTrainStep` draws and scores its problems.
+
+    Attributes:
+        sigma_min: spread of the OT path at ``t = 1`` (Lipman et al. 2023); sampling does
+            not use it.
+        prior_loss_weight: weight of the prior projection's regression loss
+            ``||W s - x1||^2`` (semantic prior only; see ``ConditionalFlowMatcher``).
+        cond_drop_prob: probability of training a sample with no semantic condition and no
+            context (the unconditional model of classifier-free guidance).
+        context_prob: probability that a (conditioned) training sample gets an acoustic
+            context: the latents outside one contiguous generated span are given.
+        min_generate_fraction: the generated span covers a fraction of the frames drawn
+            uniformly from ``[min_generate_fraction, 1]`` (Voicebox: 0.7).
+    """
+
+    sigma_min: float = 1e-4
+    prior_loss_weight: float = 1.0
+    cond_drop_prob: float = 0.2
+    context_prob: float = 0.7
+    min_generate_fraction: float = 0.7
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sigma_min < 1.0:
+            raise ConfigError(f"sigma_min must be in [0, 1), got {self.sigma_min}")
+        for name in ("cond_drop_prob", "context_prob", "min_generate_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
+        if self.prior_loss_weight < 0:
+            raise ConfigError(f"prior_loss_weight must be >= 0, got {self.prior_loss_weight}")
 
 
 @dataclass(frozen=True, kw_only=True)

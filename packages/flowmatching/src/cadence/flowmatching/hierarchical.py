@@ -1,7 +1,5 @@
 """HierarchicalConditionalFlowMatcher: discrete semantic tokens -> continuous codec latents.
 
-# b batch | s semantic frames (tokens) | n latent frames | d latent dim | e semantic dim
-
 SpeechGPT-Gen's hierarchical variant (HuBERT tokens -> DAC latents): tokens are embedded,
 the embeddings are resampled to the latent frame rate, and a
 :class:`~cadence.flowmatching.ConditionalFlowMatcher` generates the latents.
@@ -18,6 +16,8 @@ Unlike the public SpeechGPT-Gen code, generation works with and without an acous
 prompt, and items of one batch may differ in length (masks, True = real frame).
 """
 
+# b batch | s semantic frames (tokens) | n latent frames | d latent dim | e semantic dim
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,9 +27,11 @@ from torch import Tensor, nn
 
 from cadence.core.checkpoint import PretrainedMixin
 from cadence.core.config import ConfigError
+from cadence.core.data import lengths_to_mask
+from cadence.core.validation import check_ids
 
 from .config import HierarchicalFlowMatcherConfig
-from .model import ConditionalFlowMatcher, FlowMatchingLoss, _check_mask
+from .model import ConditionalFlowMatcher, FlowMatchingDraw, FlowPrediction, _check_mask
 from .solvers import ODEMethod
 
 __all__ = ["Generation", "HierarchicalConditionalFlowMatcher", "pack_prefix"]
@@ -73,8 +75,7 @@ def pack_prefix(
         # real frames are assumed to come first (padding at the end), as everywhere in Cadence
         out[i, :pi] = prefix[i, :pi]
         out[i, pi : pi + ri] = rest[i, :ri]
-    mask = torch.arange(length, device=prefix.device)[None] < total[:, None]
-    return out, mask, p
+    return out, lengths_to_mask(total, length), p
 
 
 class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
@@ -146,19 +147,11 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
         Returns:
             ``(semantic (b, n, e), mask (b, n))``.
         """
-        self._check_tokens(tokens)
-        b, s = tokens.shape
-        tokens_mask = _check_mask(tokens_mask, b, s, tokens.device, "tokens_mask")
+        tokens, tokens_mask = self._check_tokens(tokens, tokens_mask)
+        b = tokens.shape[0]
         real = tokens_mask.sum(1)
         if bool((real == 0).any()):
             raise ValueError("every item needs at least one token (an item has none)")
-        bad = (tokens < 0) | (tokens >= self.config.codebook_size)
-        if bool((bad & tokens_mask).any()):
-            raise ValueError(
-                f"tokens must lie in [0, codebook_size={self.config.codebook_size}); got values "
-                f"in [{int(tokens[tokens_mask].min())}, {int(tokens[tokens_mask].max())}]; was "
-                "this model configured for another tokenizer?"
-            )
         if num_frames is None:
             num_frames = self.num_latent_frames(real)
         num_frames = num_frames.to(tokens.device).long()
@@ -168,7 +161,7 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
         index = torch.minimum(index, (real - 1)[:, None])
         safe = tokens.masked_fill(~tokens_mask, 0)
         semantic = self.semantic_embedding(torch.gather(safe, 1, index))
-        mask = torch.arange(n, device=tokens.device)[None] < num_frames[:, None]
+        mask = lengths_to_mask(num_frames, n)
         return semantic * mask[..., None], mask
 
     # -- training -------------------------------------------------------------------
@@ -179,12 +172,16 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
         latents: Tensor,
         tokens_mask: Tensor | None = None,
         latents_mask: Tensor | None = None,
-        context_mask: Tensor | None = None,
-    ) -> FlowMatchingLoss:
-        """The training loss: tokens ``(b, s)`` at the semantic rate, latents ``(b, n, d)``.
+        *,
+        draw: FlowMatchingDraw,
+    ) -> FlowPrediction:
+        """Training predictions: tokens ``(b, s)`` at the semantic rate, latents ``(b, n, d)``.
 
         Checks that tokens and latents cover about the same duration (a sign that the frame
-        rates in the config are those of the tokenizer and codec that made the data).
+        rates in the config are those of the tokenizer and codec that made the data). ``draw``
+        (from :meth:`FlowMatchingTrainStep.draw
+        <cadence.flowmatching.FlowMatchingTrainStep.draw>`) is at the latent rate; see
+        :meth:`ConditionalFlowMatcher.forward`.
         """
         b, n = latents.shape[:2]
         latents_mask = _check_mask(latents_mask, b, n, latents.device, "latents_mask")
@@ -204,7 +201,7 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
         semantic = semantic[:, :n]
         if semantic.shape[1] < n:  # every item shorter than the padded latents
             semantic = torch.nn.functional.pad(semantic, (0, 0, 0, n - semantic.shape[1]))
-        return self.flow(latents, semantic, mask=latents_mask, context_mask=context_mask)
+        return self.flow(latents, semantic, mask=latents_mask, draw=draw)
 
     # -- sampling -----------------------------------------------------------------------
 
@@ -311,8 +308,7 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
             source_semantic.new_zeros(*source_mask.shape, d),
             source_mask,
         )
-        pos = torch.arange(mask.shape[1], device=mask.device)[None]
-        context_mask = pos < prefix[:, None]
+        context_mask = lengths_to_mask(prefix, mask.shape[1])
         full = self.flow.sample(
             semantic, mask=mask, context=context, context_mask=context_mask, **sampling
         )
@@ -326,11 +322,23 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _check_tokens(self, tokens: Tensor) -> None:
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be (b, s), got shape {tuple(tokens.shape)}")
-        if tokens.is_floating_point() or tokens.dtype == torch.bool:
-            raise ValueError(f"tokens must be an integer tensor, got {tokens.dtype}")
+    def _check_tokens(self, tokens: Tensor, tokens_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(b, s)`` integer tokens, in the vocabulary at the real positions, as ``long``;
+        and their ``(b, s)`` mask."""
+        size = self.config.codebook_size
+        if isinstance(tokens, Tensor) and tokens.ndim == 2:
+            tokens_mask = _check_mask(tokens_mask, *tokens.shape, tokens.device, "tokens_mask")
+        # (check_ids refuses any other rank before it reads the mask)
+        tokens = check_ids(
+            tokens,
+            size,
+            name="tokens",
+            ndim=2,
+            mask=tokens_mask,
+            hint=f"the model's vocabulary is HierarchicalFlowMatcherConfig.codebook_size={size}; "
+            "was this model configured for another tokenizer?",
+        )
+        return tokens, tokens_mask
 
 
 def _close(a: float, b: float) -> bool:

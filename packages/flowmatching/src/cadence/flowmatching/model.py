@@ -1,7 +1,5 @@
 """ConditionalFlowMatcher: SpeechGPT-Gen's perceptual model, semantic embeddings -> latents.
 
-# b batch | n frames | d latent dim | e semantic dim | c backbone dim | k cond (time) dim
-
 A vector-field network ``v(x_t, t | s, context)`` is trained with optimal-transport
 conditional flow matching (Lipman et al. 2023) and sampled by integrating the ODE
 ``dx/dt = v`` from the prior to the data with a fixed number of steps.
@@ -9,8 +7,8 @@ conditional flow matching (Lipman et al. 2023) and sampled by integrating the OD
 * **Prior** (SpeechGPT-Gen sec. 3.3, "chain-of-information"): ``"gaussian"`` starts from
   noise; ``"semantic"`` starts from ``x0 = W s + prior_std * noise``, the semantic
   embedding projected into latent space. ``W`` is trained by its own regression loss
-  ``||W s - x1||^2`` on every real frame (weight ``prior_loss_weight``) and enters the flow
-  loss with its gradient stopped: if the flow loss could move ``W`` it could also move the
+  ``||W s - x1||^2`` on every real frame (the train step's ``prior_loss_weight``) and
+  enters the flow loss with its gradient stopped: if the flow loss could move ``W`` it could also move the
   prior to where the flow target is easiest rather than towards the data, and the prior
   would drift while the flow is learning it. So the prior is the per-frame regression
   estimate of the latent, and the flow only has to correct it.
@@ -21,15 +19,21 @@ conditional flow matching (Lipman et al. 2023) and sampled by integrating the OD
 * **Infilling** (Voicebox, Le et al. 2023): during training the latents outside one
   contiguous span are given as context and the loss is computed on the span only; at
   sampling time the given frames are copied into the output exactly.
-* **Classifier-free guidance**: with probability ``cond_drop_prob`` a training sample loses
-  both the semantic condition (replaced by a learned null embedding) and the context;
-  sampling mixes ``v_uncond + w (v_cond - v_uncond)``. The prior is not a condition and is
+* **Classifier-free guidance**: with probability ``cond_drop_prob`` (a training setting) a
+  sample loses both the semantic condition (replaced by a learned null embedding) and the
+  context; sampling mixes ``v_uncond + w (v_cond - v_uncond)``. The prior is not a condition and is
   kept in both branches.
 
+``forward`` makes the predictions of one training problem whose random parts (times,
+noise, contexts, dropped conditions) the train step draws
+(:class:`~cadence.flowmatching.FlowMatchingTrainStep`, which also owns the losses).
 Latents are standardized per dimension with ``latent_mean`` / ``latent_std`` buffers (set
 them from the training data with :func:`cadence.flowmatching.fit_latent_statistics`);
 inputs and outputs of the public methods are raw codec latents.
 """
+
+# b batch | n latent frames | d latent dim | e semantic dim (the backbone's widths are named
+# where used)
 
 from __future__ import annotations
 
@@ -39,7 +43,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from einops import repeat
 from torch import Tensor, nn
 
@@ -48,27 +51,59 @@ from cadence.core.nn import build_backbone
 from cadence.core.sampling import classifier_free_guidance
 
 from .config import FlowMatcherConfig
-from .paths import ot_interpolate, ot_velocity
+from .paths import ot_interpolate
 from .solvers import ODEMethod, check_steps, solve_ode
 
-__all__ = ["ConditionalFlowMatcher", "FlowMatchingLoss", "SinusoidalTimeEmbedding"]
+__all__ = [
+    "ConditionalFlowMatcher",
+    "FlowMatchingDraw",
+    "FlowPrediction",
+    "SinusoidalTimeEmbedding",
+]
 
 
-@dataclass
-class FlowMatchingLoss:
-    """What a training forward returns.
+@dataclass(frozen=True)
+class FlowMatchingDraw:
+    """The random parts of one training problem, drawn by the train step.
 
     Attributes:
-        loss: the total to minimize, ``flow_loss + prior_loss_weight * prior_loss``.
-        flow_loss: mean squared error of the velocity on the generated frames.
-        prior_loss: mean squared error of the semantic prior projection (0 for a Gaussian prior).
-        num_frames: generated frames the flow loss was averaged over.
+        t: ``(b,)`` flow times in ``[0, 1)``.
+        noise: ``(b, n, d)`` standard normal noise of the prior sample ``x0``.
+        context_mask: ``(b, n)`` frames given as acoustic context (none on dropped samples).
+        drop: ``(b,)`` bool, samples trained with no semantic condition and no context.
+        sigma_min: spread of the OT path at ``t = 1`` (the train config's, carried with the
+            draw so that forward and the loss use the same path).
     """
 
-    loss: Tensor
-    flow_loss: Tensor
-    prior_loss: Tensor
-    num_frames: int
+    t: Tensor
+    noise: Tensor
+    context_mask: Tensor
+    drop: Tensor
+    sigma_min: float
+
+
+@dataclass(frozen=True)
+class FlowPrediction:
+    """What a training forward returns: the velocity and the path it was predicted on.
+
+    All in normalized latent units.
+
+    Attributes:
+        velocity: ``(b, n, d)`` the predicted vector field at ``x_t``, 0 at padded frames.
+        x0: ``(b, n, d)`` the prior sample the path starts from (no gradient to the prior).
+        x1: ``(b, n, d)`` the data, 0 at padded frames.
+        prior_mean: ``(b, n, d)`` the semantic prior's mean ``W s`` (with its gradient), or
+            None for the Gaussian prior.
+        mask: ``(b, n)`` real frames.
+        context_mask: ``(b, n)`` frames given as context (real, of samples not dropped).
+    """
+
+    velocity: Tensor
+    x0: Tensor
+    x1: Tensor
+    prior_mean: Tensor | None
+    mask: Tensor
+    context_mask: Tensor
 
 
 class SinusoidalTimeEmbedding(nn.Module):
@@ -105,9 +140,11 @@ class ConditionalFlowMatcher(PretrainedMixin, nn.Module):
         config: the :class:`FlowMatcherConfig`.
 
     Example:
-        >>> model = ConditionalFlowMatcher(FlowMatcherConfig.tiny())   # doctest: +SKIP
-        >>> loss = model(latents, semantic, mask=mask).loss               # doctest: +SKIP
-        >>> out = model.sample(semantic, mask=mask, steps=8)              # doctest: +SKIP
+        >>> model = ConditionalFlowMatcher(FlowMatcherConfig.tiny())      # doctest: +SKIP
+        >>> step = FlowMatchingTrainStep()                                 # doctest: +SKIP
+        >>> draw = step.draw(latents, mask)                                # doctest: +SKIP
+        >>> loss = step.loss(model(latents, semantic, mask, draw=draw), draw).loss  # doctest: +SKIP
+        >>> out = model.sample(semantic, mask=mask, steps=8)               # doctest: +SKIP
     """
 
     config_class = FlowMatcherConfig
@@ -116,14 +153,17 @@ class ConditionalFlowMatcher(PretrainedMixin, nn.Module):
         super().__init__()
         self.config = config
         d, e = config.latent_dim, config.semantic_dim
-        c, k = config.backbone.dim, config.backbone.cond_dim
+        width, time_width = config.backbone.dim, config.backbone.cond_dim
         # per frame: x_t (d), context latents (d), context flag (1), semantic embedding (e)
-        self.input_proj = nn.Linear(2 * d + 1 + e, c)
+        self.input_proj = nn.Linear(2 * d + 1 + e, width)
         self.time_embedding = nn.Sequential(
-            SinusoidalTimeEmbedding(c), nn.Linear(c, k), nn.SiLU(), nn.Linear(k, k)
+            SinusoidalTimeEmbedding(width),
+            nn.Linear(width, time_width),
+            nn.SiLU(),
+            nn.Linear(time_width, time_width),
         )
         self.backbone = build_backbone(config.backbone)
-        self.output_proj = nn.Linear(c, d)
+        self.output_proj = nn.Linear(width, d)
         # a zero velocity at initialisation: the untrained sampler returns its prior
         nn.init.zeros_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
@@ -190,77 +230,43 @@ class ConditionalFlowMatcher(PretrainedMixin, nn.Module):
 
     # -- training -----------------------------------------------------------------------
 
-    def sample_context_mask(self, mask: Tensor) -> Tensor:
-        """Training contexts ``(b, n)``: all frames but one contiguous span, or none.
-
-        With probability ``context_prob`` a sample gets a context; its generated span covers
-        a fraction in ``[min_generate_fraction, 1]`` of its real frames (at least one frame),
-        placed uniformly.
-        """
-        cfg = self.config
-        b, n = mask.shape
-        device = mask.device
-        lengths = mask.sum(1)
-        fraction = cfg.min_generate_fraction + (1 - cfg.min_generate_fraction) * torch.rand(
-            b, device=device
-        )
-        span = (fraction * lengths).ceil().long().clamp(min=1)
-        span = torch.minimum(span, lengths.clamp(min=1))
-        start = (torch.rand(b, device=device) * (lengths - span + 1)).floor().long()
-        pos = torch.arange(n, device=device)[None]
-        generated = (pos >= start[:, None]) & (pos < (start + span)[:, None])
-        use = torch.rand(b, device=device) < cfg.context_prob
-        return mask & ~generated & use[:, None]
-
     def forward(
         self,
         latents: Tensor,
         semantic: Tensor,
         mask: Tensor | None = None,
-        context_mask: Tensor | None = None,
-    ) -> FlowMatchingLoss:
-        """The training loss on a batch (random times, noise, contexts and condition drops).
+        *,
+        draw: FlowMatchingDraw,
+    ) -> FlowPrediction:
+        """The velocity on the OT path from the prior to ``latents``, at the drawn times.
 
         Args:
             latents: ``(b, n, d)`` raw codec latents (the data ``x1``).
             semantic: ``(b, n, e)`` semantic embeddings aligned with the latent frames.
             mask: ``(b, n)`` True for real frames.
-            context_mask: ``(b, n)`` frames given as context; default drawn by
-                :meth:`sample_context_mask`.
+            draw: times, noise, contexts and dropped conditions
+                (:meth:`FlowMatchingTrainStep.draw <cadence.flowmatching.FlowMatchingTrainStep.draw>`).
         """
         self._check_inputs(latents, semantic)
-        cfg = self.config
         b, n, _ = latents.shape
         mask = _check_mask(mask, b, n, latents.device, "mask")
-        if context_mask is None:
-            context_mask = self.sample_context_mask(mask)
-        context_mask = _check_mask(context_mask, b, n, latents.device, "context_mask") & mask
-        drop = torch.rand(b, device=latents.device) < cfg.cond_drop_prob
-        context_mask = context_mask & ~drop[:, None]
+        context_mask = _check_mask(draw.context_mask, b, n, latents.device, "context_mask")
+        context_mask = context_mask & mask & ~draw.drop[:, None]
 
         real = mask[..., None].to(latents.dtype)
         x1 = self.normalize(latents) * real
         prior_mean = self.prior_mean(semantic) * real
-        if self.prior_proj is not None:
-            prior_loss = ((prior_mean - x1) ** 2 * real).sum() / (real.sum() * x1.shape[-1]).clamp(min=1)
-        else:
-            prior_loss = x1.new_zeros(())
         # the prior is fitted by its own loss only (see the module docstring)
-        x0 = (prior_mean.detach() + cfg.prior_std * torch.randn_like(x1)) * real
-        t = torch.rand(b, device=latents.device, dtype=latents.dtype)
-        x_t = ot_interpolate(x0, x1, t, cfg.sigma_min)
-        target = ot_velocity(x0, x1, cfg.sigma_min)
-
-        features = self.condition_features(semantic, x1, context_mask, drop)
-        v = self.velocity(x_t, t, features, mask)
-        weight = (mask & ~context_mask)[..., None].to(v.dtype)
-        frames = weight.sum()
-        flow_loss = (F.mse_loss(v, target, reduction="none") * weight).sum() / (
-            frames * v.shape[-1]
-        ).clamp(min=1)
-        loss = flow_loss + cfg.prior_loss_weight * prior_loss
-        return FlowMatchingLoss(
-            loss=loss, flow_loss=flow_loss, prior_loss=prior_loss, num_frames=int(frames)
+        x0 = (prior_mean.detach() + self.config.prior_std * draw.noise) * real
+        x_t = ot_interpolate(x0, x1, draw.t, draw.sigma_min)
+        features = self.condition_features(semantic, x1, context_mask, draw.drop)
+        return FlowPrediction(
+            velocity=self.velocity(x_t, draw.t, features, mask),
+            x0=x0,
+            x1=x1,
+            prior_mean=prior_mean if self.prior_proj is not None else None,
+            mask=mask,
+            context_mask=context_mask,
         )
 
     # -- sampling ----------------------------------------------------------------------

@@ -11,9 +11,12 @@ Example:
     >>> shards = ShardReader("shards/train")                                   # doctest: +SKIP
     >>> fit_latent_statistics(model, shards)                                    # doctest: +SKIP
     >>> trainer = build_trainer(model, shards, TrainerConfig(ema_decay=0.999),
-    ...                         output_dir="runs/flow")                         # doctest: +SKIP
+    ...                         output_dir="runs/flow",
+    ...                         train_config=FlowMatchingTrainConfig())         # doctest: +SKIP
     >>> trainer.train()                                                          # doctest: +SKIP
 """
+
+# b batch | s semantic frames | n latent frames | d latent dim
 
 from __future__ import annotations
 
@@ -24,27 +27,26 @@ from functools import partial
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cadence.core.checkpoint import unwrap_model
-from cadence.core.data import ShardReader, collate_sequences
-from cadence.core.train import StepOutput, Trainer, TrainerConfig
+from cadence.core.data import ShardReader, collate_sequences, lengths_to_mask
+from cadence.core.train import Trainer, TrainerConfig
 
+from .config import FlowMatchingTrainConfig
 from .hierarchical import HierarchicalConditionalFlowMatcher
 from .solvers import ODEMethod
+from .step import FlowMatchingTrainStep
 
 __all__ = [
     "build_trainer",
     "check_shards",
     "collate_flow_batch",
     "fit_latent_statistics",
-    "flow_matching_step",
     "reconstruction_errors",
 ]
-
-# b batch | s semantic frames | n latent frames | d latent dim
 
 
 def collate_flow_batch(
@@ -85,21 +87,6 @@ def _crop(item: dict[str, Any], max_frames: int, frame_ratio: float) -> dict[str
     out["tokens"] = tokens[s0 : s0 + num_tokens]
     out["latents"] = latents[l0 : l0 + max_frames]
     return out
-
-
-def flow_matching_step(model: nn.Module, batch: dict[str, Any]) -> StepOutput:
-    """The train step for :class:`cadence.core.train.Trainer` (``model`` may be wrapped)."""
-    out = model(
-        batch["tokens"].long(),
-        batch["latents"].float(),
-        tokens_mask=batch["tokens_mask"],
-        latents_mask=batch["latents_mask"],
-    )
-    return StepOutput(
-        loss=out.loss,
-        metrics={"flow_loss": out.flow_loss.detach(), "prior_loss": out.prior_loss.detach()},
-        num_items=out.num_frames,
-    )
 
 
 def check_shards(model: HierarchicalConditionalFlowMatcher, shards: ShardReader) -> None:
@@ -156,13 +143,16 @@ def build_trainer(
     config: TrainerConfig,
     *,
     output_dir: str | os.PathLike,
+    train_config: FlowMatchingTrainConfig | None = None,
     eval_shards: ShardReader | None = None,
     max_frames: int | None = None,
     **kwargs: Any,
 ) -> Trainer:
-    """A core :class:`~cadence.core.train.Trainer` running :func:`flow_matching_step`.
+    """A core :class:`~cadence.core.train.Trainer` running a :class:`FlowMatchingTrainStep`.
 
-    Checks the shards against the model config first. Use ``config.ema_decay`` for EMA
+    ``train_config`` sets the step's path, loss weight, condition dropout and training
+    contexts (default ``FlowMatchingTrainConfig()``). Checks the shards against the model
+    config first. Use ``config.ema_decay`` for EMA
     weights (used by evaluation and ``trainer.save_pretrained``). ``max_frames`` crops
     training items to random windows of that many latent frames (evaluation items stay
     whole); extra keyword arguments go to the Trainer (``eval_fn``, ``accelerator``, ...).
@@ -182,7 +172,7 @@ def build_trainer(
     )
     return Trainer(
         model,
-        flow_matching_step,
+        FlowMatchingTrainStep(train_config),
         train_loader,
         config,
         output_dir=output_dir,
@@ -236,8 +226,7 @@ def reconstruction_errors(
         lengths = l_mask.sum(1)
         b, n, d = latents.shape
         prompt = (lengths.double() * prompt_fraction).floor().long()
-        pos = torch.arange(n, device=device)[None]
-        context_mask = (pos < prompt[:, None]) & l_mask
+        context_mask = lengths_to_mask(prompt, n) & l_mask
         noise = torch.randn(b, n, d, generator=gen).to(device)
         out = model.sample(
             tokens,

@@ -1,10 +1,10 @@
 """Voice conversion: source semantic tokens + target-speaker context -> latents -> audio.
 
-# b batch | c channels | t samples | s semantic frames | n latent frames | d latent dim
-
 SpeechGPT-Gen sec. 4 (zero-shot voice conversion): the content comes from the source's
 semantic tokens, the voice from the target's latents given as an acoustic prompt.
 """
+
+# b batch | c channels | t samples | s semantic frames | n latent frames | d latent dim
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Cadence SoundStorm: Conformer with per-level MaskGIT decoding, prompting and voice conversion."""
 
-from .config import SoundStormConfig
+from .config import SoundStormConfig, SoundStormTrainConfig
+from .layout import default_iterations
 from .masking import (
     TrainingMask,
     align_semantic,
@@ -8,7 +9,7 @@ from .masking import (
     semantic_frame_index,
     training_mask,
 )
-from .soundstorm import SoundStorm, SoundStormOutput, default_iterations
+from .soundstorm import SoundStorm, SoundStormOutput
 from .train import (
     SoundStormTrainStep,
     masked_accuracy,
@@ -21,6 +22,7 @@ __all__ = [
     "SoundStorm",
     "SoundStormConfig",
     "SoundStormOutput",
+    "SoundStormTrainConfig",
     "SoundStormTrainStep",
     "TrainingMask",
     "align_semantic",

@@ -1,7 +1,5 @@
 """SoundStorm's training mask and the semantic-to-codec frame alignment, as pure functions.
 
-# b batch | n codec frames | m semantic frames | q quantizer levels
-
 Training mask (SoundStorm, Borsos et al. 2023, sec. 3.2), per sample of real length ``T``:
 
 1. a prompt delimiter ``t`` is drawn uniformly; frames ``< t`` stay visible on every level;
@@ -12,6 +10,8 @@ Training mask (SoundStorm, Borsos et al. 2023, sec. 3.2), per sample of real len
 5. the loss is taken on the masked frames of level ``q`` only.
 """
 
+# b batch | n codec frames | s semantic frames | q quantizer levels
+
 from __future__ import annotations
 
 import math
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from cadence.core.data import lengths_to_mask
 
 __all__ = [
     "TrainingMask",
@@ -113,8 +115,7 @@ def training_mask(
     else:
         ratio = torch.full((b,), float(mask_ratio), dtype=torch.float64)
 
-    frames = torch.arange(num_frames)
-    candidates = (frames[None] >= prompt[:, None]) & (frames[None] < lengths_cpu[:, None])
+    candidates = lengths_to_mask(lengths_cpu, num_frames) & ~lengths_to_mask(prompt, num_frames)
     draw = torch.rand(b, num_frames, generator=generator, dtype=torch.float64)
     chosen = (draw < ratio[:, None]) & candidates
     # Guarantee one scored frame: the candidate with the smallest draw.
@@ -159,19 +160,19 @@ def align_semantic(
     semantic_rate: float,
     semantic_lengths: Tensor | None = None,
 ) -> Tensor:
-    """Resample semantic tokens ``(b, m)`` onto ``num_frames`` codec frames ``(b, n)``.
+    """Resample semantic tokens ``(b, s)`` onto ``num_frames`` codec frames ``(b, n)``.
 
     Nearest-frame mapping (:func:`semantic_frame_index`); a codec frame past the last real
     semantic token of its sample (rounding at the end of an utterance) takes that last token.
     """
     if semantic.ndim != 2:
-        raise ValueError(f"semantic tokens must be (b, m), got shape {tuple(semantic.shape)}")
-    b, m = semantic.shape
-    if m == 0:
-        raise ValueError("semantic tokens are empty (m = 0); give at least one token per sample")
+        raise ValueError(f"semantic tokens must be (b, s), got shape {tuple(semantic.shape)}")
+    b, s = semantic.shape
+    if s == 0:
+        raise ValueError("semantic tokens are empty (s = 0); give at least one token per sample")
     index = semantic_frame_index(num_frames, frame_rate, semantic_rate, device=semantic.device)
     if semantic_lengths is None:
-        last = torch.full((b,), m - 1, device=semantic.device, dtype=torch.long)
+        last = torch.full((b,), s - 1, device=semantic.device, dtype=torch.long)
     else:
         last = (semantic_lengths.to(semantic.device).long() - 1).clamp(min=0)
     index = torch.minimum(index[None, :].expand(b, -1), last[:, None])
@@ -179,5 +180,5 @@ def align_semantic(
 
 
 def aligned_length(semantic_length: int, frame_rate: float, semantic_rate: float) -> int:
-    """Codec frames spanned by ``semantic_length`` semantic frames: ``round(m * fr / sr)``."""
+    """Codec frames spanned by ``semantic_length`` semantic frames: ``round(s * fr / sr)``."""
     return round(semantic_length * frame_rate / semantic_rate)

@@ -1,14 +1,14 @@
 """SoundStorm: residual codec codes from semantic tokens, decoded level by level with MaskGIT.
 
-# b batch | n codec frames | p prompt frames | m semantic frames | q quantizer levels
-# v codebook entries | d model dim
-
 Borsos et al. 2023 (arXiv 2305.09636). Each frame's input is the sum of one embedding per
 level (a table per level, with an extra mask id) and the embedding of the semantic token
 aligned to that frame; a bidirectional backbone (a Conformer in the paper) maps it to one
 output distribution per level. Generation fills level 1 in a few confidence-ranked
 iterations, then each finer level (greedily, with one iteration, by default).
 """
+
+# b batch | n codec frames | p prompt frames | s semantic frames | f frames of a decoded row
+# (p + n, padded) | q quantizer levels | v codebook entries | d model dim
 
 from __future__ import annotations
 
@@ -32,14 +32,10 @@ from cadence.core.sampling import (
 )
 
 from .config import SoundStormConfig
-from .masking import align_semantic, aligned_length
+from .layout import DecodePlan, Layout, check_plan, check_request, default_iterations, lay_out
+from .masking import align_semantic
 
 __all__ = ["SoundStorm", "SoundStormOutput", "default_iterations"]
-
-
-def default_iterations(num_quantizers: int, first: int = 16) -> tuple[int, ...]:
-    """The paper's plan: ``first`` iterations on level 1, one greedy pass on each finer level."""
-    return (first,) + (1,) * (num_quantizers - 1)
 
 
 @dataclass
@@ -60,6 +56,16 @@ class SoundStormOutput:
     sequence: Tensor
     prompt_lengths: Tensor
     forward_passes: int
+
+
+@dataclass(frozen=True)
+class _Conditioning:
+    """What every pass of one call shares: the semantic embedding ``(b, f, d)`` (``2b`` rows
+    with guidance: conditional, then unconditional) and the attention mask ``(b, f)``."""
+
+    embedding: Tensor
+    key_mask: Tensor | None
+    guided: bool
 
 
 class SoundStorm(PretrainedMixin, nn.Module):
@@ -106,7 +112,7 @@ class SoundStorm(PretrainedMixin, nn.Module):
     def align_semantic(
         self, semantic: Tensor, num_frames: int, semantic_lengths: Tensor | None = None
     ) -> Tensor:
-        """Semantic tokens ``(b, m)`` at ``semantic_frame_rate`` -> ``(b, n)`` per codec frame."""
+        """Semantic tokens ``(b, s)`` at ``semantic_frame_rate`` -> ``(b, n)`` per codec frame."""
         return align_semantic(
             semantic,
             num_frames,
@@ -196,18 +202,18 @@ class SoundStorm(PretrainedMixin, nn.Module):
         changed) followed by ``lengths[i]`` new frames. Level ``l`` runs ``iterations[l]``
         network passes: with one, every frame takes its argmax (SoundStorm sec. 3.3, greedy on
         the finer levels); with more, MaskGIT: all masked frames are sampled, the least
-        confident are re-masked so that ``gamma(s / S)`` of the frames stay masked (cosine
+        confident are re-masked so that ``gamma(k / K)`` of the frames stay masked (cosine
         ``gamma``), the sampling temperature falls linearly from ``temperature`` to 0 and
         the re-masking choice noise from ``choice_temperature`` to 0.
 
         Args:
-            semantic: ``(b, m)`` semantic tokens of the frames to generate.
-            semantic_lengths: ``(b,)`` real tokens per row (default ``m``).
+            semantic: ``(b, s)`` semantic tokens of the frames to generate.
+            semantic_lengths: ``(b,)`` real tokens per row (default ``s``).
             num_frames: frames to generate, an int or ``(b,)``; default
                 ``round(semantic_lengths * frame_rate / semantic_frame_rate)``.
             prompt_codes: ``(b, p, q)`` codes of the acoustic prompt (all levels).
             prompt_lengths: ``(b,)`` real prompt frames (default ``p``).
-            prompt_semantic: ``(b, m_p)`` semantic tokens of the prompt; without them the
+            prompt_semantic: ``(b, s_p)`` semantic tokens of the prompt; without them the
                 prompt frames get the "no condition" token (voice conversion from another
                 speaker's recording).
             prompt_semantic_lengths: ``(b,)`` real prompt semantic tokens.
@@ -219,118 +225,31 @@ class SoundStorm(PretrainedMixin, nn.Module):
             schedule: the masking schedule ``gamma``.
             generator: for reproducible sampling.
         """
-        cfg = self.config
-        device = semantic.device
-        plan = self._check_plan(iterations, temperature, choice_temperature, guidance_scale)
-        semantic, semantic_lengths = self._check_tokens(
-            semantic, semantic_lengths, cfg.semantic_codebook_size, "semantic"
+        plan = check_plan(
+            self.config.num_quantizers,
+            iterations,
+            temperature,
+            choice_temperature,
+            guidance_scale,
+            schedule,
         )
-        b = semantic.shape[0]
-        lengths = self._target_lengths(num_frames, semantic_lengths, b)
-        prompt_codes, prompt_lengths = self._check_prompt(prompt_codes, prompt_lengths, b, device)
-        p_max = prompt_codes.shape[1]
-        if prompt_semantic is not None:
-            prompt_semantic, prompt_semantic_lengths = self._check_tokens(
-                prompt_semantic,
-                prompt_semantic_lengths,
-                cfg.semantic_codebook_size,
-                "prompt_semantic",
-            )
-            if prompt_semantic.shape[0] != b:
-                raise ValueError(
-                    f"prompt_semantic has {prompt_semantic.shape[0]} rows, semantic {b}"
-                )
-
-        # Layout (host-side integers, so the loop below never syncs): [prompt | new | pad].
-        totals = prompt_lengths + lengths
-        n_max, total_max = int(lengths.max()), int(totals.max())
-        frames = torch.arange(total_max)
-        is_prompt = frames[None] < prompt_lengths[:, None]
-        is_real = frames[None] < totals[:, None]
-        is_new = is_real & ~is_prompt
-        new_index = (frames[None] - prompt_lengths[:, None]).clamp(0, max(n_max - 1, 0))
-        prompt_index = frames[None].clamp(max=max(p_max - 1, 0)).expand(b, -1)
-
-        null = self.null_semantic_id
-        new_semantic = self.align_semantic(semantic, n_max, semantic_lengths.to(device))
-        if prompt_semantic is not None and p_max > 0:
-            prompt_aligned = self.align_semantic(
-                prompt_semantic, p_max, prompt_semantic_lengths.to(device)
-            )
-        else:
-            prompt_aligned = torch.full((b, max(p_max, 1)), null, device=device, dtype=torch.long)
-        is_prompt, is_real, is_new = is_prompt.to(device), is_real.to(device), is_new.to(device)
-        sem = torch.where(
-            is_prompt,
-            prompt_aligned.gather(1, prompt_index.to(device)),
-            new_semantic.gather(1, new_index.to(device)),
-        ).masked_fill(~is_real, null)
-
-        codes = torch.full(
-            (b, total_max, cfg.num_quantizers), self.mask_id, device=device, dtype=torch.long
+        request = check_request(
+            self.config,
+            semantic,
+            semantic_lengths=semantic_lengths,
+            num_frames=num_frames,
+            prompt_codes=prompt_codes,
+            prompt_lengths=prompt_lengths,
+            prompt_semantic=prompt_semantic,
+            prompt_semantic_lengths=prompt_semantic_lengths,
         )
-        if p_max > 0:
-            window = min(p_max, total_max)
-            codes[:, :window] = torch.where(
-                is_prompt[:, :window, None], prompt_codes[:, :window], codes[:, :window]
-            )
-
-        guided = guidance_scale != 1.0
-        semantic_embedding = self.semantic_embedding(sem)
-        key_mask = None if bool(is_real.all()) else is_real
-        if guided:
-            null_embedding = self.semantic_embedding(torch.full_like(sem, null))
-            semantic_embedding = torch.cat((semantic_embedding, null_embedding))
-            key_mask = None if key_mask is None else torch.cat((key_mask, key_mask))
-
+        layout = lay_out(self.config, request)
+        codes = layout.codes  # filled in place, level by level
+        conditioning = self._conditioning(layout, plan.guided)
         passes = 0
-        for level, steps in enumerate(plan):
-            # Levels other than this one are fixed while it is decoded: embed them once.
-            other_levels = [k for k in range(cfg.num_quantizers) if k != level]
-            base = self.code_embedding(codes + self.level_offsets)[..., other_levels, :].sum(-2)
-            base = (torch.cat((base, base)) if guided else base) + semantic_embedding
-            left = self._masked_counts(steps, lengths, schedule, device)
-            for step in range(steps):
-                current = codes[..., level]
-                x = self.code_embedding(current + self.level_offsets[level])
-                x = base + (torch.cat((x, x)) if guided else x)
-                logits = self.head(self.backbone(x, key_mask), level).float()
-                passes += 1
-                if guided:
-                    cond, uncond = logits.chunk(2)
-                    logits = classifier_free_guidance(cond, uncond, guidance_scale)
-                still = (current == self.mask_id) & is_new
-                if steps == 1:
-                    codes[..., level] = torch.where(still, logits.argmax(-1), current)
-                    continue
-                heat = temperature * (steps - 1 - step) / (steps - 1)
-                sampled = gumbel_sample(logits, heat, generator=generator)
-                filled = torch.where(still, sampled, current)
-                if step < steps - 1:
-                    confidence = (
-                        logits.log_softmax(-1).gather(-1, sampled[..., None]).squeeze(-1).exp()
-                    )
-                    remask = lowest_confidence_mask(
-                        confidence,
-                        left[step],
-                        temperature=choice_temperature * (1 - (step + 1) / steps),
-                        candidates=still,
-                        generator=generator,
-                    )
-                    filled = filled.masked_fill(remask, self.mask_id)
-                codes[..., level] = filled
-
-        sequence = codes.masked_fill(~is_real[..., None], 0)
-        seq_index = (prompt_lengths[:, None] + torch.arange(n_max)[None]).clamp(max=total_max - 1)
-        out = sequence.gather(1, seq_index.to(device)[..., None].expand(-1, -1, cfg.num_quantizers))
-        out = out.masked_fill(~lengths_to_mask(lengths, n_max).to(device)[..., None], 0)
-        return SoundStormOutput(
-            codes=out,
-            lengths=lengths.to(device),
-            sequence=sequence,
-            prompt_lengths=prompt_lengths.to(device),
-            forward_passes=passes,
-        )
+        for level, steps in enumerate(plan.iterations):
+            passes += self._decode_level(codes, level, steps, layout, conditioning, plan, generator)
+        return self._assemble(codes, layout, passes)
 
     @torch.inference_mode()
     def convert(
@@ -351,12 +270,12 @@ class SoundStorm(PretrainedMixin, nn.Module):
         available). The pipeline app wraps this with a codec and a tokenizer.
 
         Args:
-            semantic: ``(b, m)`` semantic tokens of the source speech.
+            semantic: ``(b, s)`` semantic tokens of the source speech.
             prompt_codes: ``(b, p, q)`` codec codes of the target speaker's recording.
             generate_kwargs: passed to :meth:`generate` (iterations, temperatures, guidance).
 
         Returns:
-            ``(b, n, q)`` codes of the converted speech, ``n = round(m * frame_rate /
+            ``(b, n, q)`` codes of the converted speech, ``n = round(s * frame_rate /
             semantic_frame_rate)`` per row (0 past each row's length).
         """
         if prompt_codes is None:
@@ -371,110 +290,128 @@ class SoundStorm(PretrainedMixin, nn.Module):
             **generate_kwargs,
         ).codes
 
-    # -- input checks (once per call, before the loop) --------------------------------------
+    # -- decoding, one level at a time (inputs checked, lengths on the host: no syncs in the loop)
 
-    def _check_plan(
-        self, iterations, temperature, choice_temperature, guidance_scale
-    ) -> tuple[int, ...]:
-        q = self.config.num_quantizers
-        plan = default_iterations(q) if iterations is None else tuple(int(s) for s in iterations)
-        if len(plan) != q or min(plan) < 1:
-            raise ValueError(
-                f"iterations must give >= 1 pass for each of the {q} levels, got {iterations}; "
-                f"e.g. {default_iterations(q)}"
-            )
-        if temperature < 0 or choice_temperature < 0:
-            raise ValueError(
-                f"temperature and choice_temperature must be >= 0, got {temperature} and {choice_temperature}"
-            )
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
-        return plan
+    def _conditioning(self, layout: Layout, guided: bool) -> _Conditioning:
+        """The semantic embedding of every row and the attention mask, ``2b`` rows if guided."""
+        embedding = self.semantic_embedding(layout.semantic)
+        key_mask = None if bool(layout.is_real.all()) else layout.is_real
+        if guided:
+            # the unconditional rows: every frame gets "no condition"; prompt codes stay
+            null = self.semantic_embedding(torch.full_like(layout.semantic, self.null_semantic_id))
+            embedding = torch.cat((embedding, null))
+            key_mask = None if key_mask is None else torch.cat((key_mask, key_mask))
+        return _Conditioning(embedding=embedding, key_mask=key_mask, guided=guided)
 
-    @staticmethod
-    def _check_tokens(
-        tokens: Tensor, lengths: Tensor | None, vocab: int, name: str
-    ) -> tuple[Tensor, Tensor]:
-        if tokens.ndim == 1:
-            raise ValueError(f"{name} must be (b, m); add a batch axis: {name}[None]")
-        if tokens.ndim != 2 or tokens.shape[1] == 0:
-            raise ValueError(
-                f"{name} must be a non-empty (b, m) tensor, got shape {tuple(tokens.shape)}"
-            )
-        if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
-            raise TypeError(f"{name} must hold integer token ids, got {tokens.dtype}")
-        b, m = tokens.shape
-        if lengths is None:
-            lengths = torch.full((b,), m, dtype=torch.long)
-        lengths = lengths.detach().to("cpu", torch.long)
-        if lengths.shape != (b,) or int(lengths.min()) < 1 or int(lengths.max()) > m:
-            raise ValueError(
-                f"{name}_lengths must be (b,) = ({b},) in [1, {m}], got {lengths.tolist()}"
-            )
-        real = lengths_to_mask(lengths, m).to(tokens.device)
-        lo, hi = int(tokens[real].min()), int(tokens[real].max())
-        if lo < 0 or hi >= vocab:
-            raise ValueError(
-                f"{name} tokens lie in [{lo}, {hi}] but the model's semantic vocabulary is [0, {vocab}); "
-                "were they made with another tokenizer? (SoundStormConfig.semantic_codebook_size)"
-            )
-        return tokens.long(), lengths
+    def _decode_level(
+        self,
+        codes: Tensor,
+        level: int,
+        steps: int,
+        layout: Layout,
+        conditioning: _Conditioning,
+        plan: DecodePlan,
+        generator: torch.Generator | None,
+    ) -> int:
+        """Fill the new frames of one level of ``codes`` ``(b, f, q)`` in place; returns passes.
 
-    def _target_lengths(self, num_frames, semantic_lengths: Tensor, b: int) -> Tensor:
-        cfg = self.config
-        if num_frames is None:
-            lengths = torch.tensor(
-                [
-                    max(1, aligned_length(int(m), cfg.frame_rate, cfg.semantic_frame_rate))
-                    for m in semantic_lengths
-                ]
-            )
-        elif isinstance(num_frames, int):
-            lengths = torch.full((b,), num_frames, dtype=torch.long)
-        else:
-            lengths = torch.as_tensor(num_frames).detach().to("cpu", torch.long).reshape(-1)
-        if lengths.shape != (b,) or int(lengths.min()) < 1:
-            raise ValueError(
-                f"num_frames must be >= 1 for each of the {b} rows, got {lengths.tolist()}"
-            )
-        return lengths
-
-    def _check_prompt(
-        self, codes: Tensor | None, lengths: Tensor | None, b: int, device
-    ) -> tuple[Tensor, Tensor]:
-        q, v = self.config.num_quantizers, self.config.codebook_size
-        if codes is None:
-            if lengths is not None:
-                raise ValueError("prompt_lengths given without prompt_codes")
-            return torch.zeros((b, 0, q), dtype=torch.long, device=device), torch.zeros(
-                b, dtype=torch.long
-            )
-        if codes.ndim != 3 or codes.shape[0] != b or codes.shape[2] != q:
-            raise ValueError(
-                f"prompt_codes must be (b, p, q) = ({b}, p, {q}) with codes of all {q} levels, "
-                f"got {tuple(codes.shape)}"
-            )
-        if codes.dtype.is_floating_point or codes.dtype == torch.bool:
-            raise TypeError(f"prompt_codes must hold integer codes, got {codes.dtype}")
-        p = codes.shape[1]
-        lengths = (
-            torch.full((b,), p, dtype=torch.long)
-            if lengths is None
-            else lengths.detach().to("cpu", torch.long)
-        )
-        if lengths.shape != (b,) or int(lengths.min()) < 0 or int(lengths.max()) > p:
-            raise ValueError(
-                f"prompt_lengths must be (b,) = ({b},) in [0, {p}], got {lengths.tolist()}"
-            )
-        real = lengths_to_mask(lengths, p).to(codes.device)
-        if bool(real.any()):
-            lo, hi = int(codes[real].min()), int(codes[real].max())
-            if lo < 0 or hi >= v:
-                raise ValueError(
-                    f"prompt_codes lie in [{lo}, {hi}] but the model's codebook is [0, {v}); "
-                    "were they made with another codec? (SoundStormConfig.codebook_size)"
+        One pass: every frame takes its argmax (SoundStorm sec. 3.3, greedy on the finer
+        levels). More: MaskGIT (:meth:`_maskgit_step`).
+        """
+        base = self._other_levels_embedding(codes, level, conditioning)
+        left = self._masked_counts(steps, layout.lengths, plan.schedule, codes.device)
+        for step in range(steps):
+            current = codes[..., level]
+            logits = self._level_logits(base, current, level, conditioning, plan.guidance_scale)
+            still = (current == self.mask_id) & layout.is_new
+            if steps == 1:
+                codes[..., level] = torch.where(still, logits.argmax(-1), current)
+            else:
+                codes[..., level] = self._maskgit_step(
+                    logits, current, still, step, steps, left, plan, generator
                 )
-        return codes.long().to(device), lengths
+        return steps
+
+    def _other_levels_embedding(
+        self, codes: Tensor, level: int, conditioning: _Conditioning
+    ) -> Tensor:
+        """``(b, f, d)`` (``2b`` rows if guided): the levels fixed while ``level`` is decoded,
+        embedded once per level, plus the semantic embedding."""
+        other_levels = [k for k in range(self.config.num_quantizers) if k != level]
+        base = self.code_embedding(codes + self.level_offsets)[..., other_levels, :].sum(-2)
+        base = torch.cat((base, base)) if conditioning.guided else base
+        return base + conditioning.embedding
+
+    def _level_logits(
+        self,
+        base: Tensor,
+        current: Tensor,
+        level: int,
+        conditioning: _Conditioning,
+        guidance_scale: float,
+    ) -> Tensor:
+        """One network pass: ``(b, f, v)`` float logits of ``level``, guided if asked.
+
+        The conditional and unconditional rows run as one batch of ``2b``.
+        """
+        x = self.code_embedding(current + self.level_offsets[level])
+        x = base + (torch.cat((x, x)) if conditioning.guided else x)
+        logits = self.head(self.backbone(x, conditioning.key_mask), level).float()
+        if not conditioning.guided:
+            return logits
+        cond, uncond = logits.chunk(2)
+        return classifier_free_guidance(cond, uncond, guidance_scale)
+
+    def _maskgit_step(
+        self,
+        logits: Tensor,
+        current: Tensor,
+        still: Tensor,
+        step: int,
+        steps: int,
+        left: list[Tensor],
+        plan: DecodePlan,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Iteration ``step`` of ``steps`` on one level: the level's new ``(b, f)`` codes.
+
+        Every still-masked frame is sampled, at a temperature falling linearly to 0 on the
+        last iteration; before the last, the least confident of them are masked again so
+        that ``left[step]`` stay masked (choice noise falling to 0 as well).
+        """
+        heat = plan.temperature * (steps - 1 - step) / (steps - 1)
+        sampled = gumbel_sample(logits, heat, generator=generator)
+        filled = torch.where(still, sampled, current)
+        if step == steps - 1:
+            return filled
+        confidence = logits.log_softmax(-1).gather(-1, sampled[..., None]).squeeze(-1).exp()
+        remask = lowest_confidence_mask(
+            confidence,
+            left[step],
+            temperature=plan.choice_temperature * (1 - (step + 1) / steps),
+            candidates=still,
+            generator=generator,
+        )
+        return filled.masked_fill(remask, self.mask_id)
+
+    def _assemble(self, codes: Tensor, layout: Layout, passes: int) -> SoundStormOutput:
+        """The decoded rows and the new frames cut out of them, 0 past every length."""
+        device = codes.device
+        q = self.config.num_quantizers
+        sequence = codes.masked_fill(~layout.is_real[..., None], 0)
+        n_max, total_max = int(layout.lengths.max()), sequence.shape[1]
+        seq_index = (layout.prompt_lengths[:, None] + torch.arange(n_max)[None]).clamp(
+            max=total_max - 1
+        )
+        out = sequence.gather(1, seq_index.to(device)[..., None].expand(-1, -1, q))
+        out = out.masked_fill(~lengths_to_mask(layout.lengths, n_max).to(device)[..., None], 0)
+        return SoundStormOutput(
+            codes=out,
+            lengths=layout.lengths.to(device),
+            sequence=sequence,
+            prompt_lengths=layout.prompt_lengths.to(device),
+            forward_passes=passes,
+        )
 
     @staticmethod
     def _masked_counts(steps: int, lengths: Tensor, schedule: MaskSchedule, device) -> list[Tensor]:

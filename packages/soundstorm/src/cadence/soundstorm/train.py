@@ -1,11 +1,11 @@
 """Training SoundStorm on precomputed (semantic token, codec code) shards with core's Trainer.
 
-# b batch | n codec frames | m semantic frames | q quantizer levels | v codebook entries
-
 Shards come from :func:`cadence.core.data.precompute` with a codec and a semantic tokenizer
-(fields ``codes`` ``(n, q)`` and ``tokens`` ``(m,)``); batches from
+(fields ``codes`` ``(n, q)`` and ``tokens`` ``(s,)``); batches from
 :func:`cadence.core.data.collate_sequences`.
 """
+
+# b batch | n codec frames | s semantic frames | q quantizer levels | v codebook entries
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cadence.core.checkpoint import unwrap_model
 from cadence.core.data import ShardReader, collate_sequences, lengths_to_mask
 from cadence.core.train import StepOutput, Trainer, TrainerConfig
 
-from .config import SoundStormConfig
+from .config import SoundStormConfig, SoundStormTrainConfig
 from .masking import TrainingMask, align_semantic, training_mask
 from .soundstorm import SoundStorm
 
@@ -49,15 +50,20 @@ def _masked_problem(
     config: SoundStormConfig,
     batch: Mapping[str, Any],
     draw: TrainingMask | None,
-    **mask_kwargs: Any,
+    *,
+    prompt_range: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, TrainingMask]:
-    """Inputs (masked codes, aligned semantic, frame mask), targets and the mask of one batch."""
+    """Inputs (masked codes, aligned semantic, frame mask), targets and the mask of one batch.
+
+    ``config`` is the model's (levels, vocabularies, frame rates); without a ``draw``, the
+    training mask is drawn with ``prompt_range`` from the global RNG.
+    """
     codes, lengths, tokens, token_lengths = _unpack(batch)
     b, n, q = codes.shape
     if q != config.num_quantizers:
         raise ValueError(f"batch codes have {q} levels, the model {config.num_quantizers}")
     if draw is None:
-        draw = training_mask(lengths, n, q, prompt_range=config.prompt_range, **mask_kwargs)
+        draw = training_mask(lengths, n, q, prompt_range=prompt_range)
     semantic = align_semantic(
         tokens,
         n,
@@ -75,28 +81,33 @@ def _masked_problem(
 class SoundStormTrainStep:
     """``step(model, batch) -> StepOutput`` for :class:`cadence.core.train.Trainer`.
 
-    Draws the paper's training mask (:func:`~cadence.soundstorm.masking.training_mask`),
-    drops the semantic tokens of a sample's prompt frames with probability
-    ``prompt_cond_drop_prob`` and of all its frames with probability ``cond_drop_prob``, and
-    returns the cross-entropy over the masked frames of each sample's level, with the
-    masked-token accuracy as a metric. Randomness comes from the global RNGs, which the
-    Trainer reseeds per micro-batch (exact resume).
+    Draws the paper's training mask (:func:`~cadence.soundstorm.masking.training_mask`)
+    with the prompt lengths of ``config.prompt_range``, drops the semantic tokens of a
+    sample's prompt frames with probability ``prompt_cond_drop_prob`` and of all its frames
+    with probability ``cond_drop_prob``, and returns the cross-entropy over the masked frames
+    of each sample's level, with the masked-token accuracy as a metric. The levels,
+    vocabularies and frame rates are the model's (``model.config``). Randomness comes from the
+    global RNGs, which the Trainer reseeds per micro-batch (exact resume).
+
+    Args:
+        config: the training settings (default ``SoundStormTrainConfig()``).
     """
 
-    def __init__(self, config: SoundStormConfig):
-        self.config = config
+    def __init__(self, config: SoundStormTrainConfig | None = None):
+        self.config = config if config is not None else SoundStormTrainConfig()
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> StepOutput:
         cfg = self.config
-        inputs, semantic, mask, targets, draw = _masked_problem(cfg, batch, None)
+        model_config: SoundStormConfig = unwrap_model(model).config
+        inputs, semantic, mask, targets, draw = _masked_problem(
+            model_config, batch, None, prompt_range=cfg.prompt_range
+        )
         if model.training:
             b, n = semantic.shape
-            null = cfg.semantic_codebook_size
+            null = model_config.semantic_codebook_size
             if cfg.prompt_cond_drop_prob > 0:
                 drop = torch.rand(b, device=inputs.device) < cfg.prompt_cond_drop_prob
-                in_prompt = (
-                    torch.arange(n, device=inputs.device)[None] < draw.prompt_lengths[:, None]
-                )
+                in_prompt = lengths_to_mask(draw.prompt_lengths, n)
                 semantic = semantic.masked_fill(drop[:, None] & in_prompt, null)
             if cfg.cond_drop_prob > 0:
                 drop = torch.rand(b, device=inputs.device) < cfg.cond_drop_prob
@@ -204,17 +215,22 @@ def train_soundstorm(
     config: TrainerConfig,
     *,
     output_dir: str | os.PathLike,
+    train_config: SoundStormTrainConfig | None = None,
     valid_dir: str | os.PathLike | None = None,
     resume_from: str | os.PathLike | None = "latest",
 ) -> Trainer:
     """Train SoundStorm on precomputed shards; returns the Trainer (``trainer.history``,
     ``trainer.save_pretrained(dir)`` for the EMA release weights).
 
+    ``train_config`` sets the train step's prompt sampling and condition dropout (default
+    ``SoundStormTrainConfig()``).
+
     Example::
 
         trainer = train_soundstorm(SoundStormConfig(), "shards/train",
                                    TrainerConfig(max_steps=200_000, batch_size=32, ema_decay=0.999),
-                                   output_dir="runs/soundstorm", valid_dir="shards/valid")
+                                   output_dir="runs/soundstorm", valid_dir="shards/valid",
+                                   train_config=SoundStormTrainConfig(cond_drop_prob=0.1))
         trainer.save_pretrained("runs/soundstorm/release")
     """
     if isinstance(model, SoundStormConfig):
@@ -223,7 +239,7 @@ def train_soundstorm(
     valid = None if valid_dir is None else open_shards(valid_dir, model.config)
     trainer = Trainer(
         model,
-        SoundStormTrainStep(model.config),
+        SoundStormTrainStep(train_config),
         train,
         config,
         output_dir=Path(output_dir),
