@@ -105,10 +105,10 @@ def _toml_value(value: Any) -> str:
 
 
 def job_toml(spec: dict[str, Any]) -> str:
-    """A job spec as TOML (top-level keys, then ``[model]`` and ``[trainer]`` tables)."""
+    """A job spec as TOML (top-level keys, then ``[model]``, ``[train]`` and ``[trainer]`` tables)."""
     lines, tables = [], []
     for key, value in spec.items():
-        if key in ("model", "trainer"):
+        if key in ("model", "train", "trainer"):
             tables.append((key, value))
         else:
             lines.append(f"{key} = {_toml_value(value)}")

@@ -15,6 +15,9 @@ output = "runs/toy/soundstorm"
 [model]                             # fields of the model's config (sizes come from the shards)
 backbone = { kind = "conformer", dim = 128, depth = 4, heads = 4 }
 
+[train]                             # fields of the package's train config (losses, dropout, prompts)
+cond_drop_prob = 0.1
+
 [trainer]                           # fields of TrainerConfig (CodecTrainerConfig for the codec)
 max_steps = 2000
 batch_size = 16
@@ -59,6 +62,9 @@ class TrainJob:
         crop_seconds: training crop of the codec (and k-means sample) audio.
         max_frames: training crop, in frames, of the flow matcher.
         model: overrides of the model config's fields.
+        train: fields of the package's train config (``SoundStormTrainConfig``,
+            ``NaturalSpeech2TrainConfig``, ``FlowMatchingTrainConfig``, ``AudioLMTrainConfig``):
+            losses and their weights, prompt sampling, condition dropout.
         trainer: fields of the trainer config.
     """
 
@@ -71,6 +77,7 @@ class TrainJob:
     crop_seconds: float = 1.0
     max_frames: int = 200
     model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
     trainer: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -195,11 +202,12 @@ def _release(trainer: Trainer, job: TrainJob) -> dict[str, float]:
 
 def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
     from cadence.audiolm import (
+        AudioLMTrainConfig,
         SemanticTransformer,
         SemanticTransformerConfig,
         StageDataset,
+        StageTrainStep,
         collate_stage,
-        stage_step,
     )
 
     train, valid = _open_shards(job, "train"), _open_shards(job, "valid")
@@ -207,7 +215,8 @@ def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
     config = _config(SemanticTransformerConfig, job.model, "model",
                      codebook_size=meta["tokenizer_codebook_size"], frame_rate=meta["tokenizer_frame_rate"])
     model = SemanticTransformer(config)
-    trainer = Trainer(model, stage_step, StageDataset(train, config), _trainer_config(job),
+    step = StageTrainStep(_config(AudioLMTrainConfig, job.train, "train"))
+    trainer = Trainer(model, step, StageDataset(train, config), _trainer_config(job),
                       output_dir=job.run_path, collate_fn=collate_stage,
                       eval_dataset=StageDataset(valid, config))
     trainer.train(resume_from="latest")
@@ -218,7 +227,7 @@ def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
 
 
 def _train_soundstorm(job: TrainJob) -> dict[str, float]:
-    from cadence.soundstorm import SoundStormConfig, train_soundstorm
+    from cadence.soundstorm import SoundStormConfig, SoundStormTrainConfig, train_soundstorm
 
     meta = _open_shards(job, "train").metadata
     config = _config(
@@ -228,6 +237,7 @@ def _train_soundstorm(job: TrainJob) -> dict[str, float]:
         semantic_frame_rate=meta["tokenizer_frame_rate"],
     )
     trainer = train_soundstorm(config, Path(job.shards) / "train", _trainer_config(job),
+                               train_config=_config(SoundStormTrainConfig, job.train, "train"),
                                output_dir=job.run_path, valid_dir=Path(job.shards) / "valid")
     return _release(trainer, job)
 
@@ -235,6 +245,7 @@ def _train_soundstorm(job: TrainJob) -> dict[str, float]:
 def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
     from cadence.naturalspeech2 import (
         NaturalSpeech2,
+        NaturalSpeech2TrainConfig,
         NaturalSpeech2TrainStep,
         codebooks_from_codec,
         collate_ns2,
@@ -253,7 +264,8 @@ def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
         config = config_from_shards(train, **job.model)
     except (ConfigError, TypeError, ValueError) as err:
         raise PipelineError(f"[model] does not make a valid NaturalSpeech2Config: {err}") from err
-    trainer = Trainer(NaturalSpeech2(config), NaturalSpeech2TrainStep(codebooks=codebooks_from_codec(codec)), train,
+    trainer = Trainer(NaturalSpeech2(config), NaturalSpeech2TrainStep(_config(NaturalSpeech2TrainConfig, job.train, "train"),
+                                                                codebooks=codebooks_from_codec(codec)), train,
                       _trainer_config(job), output_dir=job.run_path, collate_fn=collate_ns2,
                       eval_dataset=valid)
     trainer.train(resume_from="latest")
@@ -262,6 +274,7 @@ def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
 
 def _train_flowmatching(job: TrainJob) -> dict[str, float]:
     from cadence.flowmatching import (
+        FlowMatchingTrainConfig,
         HierarchicalConditionalFlowMatcher,
         HierarchicalFlowMatcherConfig,
         build_trainer,
@@ -282,7 +295,8 @@ def _train_flowmatching(job: TrainJob) -> dict[str, float]:
     model = HierarchicalConditionalFlowMatcher(config)
     fit_latent_statistics(model, train)
     trainer = build_trainer(model, train, _trainer_config(job), output_dir=job.run_path,
-                            eval_shards=valid, max_frames=job.max_frames)
+                            eval_shards=valid, max_frames=job.max_frames,
+                            train_config=_config(FlowMatchingTrainConfig, job.train, "train"))
     trainer.train(resume_from="latest")
     return _release(trainer, job)
 
