@@ -21,7 +21,6 @@ from cadence.pipeline import (
 )
 from cadence.soundstorm import SoundStorm
 
-
 NO_EOS = SamplingOptions(temperature=0.9, top_p=0.95, allow_eos=False)
 
 
