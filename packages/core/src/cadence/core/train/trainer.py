@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from ..checkpoint import save_pretrained, unwrap_model
-from ..config import Config
+from ..config import Config, ConfigError
 from .ema import EMA
 from .optim import build_optimizer
 from .resume import (
@@ -128,21 +128,26 @@ class TrainerConfig(Config):
             "keep_last_checkpoints": self.keep_last_checkpoints,
         }.items():
             if value is not None and value < 1:
-                raise ValueError(
+                raise ConfigError(
                     f"TrainerConfig.{name} must be >= 1 (or None where allowed), got {value}"
                 )
+        floats = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+                  "min_lr_ratio": self.min_lr_ratio}
+        for name, value in floats.items():
+            if not math.isfinite(value):
+                raise ConfigError(f"TrainerConfig.{name} must be a finite number, got {value}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
-            raise ValueError("TrainerConfig: learning_rate must be > 0 and weight_decay >= 0")
+            raise ConfigError("TrainerConfig: learning_rate must be > 0 and weight_decay >= 0")
         if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError("TrainerConfig: warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
+            raise ConfigError("TrainerConfig: warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"TrainerConfig.ema_decay must be in (0, 1) or None, got {self.ema_decay}"
             )
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ValueError("TrainerConfig.max_grad_norm must be > 0 or None")
+            raise ConfigError("TrainerConfig.max_grad_norm must be > 0 or None")
         if self.seed < 0 or self.num_workers < 0 or self.ema_update_after_step < 0:
-            raise ValueError(
+            raise ConfigError(
                 "TrainerConfig: seed, num_workers and ema_update_after_step must be >= 0"
             )
 
