@@ -25,15 +25,16 @@ def speechlike(batch: int, samples: int, channels: int = 1, seed: int = 0) -> to
 
 KINDS = [
     pytest.param({}, id="rvq"),
-    pytest.param({"quantizer": "grouped_rvq", "groups": 2}, id="grouped_rvq"),
-    pytest.param({"quantizer": "fsq", "fsq_levels": (4, 4, 4)}, id="fsq"),
+    pytest.param({"kind": "grouped_rvq", "groups": 2}, id="grouped_rvq"),
+    pytest.param({"kind": "fsq", "fsq_levels": (4, 4, 4)}, id="fsq"),
 ]
 
 
-def tiny(**changes) -> SoundStream:
+def tiny(causal: bool = False, **quantizer) -> SoundStream:
     """A tiny model whose codebooks went through their k-means initialisation."""
     torch.manual_seed(0)
-    model = SoundStream(SoundStreamConfig.tiny(quantize_dropout=False, **changes)).train()
+    config = SoundStreamConfig.tiny(seanet={"causal": causal}, quantizer={"quantize_dropout": False, **quantizer})
+    model = SoundStream(config).train()
     model(speechlike(4, 16000, seed=1))
     return model.eval()
 
@@ -89,7 +90,7 @@ def test_causal_encoder_ignores_the_future():
 
 def test_training_forward_updates_codebooks_and_drops_levels():
     torch.manual_seed(0)
-    model = SoundStream(SoundStreamConfig.tiny(num_quantizers=4)).train()
+    model = SoundStream(SoundStreamConfig.tiny(quantizer={"num_quantizers": 4})).train()
     audio = speechlike(4, 8000)
     before = model.quantizer.quantizer.layers[0]._codebook.embed.clone()
     seen_dropped = False
@@ -109,7 +110,7 @@ def test_training_forward_updates_codebooks_and_drops_levels():
 
 
 def test_save_load_round_trip(tmp_path):
-    model = tiny(quantizer="grouped_rvq", groups=2)  # k-means init and EMA buffers round-trip too
+    model = tiny(kind="grouped_rvq", groups=2)  # k-means init and EMA buffers round-trip too
     model.save_pretrained(tmp_path / "ss")
     loaded = SoundStream.load_pretrained(tmp_path / "ss").eval()
     assert loaded.config == model.config
@@ -123,13 +124,17 @@ def test_config_strides_and_rates():
     assert SoundStreamConfig.speech_16khz().hop_length == 320
     model = SoundStream(SoundStreamConfig.tiny(sample_rate=24000))
     assert model.frame_rate == 75.0
-    assert SoundStream(SoundStreamConfig.tiny(strides=(2, 4, 5, 6), sample_rate=24000)).frame_rate == 100.0
-    with pytest.raises(ValueError, match="causal"):
-        SoundStreamConfig.tiny(causal=True, norm="time_group_norm")
-    with pytest.raises(ValueError, match="grouped_rvq"):
-        SoundStreamConfig.tiny(groups=2)
-    with pytest.raises(ConfigError, match="quantizer"):
-        SoundStreamConfig.from_dict({"quantizer": "lfq"})
+    assert SoundStream(SoundStreamConfig.tiny(seanet={"strides": (2, 4, 5, 6)}, sample_rate=24000)).frame_rate == 100.0
+    with pytest.raises(ConfigError, match="causal"):
+        SoundStreamConfig.tiny(seanet={"causal": True, "norm": "time_group_norm"})
+    with pytest.raises(ConfigError, match="grouped_rvq"):
+        SoundStreamConfig.tiny(quantizer={"groups": 2})
+    with pytest.raises(ConfigError, match=r"quantizer.*'lfq'|kind.*'lfq'"):
+        SoundStreamConfig.from_dict({"quantizer": {"kind": "lfq"}})
+    with pytest.raises(ConfigError, match="must divide"):
+        SoundStreamConfig.tiny(quantizer={"kind": "grouped_rvq", "groups": 3})
+    with pytest.raises(ConfigError, match="no field"):
+        SoundStreamConfig.tiny(seanet={"dimension": 8})
 
 
 def test_bad_audio_is_refused_with_a_fix():
@@ -165,7 +170,7 @@ def test_bad_codes_are_refused():
         model.decode(codes.float())
     with pytest.raises(CodeRangeError, match=r"\(b, n, q\)"):
         model.decode(codes[0])
-    grouped = tiny(quantizer="grouped_rvq", groups=2)
+    grouped = tiny(kind="grouped_rvq", groups=2)
     with pytest.raises(CodeRangeError, match="multiple of 2"):
         grouped.decode(grouped.encode(speechlike(1, 3200))[..., :3])
 
@@ -179,7 +184,7 @@ def test_loading_another_models_checkpoint_names_both(tmp_path):
     import json
 
     header = json.loads((tmp_path / "a" / "config.json").read_text())
-    header["config"]["n_filters"] = 8
+    header["config"]["seanet"]["n_filters"] = 8
     (tmp_path / "a" / "config.json").write_text(json.dumps(header))
     with pytest.raises(CheckpointError, match="shape mismatches"):
         SoundStream.load_pretrained(tmp_path / "a")

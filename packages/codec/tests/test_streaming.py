@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cadence.codec.encodec import EnCodec, EnCodecConfig
-from cadence.codec.seanet import SEANetDecoder, SEANetEncoder
+from cadence.codec.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from cadence.codec.streaming import (
     StreamingDecoder,
     StreamingEncoder,
@@ -23,7 +23,8 @@ from cadence.core.audio import SampleRateMismatchError
 
 def tiny_model(**changes):
     torch.manual_seed(0)
-    model = EnCodec(EnCodecConfig.tiny().replace(**changes)).eval()
+    config = EnCodecConfig.tiny()
+    model = EnCodec(config.replace(seanet=config.seanet.replace(**changes))).eval()
     nn.init.normal_(model.quantizer.codebooks, std=0.3)
     return model
 
@@ -54,9 +55,12 @@ def test_irregular_chunks_and_latents():
     # Generic over SEANet: latents (no quantizer) of a causal encoder with conv shortcuts,
     # deeper residual stacks and a non-trivial trim ratio.
     torch.manual_seed(0)
-    kw = {"n_filters": 4, "dimension": 8, "ratios": (5, 3), "causal": True, "n_residual_layers": 2, "true_skip": False}
-    encoder = SEANetEncoder(**kw).eval()
-    decoder = SEANetDecoder(**kw, trim_right_ratio=0.5).eval()
+    config = SEANetConfig(
+        n_filters=4, latent_dim=8, strides=(3, 5), causal=True, n_residual_layers=2, true_skip=False,
+        trim_right_ratio=0.5,
+    )
+    encoder = SEANetEncoder(config).eval()
+    decoder = SEANetDecoder(config).eval()
     audio = torch.randn(1, 1, 500)
     with torch.no_grad():
         latents = encoder(audio)
