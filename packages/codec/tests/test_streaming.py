@@ -129,3 +129,20 @@ def test_misuse():
         stream.encode_chunk(torch.randn(1, 1, 50))
     with pytest.raises(Exception, match="channel"):
         model.stream_encoder().encode_chunk(torch.randn(1, 2, 50))
+
+
+def test_a_chunk_without_frames_decodes_to_no_samples():
+    # An encoder stream emits no frame until one is complete; its empty output must feed the
+    # decoder stream as it is (the docs' microphone loop does exactly this).
+    model = tiny_model()
+    audio = torch.randn(1, 1, 203) * 0.3
+    encoder, decoder = model.stream_encoder(), model.stream_decoder()
+    pieces, empty_chunks = [], 0
+    for chunk in audio.split(3, dim=-1):
+        codes = encoder.encode_chunk(chunk)
+        empty_chunks += codes.shape[1] == 0
+        pieces.append(decoder.decode_chunk(codes))
+    pieces += [decoder.decode_chunk(encoder.flush()), decoder.flush()]
+    assert empty_chunks > 0
+    expected = model.decode(model.encode(audio))
+    assert (torch.cat(pieces, dim=-1) - expected).abs().max() <= 1e-5

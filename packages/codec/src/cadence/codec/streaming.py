@@ -127,8 +127,18 @@ class StreamingDecoder:
             return stream_step(self.decoder, rearrange(latents, "b n d -> b d n"), self.state, final)
 
     def decode_chunk(self, codes: Tensor) -> Tensor:
-        """Codes ``(b, n, q)`` (or latents ``(b, n, d)``) -> audio ``(b, c, t_new)``."""
-        latents = self.dequantize(codes) if self.dequantize is not None else codes
+        """Codes ``(b, n, q)`` (or latents ``(b, n, d)``) -> audio ``(b, c, t_new)``.
+
+        A chunk may hold no frames (an encoder stream emits none until a frame completes).
+        """
+        if self.dequantize is None:
+            latents = codes
+        elif codes.ndim == 3 and codes.shape[1] == 0:
+            # nothing to dequantize (decoders refuse empty codes); the stream just waits
+            param = next(self.decoder.parameters())
+            latents = torch.zeros(codes.shape[0], 0, self.decoder.latent_dim, dtype=param.dtype, device=codes.device)
+        else:
+            latents = self.dequantize(codes)
         self.frames_in += latents.shape[1]
         self._batch = latents.shape[0]
         self._dtype, self._device = latents.dtype, latents.device
