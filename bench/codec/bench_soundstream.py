@@ -32,22 +32,23 @@ def _peak_rss_mb() -> float:
 
 
 def build_ours(variant: str):
-    from cadence.codec import SoundStream, SoundStreamConfig
+    from cadence.codec import QuantizerConfig, SEANetConfig, SoundStream, SoundStreamConfig
 
     config = SoundStreamConfig(
         sample_rate=SAMPLE_RATE,
-        strides=(2, 4, 5, 8),
-        n_filters=32,
-        latent_dim=128,
-        n_residual_layers=3,
-        dilation_base=3,
-        residual_kernel_size=7,
-        compress=1,
-        causal=True,
-        pad_mode="constant",
-        lstm=2 if variant == "default" else 0,
-        num_quantizers=8,
-        codebook_size=1024,
+        seanet=SEANetConfig(
+            strides=(2, 4, 5, 8),
+            n_filters=32,
+            latent_dim=128,
+            n_residual_layers=3,
+            dilation_base=3,
+            residual_kernel_size=7,
+            compress=1,
+            causal=True,
+            pad_mode="constant",
+            lstm=2 if variant == "default" else 0,
+        ),
+        quantizer=QuantizerConfig(num_quantizers=8, codebook_size=1024),
     )
     # Weight norm is a training reparametrisation (the peer's convs have none): fold it.
     model = SoundStream(config).eval().fold_weight_norm()

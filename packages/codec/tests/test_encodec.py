@@ -177,3 +177,42 @@ def test_folded_weight_norm_keeps_outputs_and_refuses_to_save(tmp_path):
     assert torch.equal(encode_chunked(model, audio, chunk_samples=17), codes)
     with pytest.raises(CheckpointError, match="save the model before folding"):
         model.save_pretrained(tmp_path / "folded")
+
+
+def test_a_padded_batch_gives_each_item_what_it_gets_alone():
+    model = tiny_model()
+    lengths = torch.tensor([803, 80, 803, 17])
+    audio = torch.randn(4, 1, 803) * 0.3
+    frames = [model.num_frames(int(n)) for n in lengths]
+    assert frames == [101, 10, 101, 3]
+    codes = model.encode(audio, lengths, bandwidth=24.0)
+    latents = model.encode_latents(audio, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone = audio[i : i + 1, :, :n]
+        assert torch.equal(codes[i, : frames[i]], model.encode(alone, bandwidth=24.0)[0])
+        torch.testing.assert_close(latents[i, : frames[i]], model.encode_latents(alone)[0])
+        assert not codes[i, frames[i] :].any() and not latents[i, frames[i] :].any()
+    codes = codes.clone()
+    codes[1, 10:] = 64  # out of range, but padding: never read
+    decoded = model.decode(codes, torch.tensor(frames))
+    from_latents = model.decode_latents(latents, torch.tensor(frames))
+    for i, n in enumerate(frames):
+        torch.testing.assert_close(decoded[i, :, : n * 8], model.decode(codes[i : i + 1, :n])[0])
+        torch.testing.assert_close(from_latents[i, :, : n * 8], model.decode_latents(latents[i : i + 1, :n])[0])
+        assert not decoded[i, :, n * 8 :].any() and not from_latents[i, :, n * 8 :].any()
+    with pytest.raises(CodeRangeError, match=r"in \[0, 64\)"):
+        model.decode(codes, torch.tensor([101, 11, 101, 3]))
+
+
+def test_format_1_names_are_nested_and_official_names_stay_in_the_loader():
+    from cadence.codec.seanet import SEANetConfig
+    from cadence.core.config import ConfigError, upgrade_config_dict
+
+    flat = {"sample_rate": 8000, "dimension": 16, "n_filters": 4, "ratios": [4, 2], "codebook_size": 64,
+            "n_codebooks": 4, "target_bandwidths": [6.0, 12.0, 24.0], "bandwidth": 12.0}
+    assert EnCodecConfig.from_dict(upgrade_config_dict(EnCodecConfig, flat, 1)) == EnCodecConfig.tiny()
+    assert EnCodecConfig.tiny().seanet == SEANetConfig(
+        causal=True, true_skip=False, latent_dim=16, n_filters=4, strides=(2, 4)
+    )
+    with pytest.raises(ConfigError, match="unknown key"):
+        EnCodecConfig.from_dict({"dimension": 16})

@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from cadence.codec.seanet import SEANetDecoder, SEANetEncoder
+from cadence.codec.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
+from cadence.core.config import ConfigError
 
 
 def tiny(cls, **kwargs):
     torch.manual_seed(0)
-    return cls(n_filters=4, dimension=8, ratios=(4, 2), **kwargs).eval()
+    return cls(SEANetConfig(n_filters=4, latent_dim=8, strides=(2, 4), **kwargs)).eval()
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -21,11 +22,14 @@ def test_lengths(causal, lstm, length):
     assert decoder(z).shape == (2, 1, z.shape[-1] * 8)
 
 
-def test_ratios_are_decoder_order():
-    encoder = SEANetEncoder(ratios=(8, 5, 4, 2))
-    assert encoder.ratios == [2, 4, 5, 8] and encoder.hop_length == 320
+def test_strides_are_encoder_order_and_the_decoder_mirrors_them():
+    config = SEANetConfig(strides=(2, 4, 5, 8))
+    encoder, decoder = SEANetEncoder(config), SEANetDecoder(config)
+    assert encoder.hop_length == decoder.hop_length == 320
     strides = [m.stride for m in encoder.modules() if hasattr(m, "padding_total") and m.stride > 1]
     assert strides == [2, 4, 5, 8]
+    upsampling = [m.stride for m in decoder.modules() if hasattr(m, "padding_left") and m.stride > 1]
+    assert upsampling == [8, 5, 4, 2]
 
 
 def test_causal_encoder_ignores_the_future():
@@ -41,7 +45,7 @@ def test_causal_encoder_ignores_the_future():
 
 
 def test_conv_shortcut_and_weight_norm_names():
-    encoder = SEANetEncoder(true_skip=False)
+    encoder = SEANetEncoder(SEANetConfig(true_skip=False))
     keys = set(encoder.state_dict())
     assert "model.0.conv.parametrizations.weight.original0" in keys
     assert "model.1.shortcut.conv.parametrizations.weight.original1" in keys
@@ -49,5 +53,14 @@ def test_conv_shortcut_and_weight_norm_names():
 
 
 def test_unknown_activation():
-    with pytest.raises(ValueError, match="unknown activation"):
-        SEANetEncoder(activation="Relu6x")
+    with pytest.raises(ConfigError, match="unknown activation"):
+        SEANetConfig(activation="Relu6x")
+
+
+def test_config_refusals():
+    with pytest.raises(ConfigError, match="causal"):
+        SEANetConfig(causal=True, norm="time_group_norm")
+    with pytest.raises(ConfigError, match="strides"):
+        SEANetConfig(strides=())
+    with pytest.raises(ConfigError, match="trim_right_ratio"):
+        SEANetConfig(trim_right_ratio=0.5)  # only for causal models

@@ -25,15 +25,16 @@ def speechlike(batch: int, samples: int, channels: int = 1, seed: int = 0) -> to
 
 KINDS = [
     pytest.param({}, id="rvq"),
-    pytest.param({"quantizer": "grouped_rvq", "groups": 2}, id="grouped_rvq"),
-    pytest.param({"quantizer": "fsq", "fsq_levels": (4, 4, 4)}, id="fsq"),
+    pytest.param({"kind": "grouped_rvq", "groups": 2}, id="grouped_rvq"),
+    pytest.param({"kind": "fsq", "fsq_levels": (4, 4, 4)}, id="fsq"),
 ]
 
 
-def tiny(**changes) -> SoundStream:
+def tiny(causal: bool = False, **quantizer) -> SoundStream:
     """A tiny model whose codebooks went through their k-means initialisation."""
     torch.manual_seed(0)
-    model = SoundStream(SoundStreamConfig.tiny(quantize_dropout=False, **changes)).train()
+    config = SoundStreamConfig.tiny(seanet={"causal": causal}, quantizer={"quantize_dropout": False, **quantizer})
+    model = SoundStream(config).train()
     model(speechlike(4, 16000, seed=1))
     return model.eval()
 
@@ -89,7 +90,7 @@ def test_causal_encoder_ignores_the_future():
 
 def test_training_forward_updates_codebooks_and_drops_levels():
     torch.manual_seed(0)
-    model = SoundStream(SoundStreamConfig.tiny(num_quantizers=4)).train()
+    model = SoundStream(SoundStreamConfig.tiny(quantizer={"num_quantizers": 4})).train()
     audio = speechlike(4, 8000)
     before = model.quantizer.quantizer.layers[0]._codebook.embed.clone()
     seen_dropped = False
@@ -109,7 +110,7 @@ def test_training_forward_updates_codebooks_and_drops_levels():
 
 
 def test_save_load_round_trip(tmp_path):
-    model = tiny(quantizer="grouped_rvq", groups=2)  # k-means init and EMA buffers round-trip too
+    model = tiny(kind="grouped_rvq", groups=2)  # k-means init and EMA buffers round-trip too
     model.save_pretrained(tmp_path / "ss")
     loaded = SoundStream.load_pretrained(tmp_path / "ss").eval()
     assert loaded.config == model.config
@@ -123,13 +124,17 @@ def test_config_strides_and_rates():
     assert SoundStreamConfig.speech_16khz().hop_length == 320
     model = SoundStream(SoundStreamConfig.tiny(sample_rate=24000))
     assert model.frame_rate == 75.0
-    assert SoundStream(SoundStreamConfig.tiny(strides=(2, 4, 5, 6), sample_rate=24000)).frame_rate == 100.0
-    with pytest.raises(ValueError, match="causal"):
-        SoundStreamConfig.tiny(causal=True, norm="time_group_norm")
-    with pytest.raises(ValueError, match="grouped_rvq"):
-        SoundStreamConfig.tiny(groups=2)
-    with pytest.raises(ConfigError, match="quantizer"):
-        SoundStreamConfig.from_dict({"quantizer": "lfq"})
+    assert SoundStream(SoundStreamConfig.tiny(seanet={"strides": (2, 4, 5, 6)}, sample_rate=24000)).frame_rate == 100.0
+    with pytest.raises(ConfigError, match="causal"):
+        SoundStreamConfig.tiny(seanet={"causal": True, "norm": "time_group_norm"})
+    with pytest.raises(ConfigError, match="grouped_rvq"):
+        SoundStreamConfig.tiny(quantizer={"groups": 2})
+    with pytest.raises(ConfigError, match=r"quantizer.*'lfq'|kind.*'lfq'"):
+        SoundStreamConfig.from_dict({"quantizer": {"kind": "lfq"}})
+    with pytest.raises(ConfigError, match="must divide"):
+        SoundStreamConfig.tiny(quantizer={"kind": "grouped_rvq", "groups": 3})
+    with pytest.raises(ConfigError, match="no field"):
+        SoundStreamConfig.tiny(seanet={"dimension": 8})
 
 
 def test_bad_audio_is_refused_with_a_fix():
@@ -165,7 +170,7 @@ def test_bad_codes_are_refused():
         model.decode(codes.float())
     with pytest.raises(CodeRangeError, match=r"\(b, n, q\)"):
         model.decode(codes[0])
-    grouped = tiny(quantizer="grouped_rvq", groups=2)
+    grouped = tiny(kind="grouped_rvq", groups=2)
     with pytest.raises(CodeRangeError, match="multiple of 2"):
         grouped.decode(grouped.encode(speechlike(1, 3200))[..., :3])
 
@@ -179,7 +184,7 @@ def test_loading_another_models_checkpoint_names_both(tmp_path):
     import json
 
     header = json.loads((tmp_path / "a" / "config.json").read_text())
-    header["config"]["n_filters"] = 8
+    header["config"]["seanet"]["n_filters"] = 8
     (tmp_path / "a" / "config.json").write_text(json.dumps(header))
     with pytest.raises(CheckpointError, match="shape mismatches"):
         SoundStream.load_pretrained(tmp_path / "a")
@@ -209,3 +214,66 @@ def test_folding_weight_norm_keeps_outputs_and_refuses_to_save(tmp_path):
     torch.testing.assert_close(model.decode(codes), decoded, rtol=0, atol=1e-6)
     with pytest.raises(CheckpointError, match="save the model before folding"):
         model.save_pretrained(tmp_path / "folded")
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["noncausal", "causal"])
+def test_a_padded_batch_gives_each_item_what_it_gets_alone(causal):
+    model = tiny(causal=causal)
+    lengths = torch.tensor([8000, 3333, 8000, 321])
+    audio = speechlike(4, 8000)
+    audio[1, :, 3333:] = 0.7  # padding that would leak into the last frames if it were read
+    frames = torch.tensor([model.num_frames(int(n)) for n in lengths])
+    assert frames.tolist() == [25, 11, 25, 2]
+    latents = model.encode_latents(audio, lengths)
+    codes = model.encode(audio, lengths)
+    assert latents.shape == (4, 25, model.latent_dim) and codes.shape == (4, 25, model.num_quantizers)
+    for i, n in enumerate(lengths.tolist()):
+        alone = audio[i : i + 1, :, :n]
+        torch.testing.assert_close(latents[i, : frames[i]], model.encode_latents(alone)[0])
+        assert torch.equal(codes[i, : frames[i]], model.encode(alone)[0])
+        assert not latents[i, frames[i] :].any() and not codes[i, frames[i] :].any()
+    decoded = model.decode_latents(latents, frames, quantize=True)
+    assert decoded.shape == (4, 1, 25 * 320)
+    for i, n in enumerate(frames.tolist()):
+        alone = model.decode_latents(latents[i : i + 1, :n], quantize=True)[0]
+        torch.testing.assert_close(decoded[i, :, : n * 320], alone)
+        assert not decoded[i, :, n * 320 :].any()
+
+
+def test_full_lengths_are_one_batched_call_with_the_same_result():
+    model = tiny()
+    audio = speechlike(2, 4000)
+    full = torch.tensor([4000, 4000])
+    assert torch.equal(model.encode(audio, full), model.encode(audio))
+    codes = model.encode(audio)
+    assert torch.equal(model.decode(codes, torch.tensor([13, 13])), model.decode(codes))
+
+
+def test_padding_frames_of_codes_are_never_read_or_checked():
+    model = tiny(num_quantizers=4, codebook_size=64)
+    codes = model.encode(speechlike(2, 3200))
+    padded = codes.clone()
+    padded[1, 6:] = -1  # not a code: only allowed past the item's length
+    decoded = model.decode(padded, torch.tensor([10, 6]))
+    torch.testing.assert_close(decoded[1, :, : 6 * 320], model.decode(codes[1:, :6])[0])
+    with pytest.raises(CodeRangeError, match=r"\[0, 64\)"):
+        model.decode(padded, torch.tensor([10, 7]))
+    with pytest.raises(ValueError, match="lengths"):
+        model.decode(codes, torch.tensor([10, 11]))  # more frames than the codes have
+    with pytest.raises(ValueError, match="lengths"):
+        model.encode(speechlike(2, 3200), torch.tensor([3200]))  # one length per item
+
+
+def test_a_format_1_flat_config_is_nested_on_load():
+    flat = {
+        "sample_rate": 16000, "strides": [2, 4, 5, 8], "latent_dim": 16, "n_filters": 4, "lstm": 0,
+        "causal": True, "quantizer": "grouped_rvq", "groups": 2, "num_quantizers": 4, "codebook_size": 64,
+    }
+    from cadence.core.config import upgrade_config_dict
+
+    config = SoundStreamConfig.from_dict(upgrade_config_dict(SoundStreamConfig, flat, 1))
+    assert config == SoundStreamConfig.tiny(
+        seanet={"causal": True}, quantizer={"kind": "grouped_rvq", "groups": 2}
+    )
+    with pytest.raises(ConfigError, match="unknown key"):
+        SoundStreamConfig.from_dict(flat)  # a current config has no flat keys

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cadence.codec.encodec import EnCodec, EnCodecConfig
-from cadence.codec.seanet import SEANetDecoder, SEANetEncoder
+from cadence.codec.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from cadence.codec.streaming import (
     StreamingDecoder,
     StreamingEncoder,
@@ -23,7 +23,8 @@ from cadence.core.audio import SampleRateMismatchError
 
 def tiny_model(**changes):
     torch.manual_seed(0)
-    model = EnCodec(EnCodecConfig.tiny().replace(**changes)).eval()
+    config = EnCodecConfig.tiny()
+    model = EnCodec(config.replace(seanet=config.seanet.replace(**changes))).eval()
     nn.init.normal_(model.quantizer.codebooks, std=0.3)
     return model
 
@@ -54,9 +55,12 @@ def test_irregular_chunks_and_latents():
     # Generic over SEANet: latents (no quantizer) of a causal encoder with conv shortcuts,
     # deeper residual stacks and a non-trivial trim ratio.
     torch.manual_seed(0)
-    kw = {"n_filters": 4, "dimension": 8, "ratios": (5, 3), "causal": True, "n_residual_layers": 2, "true_skip": False}
-    encoder = SEANetEncoder(**kw).eval()
-    decoder = SEANetDecoder(**kw, trim_right_ratio=0.5).eval()
+    config = SEANetConfig(
+        n_filters=4, latent_dim=8, strides=(3, 5), causal=True, n_residual_layers=2, true_skip=False,
+        trim_right_ratio=0.5,
+    )
+    encoder = SEANetEncoder(config).eval()
+    decoder = SEANetDecoder(config).eval()
     audio = torch.randn(1, 1, 500)
     with torch.no_grad():
         latents = encoder(audio)
@@ -125,3 +129,20 @@ def test_misuse():
         stream.encode_chunk(torch.randn(1, 1, 50))
     with pytest.raises(Exception, match="channel"):
         model.stream_encoder().encode_chunk(torch.randn(1, 2, 50))
+
+
+def test_a_chunk_without_frames_decodes_to_no_samples():
+    # An encoder stream emits no frame until one is complete; its empty output must feed the
+    # decoder stream as it is (the docs' microphone loop does exactly this).
+    model = tiny_model()
+    audio = torch.randn(1, 1, 203) * 0.3
+    encoder, decoder = model.stream_encoder(), model.stream_decoder()
+    pieces, empty_chunks = [], 0
+    for chunk in audio.split(3, dim=-1):
+        codes = encoder.encode_chunk(chunk)
+        empty_chunks += codes.shape[1] == 0
+        pieces.append(decoder.decode_chunk(codes))
+    pieces += [decoder.decode_chunk(encoder.flush()), decoder.flush()]
+    assert empty_chunks > 0
+    expected = model.decode(model.encode(audio))
+    assert (torch.cat(pieces, dim=-1) - expected).abs().max() <= 1e-5

@@ -60,7 +60,7 @@ def test_short_training_lowers_held_out_mel_distance(tmp_path):
 
 def _trainer(tmp_path, max_steps: int) -> CodecTrainer:
     torch.manual_seed(0)
-    model = SoundStream(SoundStreamConfig.tiny(num_quantizers=2, codebook_size=16))
+    model = SoundStream(SoundStreamConfig.tiny(quantizer={"num_quantizers": 2, "codebook_size": 16}))
     config = CodecTrainerConfig(
         max_steps=max_steps,
         batch_size=4,
@@ -96,7 +96,7 @@ def test_exact_resume(tmp_path):
 def test_trainer_config_and_inputs_are_checked(tmp_path):
     with pytest.raises(ValueError, match="adversarial_start_step"):
         CodecTrainerConfig(discriminator_start_step=5, adversarial_start_step=2)
-    model = SoundStream(SoundStreamConfig.tiny(channels=2))
+    model = SoundStream(SoundStreamConfig.tiny(seanet={"channels": 2}))
     with pytest.raises(ValueError, match="channels=2"):
         CodecTrainer(model, corpus("train", 0.25, limit=4), CodecTrainerConfig(), output_dir=tmp_path)
     trainer = _trainer(tmp_path / "c", 1)

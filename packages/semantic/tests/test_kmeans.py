@@ -62,6 +62,22 @@ def test_same_seed_same_centroids_and_resume_equals_uninterrupted(tmp_path):
         fit_kmeans(x, other, state_dir=state, progress=False)
 
 
+def test_a_state_save_interrupted_between_its_renames_resumes(tmp_path):
+    from cadence.core.io import OLD_SUFFIX
+
+    x, _, _ = planted(seed=1)
+    config = KMeansTrainConfig(num_clusters=10, batch_size=256, max_steps=20, init_size=800, seed=5, save_every=4)
+    full = fit_kmeans(x, config, progress=False)
+    state = tmp_path / "state"
+    fit_kmeans(x, config, state_dir=state, progress=False, stop_after=9)
+    # A crash after the old state was moved aside and before the new one moved in.
+    state.rename(state.with_name(state.name + OLD_SUFFIX))
+    assert not state.exists()
+    resumed = fit_kmeans(x, config, state_dir=state, progress=False)
+    assert torch.equal(resumed.centroids, full.centroids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]  # no temporaries left
+
+
 def test_save_load_and_dimension_checks(tmp_path):
     km = KMeans.from_centroids(torch.randn(7, 5), features="toy features")
     km.save_pretrained(tmp_path / "km")

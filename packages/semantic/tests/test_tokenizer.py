@@ -86,6 +86,21 @@ def test_conforms_and_is_independent_of_batching_and_padding(request, valid_data
     # another batch size and more padding give the same tokens
     again = tokenizer.encode(torch.nn.functional.pad(batch[1:3], (0, 5000)), lens[1:3])
     assert torch.equal(again.tokens[:, : out.tokens.shape[1]], out.tokens[1:3, : again.tokens.shape[1]])
+    # tokenize (the Protocol call) takes the same lengths and gives the same tokens
+    assert torch.equal(tokenizer.tokenize(batch, lens), out.tokens)
+    with pytest.raises(ValueError, match="lengths"):
+        tokenizer.tokenize(batch, lens[:2])
+
+
+def test_configs_refuse_invalid_values_with_a_config_error():
+    with pytest.raises(ConfigError, match="batch_size"):
+        KMeansTrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="max_steps"):
+        KMeansTrainConfig(max_steps=-1)
+    with pytest.raises(ConfigError, match="stack"):
+        MFCCFeatureConfig(stack=0)
+    with pytest.raises(ConfigError, match="hop_length"):
+        MFCCFeatureConfig.from_dict({"hop_length": 0})
 
 
 def test_frame_counts():

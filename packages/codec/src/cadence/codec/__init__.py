@@ -18,8 +18,8 @@ from .losses import (
     waveform_l1_loss,
 )
 from .metrics import codec_metrics, mel_distance, pesq, si_snr, stft_distance, stoi
-from .quantizer import CodeRangeError, QuantizedResult, ResidualQuantizer
-from .seanet import SEANetDecoder, SEANetEncoder
+from .quantizer import CodeRangeError, QuantizedResult, QuantizerConfig, ResidualQuantizer
+from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from .soundstream import SoundStream, SoundStreamConfig, SoundStreamOutput
 from .streaming import (
     StreamableCodec,
@@ -47,7 +47,9 @@ __all__ = [
     "MultiScaleMelLoss",
     "MultiScaleSTFTDiscriminator",
     "QuantizedResult",
+    "QuantizerConfig",
     "ResidualQuantizer",
+    "SEANetConfig",
     "SEANetDecoder",
     "SEANetEncoder",
     "SoundStream",

@@ -1,4 +1,3 @@
-# b batch | c channels | t time steps (samples or frames) | k kernel size | s stride
 """Streamable 1-d convolutions, as in EnCodec / audiocraft (``SConv1d``, ``SConvTranspose1d``).
 
 A convolution pads its input itself so that the output has ``ceil(t / stride)`` steps,
@@ -10,6 +9,8 @@ outputs that are already final, keeping what it still needs (the left context of
 overlap tail of a transposed conv) in ``state``; ``stream_step(x, state, final=True)`` adds the
 end padding and returns the rest. Concatenated chunk outputs equal the offline ``forward``.
 """
+
+# b batch | c channels | t time steps (audio samples or frames)
 
 from __future__ import annotations
 

@@ -7,14 +7,14 @@ which feature matching compares between real and generated audio.
 - :class:`MultiScaleSTFTDiscriminator`: EnCodec's MS-STFTD (Defossez et al. 2022, sec. 3.4),
   2-D convolutions over the real and imaginary parts of STFTs at several resolutions;
 - :class:`MultiPeriodDiscriminator`: HiFi-GAN's MPD (Kong et al. 2020), the waveform folded
-  into ``(t / p, p)`` for prime periods ``p``;
+  into ``(t / k, k)`` for prime periods ``k``;
 - :class:`MultiScaleDiscriminator`: MelGAN's waveform discriminator (Kumar et al. 2019) on
   the audio and its 2x / 4x average-pooled versions.
 
 :class:`CodecDiscriminator` combines any of them from a :class:`DiscriminatorConfig`.
 """
 
-# b batch | c channels | t samples | f frequency bins | n frames | p period
+# b batch | c audio channels | t samples | f frequency bins | n frames | k period
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from cadence.core.audio import check_audio
 from cadence.core.checkpoint import PretrainedMixin
-from cadence.core.config import Config
+from cadence.core.config import Config, ConfigError
 
 __all__ = [
     "CodecDiscriminator",
@@ -211,7 +211,7 @@ class PeriodDiscriminator(nn.Module):
             pad = self.period - t % self.period
             # HiFi-GAN pads with reflection; very short inputs fall back to zeros.
             audio = F.pad(audio, (0, pad), "reflect" if pad < t else "constant")
-        z = rearrange(audio, "b c (n p) -> b c n p", p=self.period)
+        z = rearrange(audio, "b c (n k) -> b c n k", k=self.period)
         fmap = []
         for conv in self.convs:
             z = F.leaky_relu(conv(z), 0.1)
@@ -322,9 +322,9 @@ class DiscriminatorConfig(Config):
 
     def __post_init__(self) -> None:
         if not self.kinds:
-            raise ValueError("DiscriminatorConfig.kinds must name at least one discriminator")
+            raise ConfigError("DiscriminatorConfig.kinds must name at least one discriminator")
         if len(set(self.kinds)) != len(self.kinds):
-            raise ValueError(f"DiscriminatorConfig.kinds has duplicates: {self.kinds}")
+            raise ConfigError(f"DiscriminatorConfig.kinds has duplicates: {self.kinds}")
 
     @classmethod
     def tiny(cls) -> DiscriminatorConfig:

@@ -1,4 +1,3 @@
-# b batch | c audio channels | t samples | n frames | q quantizers (levels) | k codebook entries | d latent dim
 """EnCodec (Défossez et al. 2022) for inference, in our own code, loading the official weights.
 
 SEANet encoder -> residual vector quantizer with Euclidean codebooks -> SEANet decoder.
@@ -13,12 +12,14 @@ discriminators) is not part of this class; the 24 kHz model is causal and stream
 (:meth:`EnCodec.stream_encoder`, :meth:`EnCodec.stream_decoder`).
 """
 
+# b batch | c audio channels | t samples | n frames | q quantizer levels | v codebook entries | d latent dim
+
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +30,21 @@ from cadence.core.audio import check_audio
 from cadence.core.checkpoint import CheckpointError, PretrainedMixin
 from cadence.core.config import Config, ConfigError
 
-from .conv import ConvNorm, PadMode, fold_weight_norm
-from .quantizer import CodeRangeError
-from .seanet import SEANetDecoder, SEANetEncoder
+from .conv import fold_weight_norm
+from .nesting import nest_format1
+from .quantizer import CodeRangeError, check_code_values
+from .ragged import decode_ragged, encode_ragged
+from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 
 if TYPE_CHECKING:
     from .streaming import StreamingDecoder, StreamingEncoder
 
 __all__ = ["EnCodec", "EnCodecConfig", "EuclideanResidualVQ", "check_codes"]
+
+
+def _official_seanet() -> SEANetConfig:
+    """The SEANet of the official 24 kHz model: causal, 1x1-conv shortcuts, hop 320."""
+    return SEANetConfig(causal=True, true_skip=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,11 +53,7 @@ class EnCodecConfig(Config):
 
     Attributes:
         sample_rate: audio sample rate in Hz.
-        channels: audio channels.
-        dimension: latent width ``d`` (also the codebook vector width).
-        n_filters, n_residual_layers, ratios, activation, norm, kernel_size,
-        residual_kernel_size, last_kernel_size, dilation_base, causal, pad_mode, true_skip,
-        compress, lstm, trim_right_ratio: the SEANet encoder/decoder (see SEANetEncoder).
+        seanet: the encoder and decoder; ``seanet.latent_dim`` is also the codebook width.
         codebook_size: entries per codebook.
         n_codebooks: codebooks stored (levels at the highest bandwidth).
         target_bandwidths: the bandwidths (kbps) the model was trained for.
@@ -57,29 +61,15 @@ class EnCodecConfig(Config):
     """
 
     sample_rate: int = 24000
-    channels: int = 1
-    dimension: int = 128
-    n_filters: int = 32
-    n_residual_layers: int = 1
-    ratios: tuple[int, ...] = (8, 5, 4, 2)
-    activation: str = "ELU"
-    norm: ConvNorm = "weight_norm"
-    kernel_size: int = 7
-    residual_kernel_size: int = 3
-    last_kernel_size: int = 7
-    dilation_base: int = 2
-    causal: bool = True
-    pad_mode: PadMode = "reflect"
-    true_skip: bool = False
-    compress: int = 2
-    lstm: int = 2
-    trim_right_ratio: float = 1.0
+    seanet: SEANetConfig = field(default_factory=_official_seanet)
     codebook_size: int = 1024
     n_codebooks: int = 32
     target_bandwidths: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0, 24.0)
     bandwidth: float = 6.0
 
     def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ConfigError(f"EnCodecConfig.sample_rate must be positive, got {self.sample_rate}")
         if self.bandwidth not in self.target_bandwidths:
             raise ConfigError(
                 f"bandwidth {self.bandwidth} is not one of target_bandwidths {list(self.target_bandwidths)}"
@@ -92,16 +82,26 @@ class EnCodecConfig(Config):
                 f"{self.quantizers_for(max(self.target_bandwidths))} codebooks but n_codebooks={self.n_codebooks}"
             )
 
+    @classmethod
+    def upgrade_dict(cls, data: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Format 1 held the SEANet settings as flat keys, under audiocraft's names; nest them."""
+        data = super().upgrade_dict(data, from_version)
+        if from_version < 2 and "seanet" not in data:
+            if "ratios" in data:  # decoder order then, encoder order now
+                data["strides"] = list(reversed(data.pop("ratios")))
+            nest_format1(data, "seanet", SEANetConfig, renames={"dimension": "latent_dim"}, base=_official_seanet())
+        return data
+
     @property
     def hop_length(self) -> int:
-        return math.prod(self.ratios)
+        return self.seanet.hop_length
 
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop_length
 
     def quantizers_for(self, bandwidth: float) -> int:
-        """Levels used at ``bandwidth`` kbps (EnCodec: ``bw * 1000 / (ceil(frame_rate) * log2 k)``)."""
+        """Levels used at ``bandwidth`` kbps (EnCodec: ``bw * 1000 / (ceil(frame_rate) * log2 v)``)."""
         bits_per_level = math.ceil(self.frame_rate) * math.log2(self.codebook_size)
         return max(1, math.floor(bandwidth * 1000 / bits_per_level))
 
@@ -115,9 +115,7 @@ class EnCodecConfig(Config):
         """A small causal model for tests (hop 8 at 8 kHz -> 1 kHz frames)."""
         return cls(
             sample_rate=8000,
-            dimension=16,
-            n_filters=4,
-            ratios=(4, 2),
+            seanet=_official_seanet().replace(latent_dim=16, n_filters=4, strides=(2, 4)),
             codebook_size=64,
             n_codebooks=4,
             target_bandwidths=(6.0, 12.0, 24.0),
@@ -125,20 +123,15 @@ class EnCodecConfig(Config):
         )
 
 
-def check_codes(codes: Tensor, *, codebook_size: int, max_quantizers: int) -> None:
+def check_codes(
+    codes: Tensor, *, codebook_size: int, max_quantizers: int, lengths: Tensor | None = None
+) -> None:
     """Validate codes ``(b, n, q)``: integer, in ``[0, codebook_size)``, ``1 <= q <= max_quantizers``.
 
-    Raises CodeRangeError (a ValueError), the error SoundStream raises for the same problems.
+    ``lengths`` ``(b,)``: real frames per item; only those are range-checked. Raises
+    CodeRangeError (an IdRangeError), the error SoundStream raises for the same problems.
     """
-    if not isinstance(codes, Tensor):
-        raise TypeError(f"codes must be a torch.Tensor (b, n, q), got {type(codes).__name__}")
-    if codes.ndim != 3:
-        raise CodeRangeError(
-            f"codes must have shape (b, n, q), got {tuple(codes.shape)}"
-            + (" (add a batch axis: codes[None])" if codes.ndim == 2 else "")
-        )
-    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-        raise CodeRangeError(f"codes must be integers (torch.long), got {codes.dtype}; use codes.long()")
+    check_code_values(codes, codebook_size, lengths=lengths)
     q = codes.shape[-1]
     if q > max_quantizers:
         raise CodeRangeError(
@@ -149,13 +142,6 @@ def check_codes(codes: Tensor, *, codebook_size: int, max_quantizers: int) -> No
         raise CodeRangeError("codes have 0 quantizer levels; at least one is needed")
     if codes.shape[1] == 0:
         raise CodeRangeError("codes have 0 frames; there is nothing to decode")
-    if codes.numel():
-        low, high = int(codes.min()), int(codes.max())
-        if low < 0 or high >= codebook_size:
-            raise CodeRangeError(
-                f"codes must lie in [0, {codebook_size}) but range over [{low}, {high}]; "
-                "were they produced by a codec with another codebook size?"
-            )
 
 
 class EuclideanResidualVQ(nn.Module):
@@ -217,27 +203,9 @@ class EnCodec(PretrainedMixin, nn.Module):
     def __init__(self, config: EnCodecConfig):
         super().__init__()
         self.config = config
-        seanet = {
-            "channels": config.channels,
-            "dimension": config.dimension,
-            "n_filters": config.n_filters,
-            "n_residual_layers": config.n_residual_layers,
-            "ratios": config.ratios,
-            "activation": config.activation,
-            "norm": config.norm,
-            "kernel_size": config.kernel_size,
-            "residual_kernel_size": config.residual_kernel_size,
-            "last_kernel_size": config.last_kernel_size,
-            "dilation_base": config.dilation_base,
-            "causal": config.causal,
-            "pad_mode": config.pad_mode,
-            "true_skip": config.true_skip,
-            "compress": config.compress,
-            "lstm": config.lstm,
-        }
-        self.encoder = SEANetEncoder(**seanet)
-        self.decoder = SEANetDecoder(**seanet, trim_right_ratio=config.trim_right_ratio)
-        self.quantizer = EuclideanResidualVQ(config.n_codebooks, config.codebook_size, config.dimension)
+        self.encoder = SEANetEncoder(config.seanet)
+        self.decoder = SEANetDecoder(config.seanet)
+        self.quantizer = EuclideanResidualVQ(config.n_codebooks, config.codebook_size, config.seanet.latent_dim)
         self.bandwidth = config.bandwidth
 
     # -- Codec attributes ---------------------------------------------------------------------
@@ -248,7 +216,7 @@ class EnCodec(PretrainedMixin, nn.Module):
 
     @property
     def channels(self) -> int:
-        return self.config.channels
+        return self.config.seanet.channels
 
     @property
     def hop_length(self) -> int:
@@ -264,7 +232,11 @@ class EnCodec(PretrainedMixin, nn.Module):
 
     @property
     def latent_dim(self) -> int:
-        return self.config.dimension
+        return self.config.seanet.latent_dim
+
+    def num_frames(self, samples: int) -> int:
+        """Frames :meth:`encode` makes of ``samples`` samples: ``ceil(samples / hop_length)``."""
+        return max(0, -(-samples // self.hop_length))
 
     @property
     def num_quantizers(self) -> int:
@@ -300,12 +272,22 @@ class EnCodec(PretrainedMixin, nn.Module):
     def _encoder_input(self, audio: Tensor) -> Tensor:
         return audio.to(self.quantizer.codebooks.dtype)
 
-    def encode_latents(self, audio: Tensor, *, sample_rate: int | None = None) -> Tensor:
-        """Audio ``(b, c, t)`` -> continuous latents ``(b, ceil(t / hop_length), d)`` before quantization."""
+    def _latents(self, audio: Tensor) -> Tensor:
+        return rearrange(self.encoder(self._encoder_input(audio)), "b d n -> b n d")
+
+    def _audio(self, latents: Tensor) -> Tensor:
+        return self.decoder(rearrange(latents, "b n d -> b d n"))
+
+    def encode_latents(
+        self, audio: Tensor, lengths: Tensor | None = None, *, sample_rate: int | None = None
+    ) -> Tensor:
+        """Audio ``(b, c, t)`` -> continuous latents ``(b, ceil(t / hop_length), d)`` before quantization.
+
+        ``lengths`` as in :meth:`encode`: frames past an item's own are 0.
+        """
         self.check_audio(audio, sample_rate)
         with torch.inference_mode():
-            latents = self.encoder(self._encoder_input(audio))
-        return rearrange(latents, "b d n -> b n d")
+            return encode_ragged(self._latents, audio, lengths, num_frames=self.num_frames)
 
     def quantize_latents(self, latents: Tensor, *, bandwidth: float | None = None) -> Tensor:
         """Latents ``(b, n, d)`` -> codes ``(b, n, q)`` at ``bandwidth`` (default: the model's)."""
@@ -314,17 +296,31 @@ class EnCodec(PretrainedMixin, nn.Module):
             return self.quantizer.encode(latents, n_q)
 
     def encode(
-        self, audio: Tensor, *, bandwidth: float | None = None, sample_rate: int | None = None
+        self,
+        audio: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        bandwidth: float | None = None,
+        sample_rate: int | None = None,
     ) -> Tensor:
         """Audio ``(b, c, t)`` in [-1, 1] -> codes ``(b, ceil(t / hop_length), q)`` long.
 
         Args:
             audio: waveform at ``self.sample_rate`` with ``self.channels`` channels.
+            lengths: ``(b,)`` real samples per item (None: all ``t``); item ``i`` gets
+                :meth:`num_frames` ``(lengths[i])`` frames, those it would get alone, then 0.
             bandwidth: kbps, one of ``config.target_bandwidths`` (default: ``self.bandwidth``);
                 sets ``q``.
             sample_rate: the rate of ``audio``, checked against the model's when given.
         """
-        return self.quantize_latents(self.encode_latents(audio, sample_rate=sample_rate), bandwidth=bandwidth)
+        self.check_audio(audio, sample_rate)
+        n_q = self.config.quantizers_for(self._check_bandwidth(bandwidth))
+
+        def encode(x: Tensor) -> Tensor:
+            return self.quantizer.encode(self._latents(x), n_q)
+
+        with torch.inference_mode():
+            return encode_ragged(encode, audio, lengths, num_frames=self.num_frames)
 
     def codes_to_latents(self, codes: Tensor) -> Tensor:
         """Codes ``(b, n, q)`` -> quantized latents ``(b, n, d)`` (sum of the codebook vectors)."""
@@ -332,22 +328,33 @@ class EnCodec(PretrainedMixin, nn.Module):
         with torch.inference_mode():
             return self.quantizer.decode(codes)
 
-    def decode_latents(self, latents: Tensor) -> Tensor:
-        """Latents ``(b, n, d)`` (quantized or not) -> audio ``(b, c, n * hop_length)``."""
+    def decode_latents(self, latents: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Latents ``(b, n, d)`` (quantized or not) -> audio ``(b, c, n * hop_length)``.
+
+        ``lengths`` ``(b,)``: real frames per item (None: all ``n``); audio past
+        ``lengths[i] * hop_length`` is 0.
+        """
         if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
             raise ValueError(
                 f"latents must have shape (b, n, {self.latent_dim}), got {tuple(latents.shape)}"
             )
         with torch.inference_mode():
-            return self.decoder(rearrange(latents, "b n d -> b d n"))
+            return decode_ragged(self._audio, latents, lengths, hop_length=self.hop_length)
 
-    def decode(self, codes: Tensor) -> Tensor:
+    def decode(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Codes ``(b, n, q)``, any ``q <= config.n_codebooks`` -> audio ``(b, c, n * hop_length)``.
 
         The output may be up to ``hop_length - 1`` samples longer than the encoded audio
-        (the encoder pads the last frame); trim it to the input length.
+        (the encoder pads the last frame); trim it to the input length. ``lengths`` ``(b,)``:
+        real frames per item (None: all ``n``); audio past ``lengths[i] * hop_length`` is 0
+        and the padding frames are never read.
         """
-        return self.decode_latents(self.codes_to_latents(codes))
+        with torch.inference_mode():
+            # codes_to_latents checks the codes of each item's real frames
+            return decode_ragged(self._decode_codes, codes, lengths, hop_length=self.hop_length)
+
+    def _decode_codes(self, codes: Tensor) -> Tensor:
+        return self._audio(self.codes_to_latents(codes))
 
     def forward(self, audio: Tensor, *, bandwidth: float | None = None) -> Tensor:
         """Encode and decode, trimmed to the input length."""

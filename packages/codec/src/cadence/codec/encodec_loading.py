@@ -34,6 +34,7 @@ from cadence.core.checkpoint import CONFIG_NAME, CheckpointError
 
 from .conv import StreamableConvTranspose1d
 from .encodec import EnCodec, EnCodecConfig
+from .seanet import SEANetConfig
 
 __all__ = [
     "config_from_hf",
@@ -172,19 +173,26 @@ def config_from_hf(data: dict[str, Any], *, bandwidth: float = 6.0, where: str =
     dim = data.get("hidden_size", 128)
     if data.get("codebook_dim") not in (None, dim):
         raise CheckpointError(f"{where}: codebook_dim {data['codebook_dim']} != hidden_size {dim} is not supported")
-    ratios = tuple(data.get("upsampling_ratios", (8, 5, 4, 2)))
     bandwidths = tuple(float(b) for b in data.get("target_bandwidths", (1.5, 3.0, 6.0, 12.0, 24.0)))
-    partial = EnCodecConfig(
+    config = EnCodecConfig(
         sample_rate=data.get("sampling_rate", 24000),
-        ratios=ratios,
+        seanet=_seanet_from_hf(data),
         codebook_size=data.get("codebook_size", 1024),
         target_bandwidths=bandwidths,
         bandwidth=bandwidth if bandwidth in bandwidths else bandwidths[0],
         n_codebooks=10_000,  # replaced below, once the frame rate is known
     )
-    return partial.replace(
+    # transformers: num_quantizers = 1000 * max bandwidth // (ceil(frame rate) * 10).
+    return config.replace(n_codebooks=config.quantizers_for(max(bandwidths)))
+
+
+def _seanet_from_hf(data: dict[str, Any]) -> SEANetConfig:
+    """transformers ``EncodecConfig`` names -> :class:`SEANetConfig` (defaults: the 24 kHz model)."""
+    return SEANetConfig(
         channels=data.get("audio_channels", 1),
-        dimension=dim,
+        latent_dim=data.get("hidden_size", 128),
+        # upsampling_ratios are in decoder order; strides are in encoder order
+        strides=tuple(reversed(data.get("upsampling_ratios", (8, 5, 4, 2)))),
         n_filters=data.get("num_filters", 32),
         n_residual_layers=data.get("num_residual_layers", 1),
         norm=data.get("norm_type", "weight_norm"),
@@ -198,8 +206,6 @@ def config_from_hf(data: dict[str, Any], *, bandwidth: float = 6.0, where: str =
         compress=data.get("compress", 2),
         lstm=data.get("num_lstm_layers", 2),
         trim_right_ratio=float(data.get("trim_right_ratio", 1.0)),
-        # transformers: num_quantizers = 1000 * max bandwidth // (ceil(frame rate) * 10).
-        n_codebooks=partial.quantizers_for(max(bandwidths)),
     )
 
 
@@ -244,13 +250,8 @@ def _config_from_original(state: dict[str, Tensor], bandwidth: float, where: str
     n_codebooks = sum(1 for k in state if k.endswith("._codebook.embed"))
     # The original files carry no config: everything but the channel count, codebook shape and
     # count is the published 24 kHz architecture (strict key/shape matching checks the rest).
-    return EnCodecConfig(
-        channels=first.shape[1],
-        dimension=embed.shape[1],
-        codebook_size=embed.shape[0],
-        n_codebooks=n_codebooks,
-        bandwidth=bandwidth,
-    )
+    config = EnCodecConfig(codebook_size=embed.shape[0], n_codebooks=n_codebooks, bandwidth=bandwidth)
+    return config.replace(seanet=config.seanet.replace(channels=first.shape[1], latent_dim=embed.shape[1]))
 
 
 def _load_into(model: EnCodec, state: dict[str, Tensor], where: str) -> EnCodec:

@@ -12,7 +12,7 @@
 The commitment loss comes from the quantizer (:class:`~cadence.codec.quantizer.QuantizedResult`).
 """
 
-# b batch | c channels | t samples | m mel bins | n frames
+# b batch | c audio channels | t samples | f mel bins | n frames
 
 from __future__ import annotations
 

@@ -30,13 +30,104 @@ from einops import rearrange
 from torch import Tensor, nn
 from vector_quantize_pytorch import GroupedResidualVQ, ResidualFSQ, ResidualVQ
 
-__all__ = ["CodeRangeError", "QuantizedResult", "QuantizerKind", "ResidualQuantizer"]
+from cadence.core.config import Config, ConfigError
+from cadence.core.validation import IdRangeError, check_ids
+
+__all__ = [
+    "CodeRangeError",
+    "QuantizedResult",
+    "QuantizerConfig",
+    "QuantizerKind",
+    "ResidualQuantizer",
+    "check_code_values",
+]
 
 QuantizerKind = Literal["rvq", "grouped_rvq", "fsq"]
 
 
-class CodeRangeError(ValueError):
+class CodeRangeError(IdRangeError):
     """Codes given to a decoder are malformed: wrong rank, out of range, too many levels."""
+
+
+def check_code_values(codes: Tensor, codebook_size: int, *, lengths: Tensor | None = None) -> Tensor:
+    """Refuse codes that are not ``(b, n, q)`` integers in ``[0, codebook_size)``.
+
+    Only the real frames (``lengths`` ``(b,)`` per item, default all) are range-checked;
+    padding may hold anything. Raises :class:`CodeRangeError`; returns the codes as long.
+    """
+    if isinstance(codes, Tensor) and (codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool):
+        raise CodeRangeError(f"codes must be integers (torch.long), got dtype {codes.dtype}; use codes.long()")
+    return check_ids(
+        codes,
+        codebook_size,
+        name="codes",
+        ndim=3,
+        lengths=lengths,
+        hint=(
+            f"valid codes lie in [0, {codebook_size}); were they made by another codec or with "
+            "another codebook_size?"
+        ),
+        error=CodeRangeError,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizerConfig(Config):
+    """A residual quantizer over codec latents; see the module docstring.
+
+    Attributes:
+        kind: ``"rvq"``, ``"grouped_rvq"`` or ``"fsq"``.
+        num_quantizers: residual levels per group.
+        codebook_size: entries per codebook (RVQ kinds; FSQ derives it from ``fsq_levels``).
+        codebook_dim: project to this width before the codebooks (RVQ kinds); None = the
+            latent width.
+        groups: latent slices, each with its own RVQ (``"grouped_rvq"`` only); codes then
+            have ``num_quantizers * groups`` columns.
+        fsq_levels: levels per FSQ dimension (``"fsq"`` only); the codebook size is their product.
+        kmeans_init: initialise each codebook with k-means on its first training batch.
+        kmeans_iters: k-means iterations for that initialisation.
+        ema_decay: decay of the EMA codebook update (SoundStream and EnCodec: 0.99).
+        threshold_ema_dead_code: codes whose EMA usage falls below this are replaced by
+            random vectors of the current batch (0 disables replacement).
+        commitment_weight: weight of ``||x - sg(q)||^2`` in ``commit_loss``.
+        quantize_dropout: in training, keep a random number of levels per batch
+            (SoundStream sec. 3.3, bitrate scalability).
+        quantize_dropout_cutoff_index: the fewest levels quantizer dropout keeps, minus one.
+        rotation_trick: gradients through VQ by the rotation trick (Fifty et al. 2024)
+            instead of the plain straight-through estimator.
+    """
+
+    kind: QuantizerKind = "rvq"
+    num_quantizers: int = 8
+    codebook_size: int = 1024
+    codebook_dim: int | None = None
+    groups: int = 1
+    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+    kmeans_init: bool = True
+    kmeans_iters: int = 10
+    ema_decay: float = 0.99
+    threshold_ema_dead_code: float = 2.0
+    commitment_weight: float = 1.0
+    quantize_dropout: bool = True
+    quantize_dropout_cutoff_index: int = 0
+    rotation_trick: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_quantizers < 1:
+            raise ConfigError(f"QuantizerConfig.num_quantizers must be >= 1, got {self.num_quantizers}")
+        if not 0 <= self.quantize_dropout_cutoff_index < self.num_quantizers:
+            raise ConfigError(
+                f"QuantizerConfig.quantize_dropout_cutoff_index must be in [0, {self.num_quantizers}), "
+                f"got {self.quantize_dropout_cutoff_index}"
+            )
+        if self.kind != "grouped_rvq" and self.groups != 1:
+            raise ConfigError(f"groups={self.groups} > 1 needs kind='grouped_rvq', got kind={self.kind!r}")
+        if self.groups < 1:
+            raise ConfigError(f"QuantizerConfig.groups must be >= 1, got {self.groups}")
+        if self.kind == "fsq" and (not self.fsq_levels or any(level < 2 for level in self.fsq_levels)):
+            raise ConfigError(f"QuantizerConfig.fsq_levels must be >= 2 each, got {self.fsq_levels}")
+        if self.kind != "fsq" and self.codebook_size < 2:
+            raise ConfigError(f"QuantizerConfig.codebook_size must be >= 2, got {self.codebook_size}")
 
 
 @dataclass
@@ -58,94 +149,46 @@ class ResidualQuantizer(nn.Module):
     """A residual quantizer over ``(b, n, d)`` latents; see the module docstring.
 
     Args:
-        dim: latent width ``d``.
-        kind: ``"rvq"``, ``"grouped_rvq"`` or ``"fsq"``.
-        num_quantizers: residual levels per group.
-        codebook_size: entries per codebook (RVQ kinds; FSQ derives it from ``fsq_levels``).
-        codebook_dim: project to this width before the codebooks (RVQ kinds); None = ``dim``.
-        groups: latent slices, each with its own RVQ (``"grouped_rvq"`` only).
-        fsq_levels: levels per FSQ dimension; the codebook size is their product.
-        kmeans_init: initialise each codebook with k-means on its first batch.
-        kmeans_iters: k-means iterations for that initialisation.
-        ema_decay: decay of the EMA codebook update (SoundStream and EnCodec: 0.99).
-        threshold_ema_dead_code: codes whose EMA usage falls below this are replaced by
-            random vectors of the current batch (0 disables replacement).
-        commitment_weight: weight of ``||x - sg(q)||^2`` in ``commit_loss``.
-        quantize_dropout: in training, keep a random number of levels per batch
-            (SoundStream sec. 3.3, bitrate scalability).
-        quantize_dropout_cutoff_index: the fewest levels quantizer dropout keeps, minus one.
-        rotation_trick: gradients through VQ by the rotation trick (Fifty et al. 2024)
-            instead of the plain straight-through estimator.
+        config: the quantizer.
+        dim: latent width ``d`` (for grouped RVQ, a multiple of ``config.groups``).
     """
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        kind: QuantizerKind = "rvq",
-        num_quantizers: int = 8,
-        codebook_size: int = 1024,
-        codebook_dim: int | None = None,
-        groups: int = 1,
-        fsq_levels: tuple[int, ...] = (8, 5, 5, 5),
-        kmeans_init: bool = True,
-        kmeans_iters: int = 10,
-        ema_decay: float = 0.99,
-        threshold_ema_dead_code: float = 2.0,
-        commitment_weight: float = 1.0,
-        quantize_dropout: bool = True,
-        quantize_dropout_cutoff_index: int = 0,
-        rotation_trick: bool = True,
-    ):
+    def __init__(self, config: QuantizerConfig, *, dim: int):
         super().__init__()
-        if num_quantizers < 1:
-            raise ValueError(f"num_quantizers must be >= 1, got {num_quantizers}")
-        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
-            raise ValueError(
-                f"quantize_dropout_cutoff_index must be in [0, {num_quantizers}), "
-                f"got {quantize_dropout_cutoff_index}"
-            )
-        if kind != "grouped_rvq" and groups != 1:
-            raise ValueError(f"groups={groups} needs kind='grouped_rvq', got kind={kind!r}")
-        if kind == "grouped_rvq" and (groups < 1 or dim % groups):
-            raise ValueError(f"groups must divide the latent dim {dim}, got {groups}")
+        if config.kind == "grouped_rvq" and dim % config.groups:
+            raise ConfigError(f"groups ({config.groups}) must divide the latent dim ({dim})")
+        self.config = c = config
         self.dim = dim
-        self.kind = kind
-        self.levels = num_quantizers
-        self.groups = groups
+        self.kind = c.kind
+        self.levels = c.num_quantizers
+        self.groups = c.groups
         dropout = dict(
-            quantize_dropout=quantize_dropout,
-            quantize_dropout_cutoff_index=quantize_dropout_cutoff_index,
+            quantize_dropout=c.quantize_dropout,
+            quantize_dropout_cutoff_index=c.quantize_dropout_cutoff_index,
         )
-        if kind == "fsq":
-            if len(fsq_levels) < 1 or any(level < 2 for level in fsq_levels):
-                raise ValueError(f"fsq_levels must be >= 2 each, got {fsq_levels}")
-            self.codebook_size = math.prod(fsq_levels)
+        if c.kind == "fsq":
+            self.codebook_size = math.prod(c.fsq_levels)
             self.quantizer: nn.Module = ResidualFSQ(
-                dim=dim, levels=list(fsq_levels), num_quantizers=num_quantizers, **dropout
+                dim=dim, levels=list(c.fsq_levels), num_quantizers=c.num_quantizers, **dropout
             )
+            return
+        self.codebook_size = c.codebook_size
+        vq = dict(
+            num_quantizers=c.num_quantizers,
+            codebook_size=c.codebook_size,
+            codebook_dim=c.codebook_dim,
+            kmeans_init=c.kmeans_init,
+            kmeans_iters=c.kmeans_iters,
+            decay=c.ema_decay,
+            threshold_ema_dead_code=c.threshold_ema_dead_code,
+            commitment_weight=c.commitment_weight,
+            rotation_trick=c.rotation_trick,
+            **dropout,
+        )
+        if c.kind == "rvq":
+            self.quantizer = ResidualVQ(dim=dim, **vq)
         else:
-            if codebook_size < 2:
-                raise ValueError(f"codebook_size must be >= 2, got {codebook_size}")
-            self.codebook_size = codebook_size
-            vq = dict(
-                num_quantizers=num_quantizers,
-                codebook_size=codebook_size,
-                codebook_dim=codebook_dim,
-                kmeans_init=kmeans_init,
-                kmeans_iters=kmeans_iters,
-                decay=ema_decay,
-                threshold_ema_dead_code=threshold_ema_dead_code,
-                commitment_weight=commitment_weight,
-                rotation_trick=rotation_trick,
-                **dropout,
-            )
-            if kind == "rvq":
-                self.quantizer = ResidualVQ(dim=dim, **vq)
-            elif kind == "grouped_rvq":
-                self.quantizer = GroupedResidualVQ(dim=dim, groups=groups, **vq)
-            else:
-                raise ValueError(f"unknown quantizer kind {kind!r}; use 'rvq', 'grouped_rvq' or 'fsq'")
+            self.quantizer = GroupedResidualVQ(dim=dim, groups=c.groups, **vq)
 
     @property
     def num_quantizers(self) -> int:
@@ -247,18 +290,10 @@ class ResidualQuantizer(nn.Module):
             )
         return num_quantizers
 
-    def check_codes(self, codes: Tensor) -> None:
-        """Raise :class:`CodeRangeError` unless ``codes`` is a valid ``(b, n, q')`` code."""
-        if not isinstance(codes, Tensor):
-            raise TypeError(f"codes must be a torch.Tensor (b, n, q), got {type(codes).__name__}")
-        if codes.ndim != 3:
-            raise CodeRangeError(f"codes must have shape (b, n, q), got {tuple(codes.shape)}")
-        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-            raise CodeRangeError(f"codes must be integers (torch.long), got dtype {codes.dtype}")
+    def check_codes(self, codes: Tensor, lengths: Tensor | None = None) -> None:
+        """Raise :class:`CodeRangeError` unless ``codes`` is a valid ``(b, n, q')`` code.
+
+        ``lengths`` ``(b,)``: real frames per item; only those are range-checked.
+        """
+        check_code_values(codes, self.codebook_size, lengths=lengths)
         self._check_levels(codes.shape[-1])
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
-            raise CodeRangeError(
-                f"codes must lie in [0, {self.codebook_size}), got values in "
-                f"[{int(codes.min())}, {int(codes.max())}]; were they made by another codec "
-                "or with another codebook_size?"
-            )

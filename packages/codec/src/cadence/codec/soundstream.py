@@ -1,7 +1,7 @@
 """SoundStream (Zeghidour et al. 2021): a SEANet autoencoder with a residual quantizer.
 
     audio (b, c, t) --SEANetEncoder--> latents (b, n, d) --ResidualQuantizer--> codes (b, n, q)
-    codes --quantizer.decode--> quantized latents (b, n, d) --SEANetDecoder--> audio (b, c, n h)
+    codes --quantizer.decode--> quantized latents (b, n, d) --SEANetDecoder--> audio (b, c, n * hop_length)
 
 The model is trained as a GAN (:mod:`cadence.codec.training`); quantizer dropout during
 training lets one model decode any number of levels ``1..num_quantizers`` (SoundStream
@@ -10,13 +10,13 @@ sec. 3.3), i.e. serve several bitrates. It conforms to ``cadence.core.interfaces
 whole frame, as in EnCodec, and decoding returns ``n * hop_length`` samples.
 """
 
-# b batch | c channels | t samples | n frames | q quantizer levels | d latent dim | h hop length
+# b batch | c audio channels | t samples | n frames | q quantizer levels | d latent dim
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from einops import rearrange
@@ -24,11 +24,13 @@ from torch import Tensor, nn
 
 from cadence.core.audio import check_audio, check_sample_rate
 from cadence.core.checkpoint import CheckpointError, PretrainedMixin
-from cadence.core.config import Config
+from cadence.core.config import Config, ConfigError
 
 from .conv import fold_weight_norm
-from .quantizer import QuantizerKind, ResidualQuantizer
-from .seanet import SEANetDecoder, SEANetEncoder
+from .nesting import nest_format1, with_changes
+from .quantizer import QuantizerConfig, ResidualQuantizer
+from .ragged import decode_ragged, encode_ragged
+from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 
 if TYPE_CHECKING:
     from .streaming import StreamingDecoder, StreamingEncoder
@@ -40,84 +42,70 @@ __all__ = ["SoundStream", "SoundStreamConfig", "SoundStreamOutput"]
 class SoundStreamConfig(Config):
     """Everything that defines a SoundStream.
 
-    ``strides`` are in encoder order (the first is applied first); their product is the hop
-    length, so 16 kHz with (2, 4, 5, 8) gives 50 frames/s and 24 kHz with the same strides
-    75 frames/s. The SEANet fields mirror audiocraft's ``SEANetEncoder`` arguments.
+    The hop length is the product of ``seanet.strides`` (encoder order), so 16 kHz with
+    (2, 4, 5, 8) gives 50 frames/s and 24 kHz with the same strides 75 frames/s.
+
+    Attributes:
+        sample_rate: audio samples per second.
+        seanet: the encoder and the decoder that mirrors it.
+        quantizer: the residual quantizer between them.
     """
 
     sample_rate: int = 16000
-    channels: int = 1
-    strides: tuple[int, ...] = (2, 4, 5, 8)
-    latent_dim: int = 128
-    n_filters: int = 32
-    n_residual_layers: int = 1
-    causal: bool = False
-    lstm: int = 2
-    activation: str = "ELU"
-    norm: Literal["weight_norm", "time_group_norm", "none"] = "weight_norm"
-    pad_mode: Literal["reflect", "constant", "replicate"] = "reflect"
-    kernel_size: int = 7
-    residual_kernel_size: int = 3
-    last_kernel_size: int = 7
-    dilation_base: int = 2
-    true_skip: bool = True
-    compress: int = 2
-    # quantizer
-    quantizer: QuantizerKind = "rvq"
-    num_quantizers: int = 8
-    codebook_size: int = 1024
-    codebook_dim: int | None = None
-    groups: int = 1  # grouped_rvq only; codes then have num_quantizers * groups columns
-    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # fsq only; codebook_size = their product
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    ema_decay: float = 0.99
-    threshold_ema_dead_code: float = 2.0
-    commitment_weight: float = 1.0
-    quantize_dropout: bool = True
-    quantize_dropout_cutoff_index: int = 0
-    rotation_trick: bool = True
+    seanet: SEANetConfig = field(default_factory=SEANetConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self) -> None:
-        if self.sample_rate <= 0 or self.channels <= 0:
-            raise ValueError("SoundStreamConfig: sample_rate and channels must be positive")
-        if not self.strides or any(s < 1 for s in self.strides):
-            raise ValueError(f"SoundStreamConfig.strides must be positive integers, got {self.strides}")
-        if self.causal and self.norm == "time_group_norm":
-            raise ValueError("time_group_norm looks at the whole clip; a causal model needs weight_norm or none")
-        if self.quantizer == "grouped_rvq" and self.latent_dim % self.groups:
-            raise ValueError(f"groups ({self.groups}) must divide latent_dim ({self.latent_dim})")
-        if self.quantizer != "grouped_rvq" and self.groups != 1:
-            raise ValueError("groups > 1 needs quantizer='grouped_rvq'")
+        if self.sample_rate <= 0:
+            raise ConfigError(f"SoundStreamConfig.sample_rate must be positive, got {self.sample_rate}")
+        if self.quantizer.kind == "grouped_rvq" and self.seanet.latent_dim % self.quantizer.groups:
+            raise ConfigError(
+                f"quantizer.groups ({self.quantizer.groups}) must divide seanet.latent_dim "
+                f"({self.seanet.latent_dim})"
+            )
+
+    @classmethod
+    def upgrade_dict(cls, data: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Format 1 held every SEANet and quantizer setting as a flat key; nest them."""
+        data = super().upgrade_dict(data, from_version)
+        if from_version < 2:
+            # format 1 named the quantizer kind `quantizer`; that key now holds the whole config
+            renames = {"quantizer": "kind"} if isinstance(data.get("quantizer"), str) else {}
+            nest_format1(data, "quantizer", QuantizerConfig, renames=renames)
+            nest_format1(data, "seanet", SEANetConfig)
+        return data
 
     @property
     def hop_length(self) -> int:
-        return math.prod(self.strides)
+        return self.seanet.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
 
     @classmethod
-    def tiny(cls, **changes) -> SoundStreamConfig:
-        """A few thousand parameters, 16 kHz, 50 frames/s: for tests."""
-        base = dict(
+    def tiny(cls, **changes: Any) -> SoundStreamConfig:
+        """A few thousand parameters, 16 kHz, 50 frames/s: for tests.
+
+        ``changes`` replace fields; a dict for ``seanet`` or ``quantizer`` changes only the
+        keys it names (``tiny(seanet={"causal": True})``).
+        """
+        base = cls(
             sample_rate=16000,
-            strides=(2, 4, 5, 8),
-            latent_dim=16,
-            n_filters=4,
-            lstm=0,
-            num_quantizers=4,
-            codebook_size=64,
+            seanet=SEANetConfig(strides=(2, 4, 5, 8), latent_dim=16, n_filters=4, lstm=0),
+            quantizer=QuantizerConfig(num_quantizers=4, codebook_size=64),
         )
-        base.update(changes)
-        return cls(**base)
+        return with_changes(base, changes)
 
     @classmethod
-    def speech_16khz(cls, **changes) -> SoundStreamConfig:
+    def speech_16khz(cls, **changes: Any) -> SoundStreamConfig:
         """SoundStream's speech setting: 16 kHz, 50 frames/s, 8 x 1024 codes (4 kbps)."""
-        return cls(**{"sample_rate": 16000, "strides": (2, 4, 5, 8), **changes})
+        return with_changes(cls(sample_rate=16000, seanet=SEANetConfig(strides=(2, 4, 5, 8))), changes)
 
     @classmethod
-    def general_24khz(cls, **changes) -> SoundStreamConfig:
+    def general_24khz(cls, **changes: Any) -> SoundStreamConfig:
         """24 kHz, 75 frames/s (EnCodec's rate), 8 x 1024 codes (6 kbps)."""
-        return cls(**{"sample_rate": 24000, "strides": (2, 4, 5, 8), **changes})
+        return with_changes(cls(sample_rate=24000, seanet=SEANetConfig(strides=(2, 4, 5, 8))), changes)
 
 
 @dataclass
@@ -140,7 +128,8 @@ class SoundStreamOutput:
 class SoundStream(PretrainedMixin, nn.Module):
     """A neural audio codec: SEANet encoder/decoder around a residual quantizer.
 
-    Implements ``Codec`` and ``LatentCodec`` (``cadence.core.interfaces``).
+    Implements ``Codec`` and ``LatentCodec`` (``cadence.core.interfaces``): padded batches
+    travel with ``lengths`` and each item's result is what it would get alone.
 
     Example:
         >>> model = SoundStream(SoundStreamConfig.tiny())
@@ -153,44 +142,10 @@ class SoundStream(PretrainedMixin, nn.Module):
 
     def __init__(self, config: SoundStreamConfig):
         super().__init__()
-        self.config = c = config
-        seanet = dict(
-            channels=c.channels,
-            dimension=c.latent_dim,
-            n_filters=c.n_filters,
-            n_residual_layers=c.n_residual_layers,
-            ratios=tuple(reversed(c.strides)),  # SEANet takes decoder order
-            activation=c.activation,
-            norm=c.norm,
-            kernel_size=c.kernel_size,
-            residual_kernel_size=c.residual_kernel_size,
-            last_kernel_size=c.last_kernel_size,
-            dilation_base=c.dilation_base,
-            causal=c.causal,
-            pad_mode=c.pad_mode,
-            true_skip=c.true_skip,
-            compress=c.compress,
-            lstm=c.lstm,
-        )
-        self.encoder = SEANetEncoder(**seanet)
-        self.decoder = SEANetDecoder(**seanet)
-        self.quantizer = ResidualQuantizer(
-            dim=c.latent_dim,
-            kind=c.quantizer,
-            num_quantizers=c.num_quantizers,
-            codebook_size=c.codebook_size,
-            codebook_dim=c.codebook_dim,
-            groups=c.groups,
-            fsq_levels=c.fsq_levels,
-            kmeans_init=c.kmeans_init,
-            kmeans_iters=c.kmeans_iters,
-            ema_decay=c.ema_decay,
-            threshold_ema_dead_code=c.threshold_ema_dead_code,
-            commitment_weight=c.commitment_weight,
-            quantize_dropout=c.quantize_dropout,
-            quantize_dropout_cutoff_index=c.quantize_dropout_cutoff_index,
-            rotation_trick=c.rotation_trick,
-        )
+        self.config = config
+        self.encoder = SEANetEncoder(config.seanet)
+        self.decoder = SEANetDecoder(config.seanet)
+        self.quantizer = ResidualQuantizer(config.quantizer, dim=config.seanet.latent_dim)
 
     # -- Codec attributes ------------------------------------------------------------------
 
@@ -200,7 +155,7 @@ class SoundStream(PretrainedMixin, nn.Module):
 
     @property
     def channels(self) -> int:
-        return self.config.channels
+        return self.config.seanet.channels
 
     @property
     def hop_length(self) -> int:
@@ -208,7 +163,7 @@ class SoundStream(PretrainedMixin, nn.Module):
 
     @property
     def frame_rate(self) -> float:
-        return self.config.sample_rate / self.config.hop_length
+        return self.config.frame_rate
 
     @property
     def num_quantizers(self) -> int:
@@ -221,11 +176,15 @@ class SoundStream(PretrainedMixin, nn.Module):
 
     @property
     def latent_dim(self) -> int:
-        return self.config.latent_dim
+        return self.config.seanet.latent_dim
 
     @property
     def causal(self) -> bool:
-        return self.config.causal
+        return self.config.seanet.causal
+
+    def num_frames(self, samples: int) -> int:
+        """Frames :meth:`encode` makes of ``samples`` samples: ``ceil(samples / hop_length)``."""
+        return max(0, -(-samples // self.hop_length))
 
     def bandwidth(self, num_quantizers: int | None = None) -> float:
         """Bits per second of a code with ``num_quantizers`` columns (default: all)."""
@@ -239,7 +198,7 @@ class SoundStream(PretrainedMixin, nn.Module):
         self._check_audio(audio)
         latents = self._latents(audio)
         result = self.quantizer(latents)
-        decoded = self.decoder(rearrange(result.quantized, "b n d -> b d n"))
+        decoded = self._audio(result.quantized)
         return SoundStreamOutput(
             audio=decoded[..., : audio.shape[-1]],
             codes=result.codes,
@@ -257,35 +216,88 @@ class SoundStream(PretrainedMixin, nn.Module):
     def _latents(self, audio: Tensor) -> Tensor:
         return rearrange(self.encoder(audio), "b d n -> b n d")
 
+    def _audio(self, latents: Tensor) -> Tensor:
+        return self.decoder(rearrange(latents, "b n d -> b d n"))
+
     @torch.inference_mode()
     def encode(
-        self, audio: Tensor, *, num_quantizers: int | None = None, sample_rate: int | None = None
+        self,
+        audio: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        num_quantizers: int | None = None,
+        sample_rate: int | None = None,
     ) -> Tensor:
         """``(b, c, t)`` audio -> ``(b, ceil(t / hop_length), q)`` long codes.
 
         Args:
             audio: in [-1, 1] at ``self.sample_rate``.
+            lengths: ``(b,)`` real samples per item (None: all ``t``); item ``i`` gets
+                :meth:`num_frames` ``(lengths[i])`` frames, those it would get alone, then 0.
             num_quantizers: keep the first this many levels (a lower bitrate); default all.
             sample_rate: the audio's rate, checked against the model's when given.
         """
         self._check_audio(audio, sample_rate)
-        return self.quantizer.encode(self._latents(audio), num_quantizers)
+        q = self.quantizer._check_levels(num_quantizers)
+
+        def encode(x: Tensor) -> Tensor:
+            return self.quantizer.encode(self._latents(x), q)
+
+        return encode_ragged(encode, audio, lengths, num_frames=self.num_frames)
 
     @torch.inference_mode()
-    def decode(self, codes: Tensor) -> Tensor:
-        """``(b, n, q')`` codes, any ``q' <= num_quantizers`` -> ``(b, c, n * hop_length)`` audio."""
-        return self.decoder(rearrange(self.quantizer.decode(codes), "b n d -> b d n"))
+    def decode(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``(b, n, q')`` codes, any ``q' <= num_quantizers`` -> ``(b, c, n * hop_length)`` audio.
+
+        ``lengths`` ``(b,)``: real frames per item (None: all ``n``); item ``i``'s audio past
+        ``lengths[i] * hop_length`` samples is 0, and its padding frames are never read.
+        """
+        # quantizer.decode checks the codes of each item's real frames
+        return decode_ragged(self._decode_codes, codes, lengths, hop_length=self.hop_length)
+
+    def _decode_codes(self, codes: Tensor) -> Tensor:
+        return self._audio(self.quantizer.decode(codes))
 
     @torch.no_grad()
-    def encode_latents(self, audio: Tensor, *, sample_rate: int | None = None) -> Tensor:
-        """``(b, c, t)`` audio -> ``(b, n, d)`` continuous latents, before quantization."""
+    def encode_latents(
+        self, audio: Tensor, lengths: Tensor | None = None, *, sample_rate: int | None = None
+    ) -> Tensor:
+        """``(b, c, t)`` audio -> ``(b, n, d)`` continuous latents, before quantization.
+
+        ``lengths`` as in :meth:`encode`: frames past an item's own are 0.
+        """
         self._check_audio(audio, sample_rate)
-        return self._latents(audio)
+        return encode_ragged(self._latents, audio, lengths, num_frames=self.num_frames)
 
     @torch.no_grad()
     def codes_to_latents(self, codes: Tensor) -> Tensor:
         """``(b, n, q')`` codes -> ``(b, n, d)`` quantized latents (sum over the given levels)."""
         return self.quantizer.decode(codes)
+
+    @torch.no_grad()
+    def decode_latents(
+        self, latents: Tensor, lengths: Tensor | None = None, *, quantize: bool = False
+    ) -> Tensor:
+        """``(b, n, d)`` latents -> ``(b, c, n * hop_length)`` audio.
+
+        Args:
+            latents: quantized latents (:meth:`codes_to_latents`) or a model's prediction of them.
+            lengths: ``(b,)`` real frames per item (None: all ``n``); audio past
+                ``lengths[i] * hop_length`` is 0.
+            quantize: snap ``latents`` to the codebooks first (all levels), as the decoder
+                only ever saw quantized latents in training.
+        """
+        if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"latents must have shape (b, n, {self.latent_dim}), got {tuple(latents.shape)}"
+            )
+
+        def decode(x: Tensor) -> Tensor:
+            if quantize:
+                x = self.quantizer.decode(self.quantizer.encode(x))
+            return self._audio(x)
+
+        return decode_ragged(decode, latents, lengths, hop_length=self.hop_length)
 
     # -- inference speed ------------------------------------------------------------------
 
@@ -334,20 +346,3 @@ class SoundStream(PretrainedMixin, nn.Module):
         from .streaming import StreamingDecoder
 
         return StreamingDecoder(self.decoder, self.quantizer.decode)
-
-    @torch.no_grad()
-    def decode_latents(self, latents: Tensor, *, quantize: bool = False) -> Tensor:
-        """``(b, n, d)`` latents -> ``(b, c, n * hop_length)`` audio.
-
-        Args:
-            latents: quantized latents (:meth:`codes_to_latents`) or a model's prediction of them.
-            quantize: snap ``latents`` to the codebooks first (all levels), as the decoder
-                only ever saw quantized latents in training.
-        """
-        if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
-            raise ValueError(
-                f"latents must have shape (b, n, {self.latent_dim}), got {tuple(latents.shape)}"
-            )
-        if quantize:
-            latents = self.quantizer.decode(self.quantizer.encode(latents))
-        return self.decoder(rearrange(latents, "b n d -> b d n"))

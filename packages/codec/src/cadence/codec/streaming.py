@@ -1,4 +1,3 @@
-# b batch | c audio channels | t samples | n frames | q quantizers | d latent dim
 """Stateful chunk-by-chunk encoding and decoding for causal SEANet codecs.
 
 Any causal :class:`~cadence.codec.seanet.SEANetEncoder` / ``SEANetDecoder`` streams: each
@@ -14,6 +13,8 @@ SoundStream can build them from ``StreamingEncoder(encoder, quantize)``), and th
 :func:`encode_chunked`, :func:`decode_chunked`, :func:`encode_file` and :func:`decode_to_file`.
 """
 
+# b batch | c audio channels | t samples | n frames | q quantizers | d latent dim
+
 from __future__ import annotations
 
 import os
@@ -26,6 +27,7 @@ from einops import rearrange
 from torch import Tensor
 
 from cadence.core.audio import SampleRateMismatchError
+from cadence.core.io import atomic_file
 
 from .seanet import SEANetDecoder, SEANetEncoder, stream_init, stream_step
 
@@ -125,8 +127,18 @@ class StreamingDecoder:
             return stream_step(self.decoder, rearrange(latents, "b n d -> b d n"), self.state, final)
 
     def decode_chunk(self, codes: Tensor) -> Tensor:
-        """Codes ``(b, n, q)`` (or latents ``(b, n, d)``) -> audio ``(b, c, t_new)``."""
-        latents = self.dequantize(codes) if self.dequantize is not None else codes
+        """Codes ``(b, n, q)`` (or latents ``(b, n, d)``) -> audio ``(b, c, t_new)``.
+
+        A chunk may hold no frames (an encoder stream emits none until a frame completes).
+        """
+        if self.dequantize is None:
+            latents = codes
+        elif codes.ndim == 3 and codes.shape[1] == 0:
+            # nothing to dequantize (decoders refuse empty codes); the stream just waits
+            param = next(self.decoder.parameters())
+            latents = torch.zeros(codes.shape[0], 0, self.decoder.latent_dim, dtype=param.dtype, device=codes.device)
+        else:
+            latents = self.dequantize(codes)
         self.frames_in += latents.shape[1]
         self._batch = latents.shape[0]
         self._dtype, self._device = latents.dtype, latents.device
@@ -136,7 +148,7 @@ class StreamingDecoder:
         """End of codes: the remaining samples (total ``n * hop_length``, as offline)."""
         if self._batch is None:
             raise ValueError("no codes were given to this stream; call decode_chunk first")
-        empty = torch.zeros(self._batch, 0, self.decoder.dimension, dtype=self._dtype, device=self._device)
+        empty = torch.zeros(self._batch, 0, self.decoder.latent_dim, dtype=self._dtype, device=self._device)
         out = self._run(empty, final=True)
         self._closed = True
         return out
@@ -276,7 +288,11 @@ def decode_to_file(
     written = 0
     stream = model.stream_decoder()
     starts = range(0, codes.shape[1], chunk_frames)
-    with sf.SoundFile(str(path), "w", samplerate=model.sample_rate, channels=model.channels, subtype=subtype) as f:
+    # Written under a temporary name and renamed when complete: an interrupted decode never
+    # leaves a truncated file at `path`.
+    with atomic_file(path) as tmp, sf.SoundFile(
+        str(tmp), "w", samplerate=model.sample_rate, channels=model.channels, subtype=subtype
+    ) as f:
 
         def write(audio: Tensor) -> None:
             nonlocal written

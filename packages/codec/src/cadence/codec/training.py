@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cadence.core.checkpoint import save_pretrained, unwrap_model
-from cadence.core.config import Config
+from cadence.core.config import Config, ConfigError
 from cadence.core.data import collate_audio
 from cadence.core.train import (
     EMA,
@@ -120,21 +120,21 @@ class CodecTrainerConfig(Config):
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"CodecTrainerConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"CodecTrainerConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("eval_every", "save_every", "keep_last_checkpoints"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"CodecTrainerConfig.{name} must be >= 1 or None, got {value}")
+                raise ConfigError(f"CodecTrainerConfig.{name} must be >= 1 or None, got {value}")
         if self.adversarial_start_step < self.discriminator_start_step:
-            raise ValueError(
+            raise ConfigError(
                 "CodecTrainerConfig: adversarial_start_step must be >= discriminator_start_step "
                 "(the generator cannot learn from a discriminator that has not started)"
             )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"CodecTrainerConfig.ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+            raise ConfigError(f"CodecTrainerConfig.ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         weights = (self.mel_weight, self.l1_weight, self.adversarial_weight, self.feature_weight)
         if any(w < 0 for w in weights):
-            raise ValueError("CodecTrainerConfig: loss weights must be >= 0")
+            raise ConfigError("CodecTrainerConfig: loss weights must be >= 0")
 
     def loss_weights(self, adversarial: bool) -> dict[str, float]:
         """The weighted generator losses (zero weights are left out)."""

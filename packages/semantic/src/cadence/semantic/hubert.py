@@ -1,4 +1,3 @@
-# b batch | t samples | c conv channels | n frames (50 Hz) | d dim | h heads
 """HuBERT (Hsu et al. 2021) as a feature extractor, in plain torch.
 
 The module reproduces fairseq's ``HubertModel`` and ``transformers.HubertModel`` at
@@ -28,6 +27,8 @@ positional conv and masked out of attention. A clip of ``t`` samples gives
 (49 frames for one second).
 """
 
+# b batch | t samples (time steps inside the conv stack) | e conv channels | s frames (50 Hz) | d model width | h heads
+
 from __future__ import annotations
 
 import math
@@ -41,6 +42,7 @@ from torch import Tensor, nn
 
 from cadence.core.checkpoint import PretrainedMixin
 from cadence.core.config import Config, ConfigError
+from cadence.core.data import lengths_to_mask
 
 __all__ = ["Hubert", "HubertConfig", "HubertOutput", "conv_output_length"]
 
@@ -179,8 +181,8 @@ class HubertOutput:
     """Features of a batch.
 
     Attributes:
-        features: ``(b, n, d)``; padded frames are zero.
-        mask: ``(b, n)`` bool, True = a real frame.
+        features: ``(b, s, d)``; padded frames are zero.
+        mask: ``(b, s)`` bool, True = a real frame.
         lengths: ``(b,)`` real frames per item.
     """
 
@@ -207,7 +209,7 @@ class ConvLayer(nn.Module):
             self.norm = nn.GroupNorm(dim_out, dim_out, eps=eps, affine=True)
 
     def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:
-        """``(b, c, t)`` -> ``(b, c', t')``; ``lengths`` are the valid output steps per item."""
+        """``(b, e, t)`` -> ``(b, e', t')``; ``lengths`` are the valid output steps per item."""
         x = self.conv(x)
         if self.norm_kind == "group":
             if lengths is None or bool((lengths == x.shape[-1]).all()):
@@ -215,13 +217,12 @@ class ConvLayer(nn.Module):
             else:
                 x = self._masked_group_norm(x, lengths)
         elif self.norm_kind == "layer":
-            x = rearrange(self.norm(rearrange(x, "b c t -> b t c")), "b t c -> b c t")
+            x = rearrange(self.norm(rearrange(x, "b e t -> b t e")), "b t e -> b e t")
         return F.gelu(x)
 
     def _masked_group_norm(self, x: Tensor, lengths: Tensor) -> Tensor:
         # Statistics over each item's own valid steps, so padding never changes real frames.
-        keep = torch.arange(x.shape[-1], device=x.device)[None] < lengths[:, None]  # (b, t)
-        keep = keep[:, None].to(x.dtype)
+        keep = lengths_to_mask(lengths, x.shape[-1])[:, None].to(x.dtype)  # (b, 1, t)
         count = lengths.clamp(min=1).to(x.dtype)[:, None, None]
         mean = (x * keep).sum(-1, keepdim=True) / count
         var = ((x - mean) * keep).square().sum(-1, keepdim=True) / count
@@ -248,12 +249,12 @@ class PositionalConv(nn.Module):
         return self.weight_g * self.weight_v / self.weight_v.norm(dim=(0, 1), keepdim=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(b, n, d)`` -> ``(b, n, d)``."""
-        x = rearrange(x, "b n d -> b d n")
+        """``(b, s, d)`` -> ``(b, s, d)``."""
+        x = rearrange(x, "b s d -> b d s")
         y = F.conv1d(x, self.weight(), self.bias, padding=self.kernel // 2, groups=self.groups)
         if self.kernel % 2 == 0:  # fairseq SamePad: an even kernel makes one frame too many
             y = y[..., :-1]
-        return rearrange(F.gelu(y), "b d n -> b n d")
+        return rearrange(F.gelu(y), "b d s -> b s d")
 
 
 class Attention(nn.Module):
@@ -267,11 +268,11 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, attn_mask: Tensor | None) -> Tensor:
         q, k, v = (
-            rearrange(proj(x), "b n (h d) -> b h n d", h=self.heads)
+            rearrange(proj(x), "b s (h d) -> b h s d", h=self.heads)
             for proj in (self.q_proj, self.k_proj, self.v_proj)
         )
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.out_proj(rearrange(out, "b h n d -> b n (h d)"))
+        return self.out_proj(rearrange(out, "b h s d -> b s (h d)"))
 
 
 class EncoderLayer(nn.Module):
@@ -342,7 +343,7 @@ class Hubert(PretrainedMixin, nn.Module):
             output_layer: override ``config.output_layer`` for this call.
 
         Returns:
-            :class:`HubertOutput` with features ``(b, n, d)`` and their mask.
+            :class:`HubertOutput` with features ``(b, s, d)`` and their mask.
         """
         if waveform.ndim == 3:
             if waveform.shape[1] != 1:
@@ -358,7 +359,7 @@ class Hubert(PretrainedMixin, nn.Module):
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=waveform.device)
         lengths = lengths.to(device=waveform.device, dtype=torch.long)
-        keep_samples = torch.arange(t, device=waveform.device)[None] < lengths[:, None]
+        keep_samples = lengths_to_mask(lengths, t)
         x = waveform
         if self.config.normalize_waveform:
             # fairseq: F.layer_norm(wav, wav.shape) per clip, over its valid samples only
@@ -375,14 +376,14 @@ class Hubert(PretrainedMixin, nn.Module):
             x = conv(x, None if full else step_lengths)
         frame_lengths = step_lengths
         n = x.shape[-1]
-        mask = torch.arange(n, device=x.device)[None] < frame_lengths[:, None]  # (b, n)
-        x = self.feature_proj(self.feature_norm(rearrange(x, "b c n -> b n c")))
+        mask = lengths_to_mask(frame_lengths, n)  # (b, s)
+        x = self.feature_proj(self.feature_norm(rearrange(x, "b e s -> b s e")))
         if not full:
             x = x * mask[..., None]
         x = x + self.pos_conv(x)
         if not self.config.layer_norm_first:
             x = self.layer_norm(x)
-        # (b, 1, 1, n) True = attend; an item with no frame attends everywhere (and is zeroed
+        # (b, 1, 1, s) True = attend; an item with no frame attends everywhere (and is zeroed
         # below) rather than producing NaN from an all-masked softmax.
         attn_mask = None if full else (mask | (frame_lengths == 0)[:, None])[:, None, None, :]
         stop = self.config.depth if layer is None else layer

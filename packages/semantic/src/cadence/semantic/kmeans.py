@@ -1,19 +1,18 @@
-# m points | d dim | k clusters
 """k-means in torch: k-means++ init, mini-batch updates (Sculley 2010), resumable, safetensors out.
 
 The centroids are a tiny Cadence checkpoint (``config.json`` + ``model.safetensors`` holding
-``centroids`` ``(k, d)``) with a :class:`KMeansConfig` that says how many clusters, their width,
+``centroids`` ``(v, d)``) with a :class:`KMeansConfig` that says how many clusters, their width,
 and which features they were fitted on. Legacy ``km.bin`` files (a joblib-pickled sklearn
 ``MiniBatchKMeans``, as written by fairseq's ``learn_kmeans.py`` and read by audiolm-pytorch)
 are converted by :func:`load_legacy_kmeans`, which unpickles only with ``trust_pickle=True``.
 """
 
+# n points (feature vectors) | d feature dim | v clusters (codebook entries)
+
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from cadence.core.checkpoint import CheckpointError, PretrainedMixin
 from cadence.core.config import Config, ConfigError
+from cadence.core.io import atomic_directory, recover_directory
 
 __all__ = [
     "KMeans",
@@ -64,7 +64,7 @@ class KMeansConfig(Config):
 
 
 class KMeans(PretrainedMixin, nn.Module):
-    """Centroids ``(k, d)`` and nearest-centroid assignment."""
+    """Centroids ``(v, d)`` and nearest-centroid assignment."""
 
     config_class = KMeansConfig
 
@@ -79,7 +79,7 @@ class KMeans(PretrainedMixin, nn.Module):
     @classmethod
     def from_centroids(cls, centroids: Tensor, *, features: str = "") -> KMeans:
         if centroids.ndim != 2:
-            raise ValueError(f"centroids must be (k, d), got {tuple(centroids.shape)}")
+            raise ValueError(f"centroids must be (v, d), got {tuple(centroids.shape)}")
         model = cls(KMeansConfig(num_clusters=centroids.shape[0], dim=centroids.shape[1], features=features))
         model.centroids.copy_(centroids.detach().float())
         return model
@@ -89,7 +89,7 @@ class KMeans(PretrainedMixin, nn.Module):
         return self.config.num_clusters
 
     def distances(self, x: Tensor) -> Tensor:
-        """Squared euclidean distances ``(..., d)`` -> ``(..., k)``."""
+        """Squared euclidean distances ``(..., d)`` -> ``(..., v)``."""
         self._check_dim(x)
         c = self.centroids.to(x.dtype)
         return (x.square().sum(-1, keepdim=True) - 2 * x @ c.T + c.square().sum(-1)).clamp(min=0)
@@ -113,7 +113,7 @@ class KMeans(PretrainedMixin, nn.Module):
 
 
 def kmeans_plus_plus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
-    """k-means++ seeding (Arthur & Vassilvitskii 2007): ``(m, d)`` -> ``(k, d)`` centroids."""
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): ``(n, d)`` -> ``(v, d)`` centroids."""
     m = x.shape[0]
     if m < k:
         raise ValueError(f"k-means++ needs at least k={k} points, got {m}")
@@ -154,33 +154,27 @@ class KMeansTrainConfig(Config):
     seed: int = 0
     save_every: int = 50
 
+    def __post_init__(self) -> None:
+        for name in ("num_clusters", "batch_size", "init_size", "save_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"KMeansTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps < 0 or self.reassign_every < 0:
+            raise ConfigError("KMeansTrainConfig: max_steps and reassign_every must be >= 0")
+
 
 _STATE_TENSORS = "kmeans_state.safetensors"
 _STATE_JSON = "kmeans_state.json"
 
 
 def _save_state(state_dir: Path, tensors: dict[str, Tensor], info: dict[str, Any]) -> None:
-    """Write both state files into a temporary folder and swap it in (atomic)."""
-    state_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_dir.with_name(f"{state_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
+    """Write both state files as one directory, swapped in whole (core's atomic_directory)."""
+    with atomic_directory(state_dir) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / _STATE_TENSORS))
         (tmp / _STATE_JSON).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        old = state_dir.with_name(state_dir.name + ".old")
-        if state_dir.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(state_dir, old)
-        os.replace(tmp, state_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_state(state_dir: Path) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-    old = state_dir.with_name(state_dir.name + ".old")
-    if not state_dir.exists() and old.exists():  # interrupted between the two renames
-        os.replace(old, state_dir)
+    recover_directory(state_dir)  # a save interrupted between its two renames
     if not (state_dir / _STATE_JSON).exists():
         return None
     return load_file(str(state_dir / _STATE_TENSORS)), json.loads((state_dir / _STATE_JSON).read_text())
@@ -195,7 +189,7 @@ def fit_kmeans(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> KMeans:
-    """Fit mini-batch k-means to ``(m, d)`` features.
+    """Fit mini-batch k-means to ``(n, d)`` features.
 
     Args:
         features: the points (float; kept where they are, CPU or GPU).
@@ -212,7 +206,7 @@ def fit_kmeans(
         The fitted :class:`KMeans`.
     """
     if features.ndim != 2:
-        raise ValueError(f"features must be (m, d), got {tuple(features.shape)}")
+        raise ValueError(f"features must be (n, d), got {tuple(features.shape)}")
     if not torch.isfinite(features).all():
         raise ValueError("features contain NaN or infinite values")
     x = features.float()
@@ -288,7 +282,7 @@ def collect_features(
     seed: int = 0,
     progress: bool = True,
 ) -> Tensor:
-    """Features of every item of an audio dataset, stacked ``(m, d)``.
+    """Features of every item of an audio dataset, stacked ``(n, d)``.
 
     Args:
         dataset: items with ``"audio"`` ``(c, t)`` and optionally ``"length"`` (a

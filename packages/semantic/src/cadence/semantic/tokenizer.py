@@ -1,4 +1,3 @@
-# b batch | c channels | t samples | n frames (50 Hz) | m deduplicated frames | d feature dim | k clusters
 """Semantic tokenizers: features at 50 Hz -> nearest k-means centroid.
 
 Two implementations of :class:`cadence.core.interfaces.SemanticTokenizer`, with the same
@@ -15,6 +14,8 @@ Items of a batch are tokenized as if each ran alone: ``lengths`` (valid samples 
 make the result independent of padding and batch size.
 """
 
+# b batch | c audio channels | t samples | s semantic frames (50 Hz; runs of equal tokens after deduplication) | d feature dim | k analysis frames per token
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,9 @@ from torch import Tensor, nn
 from cadence.core.audio import EmptyAudioError, check_audio, resample
 from cadence.core.checkpoint import PretrainedMixin, load_pretrained
 from cadence.core.config import Config, ConfigError
+from cadence.core.data import lengths_to_mask
 from cadence.core.features import mel_spectrogram, mfcc
+from cadence.core.validation import check_lengths
 
 from .hubert import Hubert, HubertConfig, conv_output_length
 from .kmeans import KMeans, KMeansConfig, KMeansTrainConfig, collect_features, fit_kmeans
@@ -52,9 +55,9 @@ class DedupedTokens:
     """Runs of repeated tokens collapsed.
 
     Attributes:
-        tokens: ``(b, m)`` one token per run, padded with 0.
-        durations: ``(b, m)`` frames in each run (0 on padding); sums to each item's length.
-        mask: ``(b, m)`` True = a real run.
+        tokens: ``(b, s')`` one token per run, padded with 0.
+        durations: ``(b, s')`` frames in each run (0 on padding); sums to each item's length.
+        mask: ``(b, s')`` True = a real run.
     """
 
     tokens: Tensor
@@ -63,7 +66,7 @@ class DedupedTokens:
 
 
 def deduplicate(tokens: Tensor, mask: Tensor | None = None) -> DedupedTokens:
-    """Collapse runs of equal tokens: ``(b, n)`` -> tokens and durations ``(b, m)``."""
+    """Collapse runs of equal tokens: ``(b, s)`` -> tokens and durations ``(b, s')``."""
     if mask is None:
         mask = torch.ones_like(tokens, dtype=torch.bool)
     rows = []
@@ -86,8 +89,8 @@ class SemanticTokens:
     """Tokens of a batch with their padding mask.
 
     Attributes:
-        tokens: ``(b, n)`` long; padded frames are 0.
-        mask: ``(b, n)`` True = a real frame.
+        tokens: ``(b, s)`` long; padded frames are 0.
+        mask: ``(b, s)`` True = a real frame.
         lengths: ``(b,)`` real frames per item.
     """
 
@@ -124,13 +127,7 @@ class _TokenizerBase(PretrainedMixin, nn.Module):
         """Validate, resample to 16 kHz and mix to mono: ``(b, c, t)`` -> ``(b, t)``, lengths."""
         check_audio(audio, what="audio to tokenize")
         b, _, t = audio.shape
-        lengths = (
-            torch.full((b,), t, dtype=torch.long)
-            if lengths is None
-            else torch.as_tensor(lengths, dtype=torch.long).cpu()
-        )
-        if lengths.shape != (b,) or (lengths < 0).any() or (lengths > t).any():
-            raise ValueError(f"lengths must be (b,) = ({b},) values in [0, {t}], got {lengths.tolist()}")
+        lengths = check_lengths(lengths, b, t)
         if sample_rate is not None and sample_rate != self.sample_rate:
             if not self.config.resample:
                 from cadence.core.audio import check_sample_rate
@@ -150,21 +147,25 @@ class _TokenizerBase(PretrainedMixin, nn.Module):
         return audio.mean(1), lengths.to(audio.device)
 
     @torch.inference_mode()
-    def tokenize(self, audio: Tensor, *, sample_rate: int | None = None) -> Tensor:
-        """``(b, c, t)`` audio -> ``(b, n)`` long tokens (the SemanticTokenizer protocol).
+    def tokenize(
+        self, audio: Tensor, lengths: Tensor | None = None, *, sample_rate: int | None = None
+    ) -> Tensor:
+        """``(b, c, t)`` audio -> ``(b, s)`` long tokens (the SemanticTokenizer protocol).
 
         Args:
             audio: float audio in [-1, 1]; channels are averaged.
+            lengths: ``(b,)`` real samples per item (None: all ``t``); item ``i`` gets
+                :meth:`num_frames` ``(lengths[i])`` tokens, those it would get alone, then 0.
             sample_rate: the audio's rate if not 16 kHz; it is resampled (unless the
                 config's ``resample`` is False, then a SampleRateMismatchError is raised).
         """
-        return self.encode(audio, sample_rate=sample_rate).tokens
+        return self.encode(audio, lengths, sample_rate=sample_rate).tokens
 
     @torch.inference_mode()
     def encode(
         self, audio: Tensor, lengths: Tensor | None = None, *, sample_rate: int | None = None
     ) -> SemanticTokens:
-        """Tokens with their mask; ``lengths`` ``(b,)`` are valid samples per item."""
+        """Tokens ``(b, s)`` with their mask; ``lengths`` ``(b,)`` are valid samples per item."""
         features, mask, frame_lengths = self.features(audio, lengths, sample_rate=sample_rate)
         tokens = self.kmeans(features) * mask
         return SemanticTokens(tokens=tokens.long(), mask=mask, lengths=frame_lengths)
@@ -172,7 +173,7 @@ class _TokenizerBase(PretrainedMixin, nn.Module):
     def features(
         self, audio: Tensor, lengths: Tensor | None = None, *, sample_rate: int | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """``(features (b, n, d), mask (b, n), lengths (b,))`` that the k-means assigns."""
+        """``(features (b, s, d), mask (b, s), lengths (b,))`` that the k-means assigns."""
         waveform, lengths = self._prepare(audio, lengths, sample_rate)
         return self._features(waveform, lengths)
 
@@ -285,7 +286,7 @@ class HubertKMeansTokenizer(_TokenizerBase):
     def _features(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if self.extra_samples:
             # zero each clip's padding, then count extra_samples of it as part of the clip
-            keep = torch.arange(waveform.shape[-1], device=waveform.device)[None] < lengths[:, None]
+            keep = lengths_to_mask(lengths, waveform.shape[-1])
             waveform = F.pad(waveform * keep, (0, self.extra_samples))
             lengths = lengths + self.extra_samples
         out = self.hubert(waveform, lengths)
@@ -356,6 +357,11 @@ class MFCCFeatureConfig(Config):
     normalize: Literal["utterance", "none"] = "utterance"
     sample_rate: int = 16000
 
+    def __post_init__(self) -> None:
+        for name in ("n_mfcc", "n_mels", "n_fft", "hop_length", "stack", "sample_rate"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"MFCCFeatureConfig.{name} must be >= 1, got {getattr(self, name)}")
+
     @property
     def dim(self) -> int:
         base = self.n_mfcc if self.kind == "mfcc" else self.n_mels
@@ -367,7 +373,7 @@ class MFCCFeatureConfig(Config):
 
 
 def _deltas(x: Tensor, width: int = 2) -> Tensor:
-    """Regression deltas over frames of ``(f, n)`` with edge frames repeated (HTK/Kaldi)."""
+    """Regression deltas over the frames of ``(d, frames)``, edge frames repeated (HTK/Kaldi)."""
     n = x.shape[-1]
     padded = F.pad(x[None], (width, width), mode="replicate")[0] if n > 1 else x.repeat(1, 1 + 2 * width)
     num = sum(i * (padded[:, width + i : width + i + n] - padded[:, width - i : width - i + n]) for i in range(1, width + 1))
@@ -375,7 +381,7 @@ def _deltas(x: Tensor, width: int = 2) -> Tensor:
 
 
 def spectral_features(audio: Tensor, config: MFCCFeatureConfig) -> Tensor:
-    """Features of one mono clip ``(t,)`` -> ``(floor(t / token_hop), dim)``."""
+    """Features of one mono clip ``(t,)`` -> ``(s, d)``: ``s = floor(t / token_hop)``, ``d = dim``."""
     n_tokens = audio.shape[-1] // config.token_hop
     if n_tokens == 0:
         return audio.new_zeros(0, config.dim)
@@ -387,14 +393,14 @@ def spectral_features(audio: Tensor, config: MFCCFeatureConfig) -> Tensor:
     else:
         feats = mel_spectrogram(x, config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
                                 n_mels=config.n_mels, power=2.0).clamp(min=1e-10).log()
-    feats = feats[:, : n_tokens * config.stack]  # (f, n * stack); frame j is centered at j * hop
+    feats = feats[:, : n_tokens * config.stack]  # (d, s * k); frame j is centered at j * hop
     if config.deltas:
         d1 = _deltas(feats)
         feats = torch.cat([feats, d1, _deltas(d1)])
     if config.normalize == "utterance":
         std = feats.std(-1, keepdim=True, unbiased=False) if feats.shape[-1] > 1 else torch.ones_like(feats[:, :1])
         feats = (feats - feats.mean(-1, keepdim=True)) / (std + 1e-5)
-    return rearrange(feats, "f (n s) -> n (s f)", s=config.stack)
+    return rearrange(feats, "d (s k) -> s (k d)", k=config.stack)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -460,7 +466,7 @@ class MFCCKMeansTokenizer(_TokenizerBase):
         for i in range(waveform.shape[0]):
             feats = spectral_features(waveform[i, : int(lengths[i])], self.config.features)
             out[i, : feats.shape[0]] = feats
-        mask = torch.arange(n, device=waveform.device)[None] < frame_lengths[:, None]
+        mask = lengths_to_mask(frame_lengths, n)
         return out, mask, frame_lengths
 
     @classmethod
