@@ -106,7 +106,7 @@ def generate(
     _output_path(out)
     sampling = SamplingOptions(temperature=temperature, top_p=top_p, allow_eos=eos)
     pipe = SpeechContinuation.from_pretrained(_pipeline_dir(pipeline))
-    items = [load(p, sample_rate=pipe.sample_rate)[0] for p in prompt]
+    items = [load(p, sample_rate=pipe.sample_rate, what="prompt")[0] for p in prompt]
     with console.status("generating"):
         start = time.perf_counter()
         result = pipe.generate(items, sample_rate=pipe.sample_rate, seconds=seconds, sampling=sampling,
@@ -144,8 +144,8 @@ def convert(
         raise PipelineError(f"--method must be soundstorm or flow, got {method!r}")
     _output_path(out)
     vc = VoiceConversion.from_pretrained(_pipeline_dir(pipeline), method=method)
-    src, _ = load(source, sample_rate=vc.sample_rate)
-    tgt, _ = load(target_voice, sample_rate=vc.sample_rate)
+    src, _ = load(source, sample_rate=vc.sample_rate, what="source")
+    tgt, _ = load(target_voice, sample_rate=vc.sample_rate, what="target voice")
     with console.status(f"converting ({method})"):
         audio = vc.convert(src, tgt, sample_rate=vc.sample_rate, steps=steps, guidance_scale=guidance, seed=seed)
     _write_audio(out, audio, vc.sample_rate)
@@ -167,7 +167,7 @@ def tts(
 
     _output_path(out)
     model = TextToSpeech.from_pretrained(_pipeline_dir(pipeline))
-    voice, rate = load(prompt, sample_rate=model.sample_rate)
+    voice, rate = load(prompt, sample_rate=model.sample_rate, what="voice prompt")
     with console.status("synthesizing"):
         audio = model.synthesize(text, voice, sample_rate=rate, steps=steps, guidance_scale=guidance, seed=seed)
     _write_audio(out, audio, model.sample_rate)

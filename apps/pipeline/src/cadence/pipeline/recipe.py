@@ -35,8 +35,9 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
         "stage": "codec",
         "crop_seconds": 1.0,
         "model": {
-            "sample_rate": 16000, "strides": [2, 4, 5, 8], "latent_dim": 64, "n_filters": 16,
-            "lstm": 0, "num_quantizers": 4, "codebook_size": 256,
+            "sample_rate": 16000,
+            "seanet": {"strides": [2, 4, 5, 8], "latent_dim": 64, "n_filters": 16, "lstm": 0},
+            "quantizer": {"num_quantizers": 4, "codebook_size": 256},
         },
         "trainer": {
             "max_steps": 1600, "batch_size": 8, "generator_lr": 1e-3, "warmup_steps": 50,

@@ -38,7 +38,7 @@ import torch
 
 from cadence.core.config import ConfigError, config_from_dict
 from cadence.core.data import AudioDataset, ShardReader, precompute
-from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
+from cadence.core.interfaces import Codec, LatentCodec
 from cadence.core.train import Trainer, TrainerConfig
 
 from .components import PipelineError, load_component
@@ -253,9 +253,7 @@ def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
         preprocess_corpus,
     )
 
-    codec = load_component(job.codec, "codec")
-    if not isinstance(codec, LatentCodec):
-        raise PipelineError(f"naturalspeech2 needs a codec with latents (a LatentCodec); {job.codec} is not one")
+    codec = load_component(job.codec, "codec", LatentCodec)  # NaturalSpeech 2 diffuses the codec's latents
     shard_dir = job.run_path / "shards"
     train = preprocess_corpus(job.corpus, codec, shard_dir / "train", split="train")
     valid = preprocess_corpus(job.corpus, codec, shard_dir / "valid", split="valid",
@@ -352,14 +350,13 @@ def tokenize_corpus(
     """
     if codec is None and tokenizer is None:
         raise PipelineError("give a codec, a semantic tokenizer or both (--codec DIR, --tokenizer DIR)")
-    codec_model = load_component(codec, "codec") if codec is not None else None
-    if codec_model is not None and not isinstance(codec_model, Codec):
-        raise PipelineError(f"codec: {codec} does not hold a codec (it has no encode/decode)")
-    if latents and not isinstance(codec_model, LatentCodec):
-        raise PipelineError("--latents needs a codec with latents (a LatentCodec such as SoundStream)")
-    token_model = load_component(tokenizer, "semantic tokenizer") if tokenizer is not None else None
-    if token_model is not None and not isinstance(token_model, SemanticTokenizer):
-        raise PipelineError(f"semantic tokenizer: {tokenizer} does not hold a semantic tokenizer")
+    codec_model = None
+    if codec is not None:
+        # --latents needs a codec that exposes them (a LatentCodec such as SoundStream)
+        codec_model = load_component(codec, "codec", LatentCodec if latents else Codec)
+    elif latents:
+        raise PipelineError("--latents needs a codec with latents (--codec DIR, e.g. a SoundStream)")
+    token_model = load_component(tokenizer, "semantic_tokenizer") if tokenizer is not None else None
     data = Path(data)
     if not data.exists():
         raise PipelineError(f"data not found: {data}")

@@ -86,25 +86,25 @@ def _check_finite(audio: Tensor, what: str) -> None:
         )
 
 
-def info(path: str | os.PathLike) -> sf._SoundFileInfo:
+def info(path: str | os.PathLike, *, what: str = "audio") -> sf._SoundFileInfo:
     """Header of an audio file (sample rate, channels, frames) without reading samples."""
     path = Path(path)
-    _check_path(path)
+    _check_path(path, what)
     try:
         return sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioDecodeError(f"cannot read audio header of {path}: {err}") from err
 
 
-def _check_path(path: Path) -> None:
+def _check_path(path: Path, what: str = "audio") -> None:
     if not path.exists():
-        raise AudioNotFoundError(f"audio file not found: {path}")
+        raise AudioNotFoundError(f"{what} file not found: {path}")
     if path.is_dir():
-        raise NotAnAudioFileError(f"{path} is a directory; give an audio file ({', '.join(SUPPORTED_FORMATS)})")
+        raise NotAnAudioFileError(f"{what} {path} is a directory; give an audio file ({', '.join(SUPPORTED_FORMATS)})")
     if not path.is_file():
-        raise NotAnAudioFileError(f"{path} is not a regular file; give an audio file ({', '.join(SUPPORTED_FORMATS)})")
+        raise NotAnAudioFileError(f"{what} {path} is not a regular file; give an audio file ({', '.join(SUPPORTED_FORMATS)})")
     if not os.access(path, os.R_OK):
-        raise AudioDecodeError(f"cannot read {path}: permission denied; check the file's permissions")
+        raise AudioDecodeError(f"cannot read {what} {path}: permission denied; check the file's permissions")
 
 
 def load(
@@ -114,6 +114,7 @@ def load(
     *,
     offset: int = 0,
     frames: int = -1,
+    what: str = "audio",
 ) -> tuple[Tensor, int]:
     """Read an audio file (wav, flac, ogg, mp3) as float32 ``(c, t)``.
 
@@ -123,6 +124,7 @@ def load(
         channels: convert to this many channels (1 = mono mixdown, 2 = duplicate mono) if given.
         offset: first frame to read, at the file's own rate.
         frames: number of frames to read at the file's own rate (-1 = to the end).
+        what: what the file is, for messages ("prompt file not found: ...").
 
     Returns:
         ``(audio, sample_rate)`` with audio ``(c, t)`` float32.
@@ -135,7 +137,7 @@ def load(
         NonFiniteAudioError: the file holds NaN/inf samples (possible in float WAV).
     """
     path = Path(path)
-    _check_path(path)
+    _check_path(path, what)
     try:
         data, file_rate = sf.read(
             str(path), start=offset, frames=frames, dtype="float32", always_2d=True
