@@ -22,6 +22,7 @@ _EXPORTS = {
     "PhonemeRecognizer": "recognizer",
     "PhonemeRecognizerConfig": "recognizer",
     "PipelineError": "components",
+    "check_compatible": "components",
     "load_component": "components",
     "PipelineSpec": "pipeline",
     "default_pipeline": "pipeline",
