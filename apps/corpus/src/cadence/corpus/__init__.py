@@ -12,18 +12,6 @@ Synthesis needs libespeak-ng: ``pip install "cadence-corpus"`` or
 
 from __future__ import annotations
 
-from cadence.naturalspeech2.espeak import (
-    NATIVE_SAMPLE_RATE,
-    EspeakError,
-    EspeakLibrary,
-    EspeakNotFoundError,
-    Phoneme,
-    Synthesis,
-    espeak_available,
-    espeak_info,
-    find_espeak,
-    synthesize,
-)
 from cadence.corpus.generate import (
     DEFAULT_VARIANTS,
     DEFAULT_VOICES,
@@ -39,6 +27,18 @@ from cadence.corpus.generate import (
     summarize_corpus,
 )
 from cadence.corpus.texts import SENTENCES
+from cadence.naturalspeech2.espeak import (
+    NATIVE_SAMPLE_RATE,
+    EspeakError,
+    EspeakLibrary,
+    EspeakNotFoundError,
+    Phoneme,
+    Synthesis,
+    espeak_available,
+    espeak_info,
+    find_espeak,
+    synthesize,
+)
 
 __all__ = [
     "DEFAULT_VARIANTS",

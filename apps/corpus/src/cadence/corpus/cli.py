@@ -12,13 +12,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cadence.naturalspeech2.espeak import EspeakError, EspeakNotFoundError
 from cadence.corpus.generate import (
     DEFAULT_VARIANTS,
     DEFAULT_VOICES,
     generate_corpus,
     summarize_corpus,
 )
+from cadence.naturalspeech2.espeak import EspeakError, EspeakNotFoundError
 
 __all__ = ["build_parser", "main"]
 

@@ -36,8 +36,9 @@ import torch
 from tqdm.auto import tqdm
 
 from cadence.core import audio as audio_io
-from cadence.naturalspeech2.espeak import Synthesis, espeak_info, synthesize
+from cadence.core.io import write_text
 from cadence.corpus.texts import SENTENCES
+from cadence.naturalspeech2.espeak import Synthesis, espeak_info, synthesize
 
 __all__ = [
     "DEFAULT_VARIANTS",
@@ -445,7 +446,7 @@ def generate_corpus(
         lines[split].append(json.dumps(record, ensure_ascii=False))
 
     for split, rows in lines.items():
-        (out_dir / f"{split}.jsonl").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+        write_text(out_dir / f"{split}.jsonl", "".join(r + "\n" for r in rows))
 
     summary = summarize_corpus(out_dir)
     command = regenerate_command(
@@ -491,10 +492,8 @@ def generate_corpus(
         "phoneme_inventory": summary.phoneme_inventory,
         "command": command,
     }
-    (out_dir / "corpus.json").write_text(
-        json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
-    (out_dir / "README.md").write_text(_readme(meta, summary), encoding="utf-8")
+    write_text(out_dir / "corpus.json", json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+    write_text(out_dir / "README.md", _readme(meta, summary))
     return summary
 
 

@@ -8,7 +8,6 @@ it never shows a traceback. ``CADENCE_DEBUG=1`` shows the traceback anyway.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ from cadence.core.audio import AudioError, load, save
 from cadence.core.checkpoint import CheckpointError
 from cadence.core.config import ConfigError
 from cadence.core.data import ShardError
+from cadence.core.io import write_json
 
 from .components import PipelineError
 from .pipeline import PipelineSpec, default_pipeline
@@ -271,8 +271,7 @@ def evaluate(
                                seed=seed, progress=True)
     _print_report(report)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(out, report)
         console.print(f"wrote {out}")
 
 

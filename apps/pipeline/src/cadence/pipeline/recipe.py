@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from cadence.core.checkpoint import CONFIG_NAME, halve_weights
+from cadence.core.io import write_json, write_text
 
 from .components import PipelineError
 from .demo import EVAL_FILE
@@ -146,7 +147,7 @@ def write_jobs(out: Path, corpus: Path, *, steps_scale: float = 1.0) -> dict[str
             **spec,
         }
         paths[name] = jobs_dir / f"{name}.toml"
-        paths[name].write_text(job_toml(spec))
+        write_text(paths[name], job_toml(spec))
     return paths
 
 
@@ -162,7 +163,7 @@ def _held_out_prompt(corpus: Path, destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     target = destination / f"prompt{source.suffix}"
     shutil.copyfile(source, target)
-    (destination / "prompt.json").write_text(json.dumps(
+    write_text(destination / "prompt.json", json.dumps(
         {k: item[k] for k in ("id", "text", "phonemes", "speaker") if k in item}, indent=2,
         ensure_ascii=False) + "\n")
     return target
@@ -272,7 +273,7 @@ def run_toy_recipe(
             # Re-read: stages of one recipe may run in separate processes (`--only`).
             timings = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
             timings[stage] = round(elapsed, 1)
-            timing_file.write_text(json.dumps(timings, indent=2) + "\n")
+            write_json(timing_file, timings)
     if all(_done(pipeline_dir / name) for name in TOY_JOBS):
         _held_out_prompt(corpus, pipeline_dir / "prompts")
         for name in TOY_JOBS:
@@ -285,6 +286,6 @@ def run_toy_recipe(
             start = time.perf_counter()
             report = evaluate_pipeline(pipeline_dir, corpus)
             report["setup"]["evaluate_seconds"] = round(time.perf_counter() - start, 1)
-            eval_file.write_text(json.dumps(report, indent=2) + "\n")
+            write_json(eval_file, report)
         console.print(f"pipeline ready: {pipeline_dir / PIPELINE_FILE} (metrics in {eval_file})")
     return pipeline_dir

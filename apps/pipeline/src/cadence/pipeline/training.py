@@ -26,7 +26,6 @@ batch_size = 16
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from collections.abc import Callable
@@ -39,6 +38,7 @@ import torch
 from cadence.core.config import ConfigError, config_from_dict
 from cadence.core.data import AudioDataset, ShardReader, precompute
 from cadence.core.interfaces import Codec, LatentCodec
+from cadence.core.io import write_json
 from cadence.core.train import Trainer, TrainerConfig
 
 from .components import PipelineError, load_component
@@ -153,7 +153,7 @@ def _write_summary(job: TrainJob, metrics: dict[str, float]) -> None:
     if _is_main():
         path = Path(job.output) / "training.json"
         summary = {"stage": job.stage, "num_processes": int(os.environ.get("WORLD_SIZE", "1")), "metrics": metrics}
-        path.write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(path, summary)
 
 
 # ----------------------------------------------------------------------------- the stages
