@@ -182,3 +182,21 @@ def test_unknown_train_stage_and_bad_config(tmp_path):
 
 def test_unknown_recipe(tmp_path):
     check_user_error(invoke("recipe", "huge", "--out", tmp_path), "unknown recipe")
+
+
+def test_recipe_needs_a_corpus_and_never_looks_for_one(tmp_path, monkeypatch):
+    # The command line must not find a corpus by walking up from the current directory.
+    monkeypatch.chdir(tmp_path)
+    check_user_error(invoke("recipe", "toy", "--out", tmp_path / "toy"), "--corpus")
+
+
+def test_eval_defaults_to_the_held_out_set_shipped_in_the_pipeline(tmp_path, monkeypatch):
+    from cadence.pipeline import PipelineSpec, default_pipeline
+
+    held_out = PipelineSpec.read(default_pipeline()).held_out()
+    assert held_out.is_relative_to(default_pipeline().resolve())
+    assert len((held_out / "valid.jsonl").read_text().splitlines()) == 30
+    monkeypatch.chdir(tmp_path)  # outside the repository
+    result = invoke("eval", "--limit", "1", "--out", tmp_path / "eval.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "eval.json").read_text())["setup"]["utterances"] == 1

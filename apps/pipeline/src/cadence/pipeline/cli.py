@@ -223,7 +223,7 @@ def train(
 def recipe(
     name: Annotated[str, typer.Argument(help="the recipe: toy")],
     out: Annotated[Path, typer.Option(help="where jobs, runs, shards and the pipeline go")] = Path("runs/toy"),
-    corpus: Annotated[Path | None, typer.Option(help="corpus directory (default: the committed toy corpus)")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="corpus directory with train.jsonl and valid.jsonl (e.g. tests/data/toy_speech of the repository)")] = None,
     steps_scale: Annotated[float, typer.Option(help="multiply every model's steps (e.g. 0.01 for a smoke run)")] = 1.0,
     only: Annotated[list[str] | None, typer.Option(help="run only these stages (repeatable)")] = None,
     workers: Annotated[int, typer.Option(help="run independent stages at once, one thread each (2 suits a 2-core CPU)")] = 1,
@@ -238,9 +238,8 @@ def recipe(
         if unknown:
             raise PipelineError(f"unknown stages {unknown}; the stages are {', '.join(ORDER)}")
     if corpus is None:
-        from cadence.core.testing import toy_corpus_dir
-
-        corpus = toy_corpus_dir()
+        raise PipelineError("give the corpus to train on: --corpus DIR (a directory with train.jsonl and "
+                            "valid.jsonl; make one with `cadence-toy-corpus DIR`)")
     if steps_scale <= 0:
         raise PipelineError("--steps-scale must be > 0")
     if workers < 1:
@@ -254,7 +253,7 @@ def recipe(
 @_user_errors
 def evaluate(
     pipeline: PipelineOption = None,
-    corpus: Annotated[Path | None, typer.Option(help="corpus with valid.jsonl (default: the committed toy corpus)")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="corpus with valid.jsonl (default: the held-out set shipped with the pipeline)")] = None,
     out: Annotated[Path | None, typer.Option(help="write the metrics as JSON here")] = None,
     limit: Annotated[int | None, typer.Option(help="evaluate on the first N validation utterances")] = None,
     prompt_seconds: Annotated[float, typer.Option(help="SoundStorm / TTS prompt length")] = 3.0,
@@ -264,9 +263,7 @@ def evaluate(
     from .evaluation import evaluate_pipeline
 
     if corpus is None:
-        from cadence.core.testing import toy_corpus_dir
-
-        corpus = toy_corpus_dir()
+        corpus = PipelineSpec.read(_pipeline_dir(pipeline)).held_out()
     report = evaluate_pipeline(_pipeline_dir(pipeline), corpus, limit=limit, prompt_seconds=prompt_seconds,
                                seed=seed, progress=True)
     _print_report(report)

@@ -71,6 +71,16 @@ class PipelineSpec:
     def has(self, role: str) -> bool:
         return role in self.components
 
+    def held_out(self) -> Path:
+        """The held-out evaluation set shipped with the pipeline (a corpus with ``valid.jsonl``)."""
+        name = self.extra.get("held_out")
+        if not isinstance(name, str) or not (self.directory / name / "valid.jsonl").is_file():
+            raise PipelineError(
+                f"the pipeline in {self.directory} ships no held-out set (\"held_out\" in its {PIPELINE_FILE}); "
+                "give one with --corpus DIR (a directory with valid.jsonl)"
+            )
+        return (self.directory / name).resolve()
+
     def load(self, role: str, *, device: str | torch.device = "cpu") -> Any:
         """The checkpoint of ``role``, checked to hold what the role needs (``load_component``)."""
         return load_component(self.path(role), role, device=device)

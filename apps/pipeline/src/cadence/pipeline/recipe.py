@@ -155,6 +155,21 @@ def _done(directory: Path) -> bool:
     return (directory / CONFIG_NAME).is_file()
 
 
+def copy_held_out(corpus: Path, destination: Path) -> Path:
+    """Copy the corpus's held-out split (``valid.jsonl`` and its audio) into the pipeline.
+
+    ``cadence eval`` and ``cadence demo`` then need no corpus: the wheel carries speakers and
+    sentences no model trained on.
+    """
+    rows = [json.loads(line) for line in (corpus / "valid.jsonl").read_text().splitlines() if line.strip()]
+    for row in rows:
+        target = destination / row["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(corpus / row["path"], target)
+    write_text(destination / "valid.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return destination
+
+
 def _held_out_prompt(corpus: Path, destination: Path) -> Path:
     """Copy the first validation utterance (a speaker no model trained on) as the demo prompt."""
     with open(corpus / "valid.jsonl") as f:
@@ -276,10 +291,12 @@ def run_toy_recipe(
             write_json(timing_file, timings)
     if all(_done(pipeline_dir / name) for name in TOY_JOBS):
         _held_out_prompt(corpus, pipeline_dir / "prompts")
+        copy_held_out(corpus, pipeline_dir / "held_out")
         for name in TOY_JOBS:
             halve_weights(pipeline_dir / name)
         write_pipeline(pipeline_dir, {name: name for name in TOY_JOBS}, prompt="prompts/prompt.flac",
-                       description="toy recipe on the committed toy corpus", weights_dtype="float16")
+                       description="toy recipe on the committed toy corpus", weights_dtype="float16",
+                       held_out="held_out")
         eval_file = pipeline_dir / EVAL_FILE
         if not eval_file.is_file():
             console.rule("[bold]evaluate")
