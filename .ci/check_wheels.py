@@ -41,15 +41,23 @@ def requirements(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as zf:
         meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
         text = zf.read(meta).decode()
-    return [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
+    return [
+        line.split(":", 1)[1].strip()
+        for line in text.splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
 
 
 def main() -> int:
     dist = Path(tempfile.mkdtemp(prefix="cadence-dist-"))
-    subprocess.run(["uv", "build", "--all-packages", "--wheel", "-q", "-o", str(dist)], check=True, cwd=ROOT)
+    subprocess.run(
+        ["uv", "build", "--all-packages", "--wheel", "-q", "-o", str(dist)], check=True, cwd=ROOT
+    )
     wheels = {re.sub(r"_", "-", w.name.split("-")[0]): w for w in dist.glob("*.whl")}
     print("built:", ", ".join(sorted(wheels)))
-    modules = {name: "cadence." + name.removeprefix("cadence-").replace("-", "_") for name in wheels}
+    modules = {
+        name: "cadence." + name.removeprefix("cadence-").replace("-", "_") for name in wheels
+    }
     modules = {n: m.replace("cadence.app-", "cadence.apps.") for n, m in modules.items()}
     failures = []
     for name in sorted(wheels):
@@ -66,12 +74,23 @@ def main() -> int:
         venv = Path(tempfile.mkdtemp(prefix="cadence-venv-"))
         run("uv", "venv", "-q", "--python", sys.executable, str(venv))
         python = str(venv / "bin" / "python")
-        run("uv", "pip", "install", "-q", "--python", python, *(str(wheels[n]) for n in sorted(needed)))
+        run(
+            "uv",
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            python,
+            *(str(wheels[n]) for n in sorted(needed)),
+        )
         others = sorted(set(modules.values()))
         check = IMPORT_CHECK.format(others=others)
         allowed = ",".join(modules[n] for n in needed)
         try:
-            print(f"{name}: installs with {sorted(needed)};", run(python, "-c", check, modules[name], allowed).strip())
+            print(
+                f"{name}: installs with {sorted(needed)};",
+                run(python, "-c", check, modules[name], allowed).strip(),
+            )
         except subprocess.CalledProcessError as err:
             failures.append(name)
             print(f"{name}: FAILED\n{err.stdout}\n{err.stderr}", file=sys.stderr)

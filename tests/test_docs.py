@@ -15,9 +15,14 @@ import pytest
 from cadence.core.testing import python_examples, run_python_example, toy_corpus_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "docs/packages/core.md",
-         ROOT / "packages/core/README.md", ROOT / "apps/pipeline/README.md",
-         ROOT / "apps/corpus/README.md"]
+PAGES = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    ROOT / "docs/packages/core.md",
+    ROOT / "packages/core/README.md",
+    ROOT / "apps/pipeline/README.md",
+    ROOT / "apps/corpus/README.md",
+]
 EXAMPLES = [example for page in PAGES for example in python_examples(page)]
 
 

@@ -25,7 +25,9 @@ CODECS = [pytest.param(lambda: FakeCodec(), id="FakeCodec"), *REAL_CODECS]
 LATENT_CODECS = [pytest.param(lambda: FakeCodec(latent_dim=8), id="FakeCodec"), *REAL_CODECS]
 TOKENIZERS = [
     pytest.param(lambda: FakeSemanticTokenizer(), id="FakeSemanticTokenizer"),
-    pytest.param(lambda: MFCCKMeansTokenizer(MFCCKMeansTokenizerConfig.tiny()), id="MFCCKMeansTokenizer"),
+    pytest.param(
+        lambda: MFCCKMeansTokenizer(MFCCKMeansTokenizerConfig.tiny()), id="MFCCKMeansTokenizer"
+    ),
     # frames="floor": floor(t / 320) tokens, the Protocol's frame count (HuBERT's own is one fewer)
     pytest.param(
         lambda: HubertKMeansTokenizer(HubertKMeansTokenizerConfig.tiny(frames="floor")),
@@ -95,7 +97,9 @@ def test_non_conforming_objects_are_rejected():
     assert not isinstance(FakeCodec(), SemanticTokenizer)
 
 
-def _ragged(batch_lengths: list[int], sample_rate: int, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def _ragged(
+    batch_lengths: list[int], sample_rate: int, channels: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A padded batch of different-length clips (padding filled with noise, which must not leak)."""
     audio = speechlike(len(batch_lengths), max(batch_lengths) / sample_rate, sample_rate, channels)
     lengths = torch.tensor(batch_lengths)

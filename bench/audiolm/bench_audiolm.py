@@ -33,7 +33,9 @@ def load_peer():
     """Import audiolm_pytorch's transformer module with stand-ins for its codec/HuBERT imports."""
     spec = importlib.util.find_spec("audiolm_pytorch")
     if spec is None:
-        raise SystemExit("audiolm-pytorch is not installed in this interpreter; see bench/audiolm/README.md")
+        raise SystemExit(
+            "audiolm-pytorch is not installed in this interpreter; see bench/audiolm/README.md"
+        )
     root = Path(spec.origin).parent
 
     def stub(name, **attrs):
@@ -54,7 +56,12 @@ def load_peer():
     stub("audiolm_pytorch.encodec", EncodecWrapper=type("EncodecWrapper", (), {}))
     stub("audiolm_pytorch.vq_wav2vec", FairseqVQWav2Vec=type("FairseqVQWav2Vec", (), {}))
     stub("audiolm_pytorch.hubert_kmeans", HubertWithKmeans=type("HubertWithKmeans", (), {}))
-    stub("audiolm_pytorch.t5", t5_encode_text=lambda *a, **k: None, get_encoded_dim=lambda name: 768, DEFAULT_T5_NAME="t5-base")
+    stub(
+        "audiolm_pytorch.t5",
+        t5_encode_text=lambda *a, **k: None,
+        get_encoded_dim=lambda name: 768,
+        DEFAULT_T5_NAME="t5-base",
+    )
     import audiolm_pytorch.audiolm_pytorch as peer
 
     return peer, SoundStream()
@@ -94,18 +101,46 @@ def main() -> None:
     size = dict(dim=DIM, depth=DEPTH, heads=HEADS, dim_head=DIM_HEAD)
     ours = {
         "semantic": SemanticTransformer(SemanticTransformerConfig(**size, codebook_size=SEMANTIC)),
-        "coarse": CoarseTransformer(CoarseTransformerConfig(**size, semantic_codebook_size=SEMANTIC, codebook_size=CODEBOOK, num_coarse_quantizers=COARSE_Q)),
-        "fine": FineTransformer(FineTransformerConfig(**size, codebook_size=CODEBOOK, num_coarse_quantizers=COARSE_Q, num_fine_quantizers=FINE_Q)),
+        "coarse": CoarseTransformer(
+            CoarseTransformerConfig(
+                **size,
+                semantic_codebook_size=SEMANTIC,
+                codebook_size=CODEBOOK,
+                num_coarse_quantizers=COARSE_Q,
+            )
+        ),
+        "fine": FineTransformer(
+            FineTransformerConfig(
+                **size,
+                codebook_size=CODEBOOK,
+                num_coarse_quantizers=COARSE_Q,
+                num_fine_quantizers=FINE_Q,
+            )
+        ),
     }
     psize = dict(dim=DIM, depth=DEPTH, heads=HEADS)
     theirs = {
-        "semantic": peer.SemanticTransformerWrapper(transformer=peer.SemanticTransformer(num_semantic_tokens=SEMANTIC, **psize), unique_consecutive=False),
+        "semantic": peer.SemanticTransformerWrapper(
+            transformer=peer.SemanticTransformer(num_semantic_tokens=SEMANTIC, **psize),
+            unique_consecutive=False,
+        ),
         "coarse": peer.CoarseTransformerWrapper(
-            transformer=peer.CoarseTransformer(num_semantic_tokens=SEMANTIC, codebook_size=CODEBOOK, num_coarse_quantizers=COARSE_Q, **psize),
-            codec=codec, unique_consecutive=False,
+            transformer=peer.CoarseTransformer(
+                num_semantic_tokens=SEMANTIC,
+                codebook_size=CODEBOOK,
+                num_coarse_quantizers=COARSE_Q,
+                **psize,
+            ),
+            codec=codec,
+            unique_consecutive=False,
         ),
         "fine": peer.FineTransformerWrapper(
-            transformer=peer.FineTransformer(num_coarse_quantizers=COARSE_Q, num_fine_quantizers=FINE_Q, codebook_size=CODEBOOK, **psize),
+            transformer=peer.FineTransformer(
+                num_coarse_quantizers=COARSE_Q,
+                num_fine_quantizers=FINE_Q,
+                codebook_size=CODEBOOK,
+                **psize,
+            ),
             codec=codec,
         ),
     }
@@ -130,24 +165,47 @@ def main() -> None:
         cases = {
             "semantic": (
                 n_sem,
-                lambda n=n_sem, cache=cache: ours["semantic"].generate(batch_size=1, max_frames=n, sampling=ours_sampling(cache, SEMANTIC // 10)),
-                lambda n=n_sem, cache=cache: theirs["semantic"].generate(max_length=n, batch_size=1, use_kv_cache=cache, **sample),
+                lambda n=n_sem, cache=cache: ours["semantic"].generate(
+                    batch_size=1, max_frames=n, sampling=ours_sampling(cache, SEMANTIC // 10)
+                ),
+                lambda n=n_sem, cache=cache: theirs["semantic"].generate(
+                    max_length=n, batch_size=1, use_kv_cache=cache, **sample
+                ),
             ),
             "coarse": (
                 n_coarse * COARSE_Q,
-                lambda n=n_coarse, cache=cache: ours["coarse"].generate(semantic_in[:, :n], max_frames=n, sampling=ours_sampling(cache, CODEBOOK // 10)),
-                lambda n=n_coarse, cache=cache: theirs["coarse"].generate(semantic_token_ids=semantic_in[:, :n], max_time_steps=n, use_kv_cache=cache, **sample),
+                lambda n=n_coarse, cache=cache: ours["coarse"].generate(
+                    semantic_in[:, :n], max_frames=n, sampling=ours_sampling(cache, CODEBOOK // 10)
+                ),
+                lambda n=n_coarse, cache=cache: theirs["coarse"].generate(
+                    semantic_token_ids=semantic_in[:, :n],
+                    max_time_steps=n,
+                    use_kv_cache=cache,
+                    **sample,
+                ),
             ),
             "fine": (
                 n_fine * FINE_Q,
-                lambda n=n_fine, cache=cache: ours["fine"].generate(coarse_in[:, :n], sampling=ours_sampling(cache, CODEBOOK // 10)),
-                lambda n=n_fine, cache=cache: theirs["fine"].generate(coarse_token_ids=coarse_in[:, :n], use_kv_cache=cache, **sample),
+                lambda n=n_fine, cache=cache: ours["fine"].generate(
+                    coarse_in[:, :n], sampling=ours_sampling(cache, CODEBOOK // 10)
+                ),
+                lambda n=n_fine, cache=cache: theirs["fine"].generate(
+                    coarse_token_ids=coarse_in[:, :n], use_kv_cache=cache, **sample
+                ),
             ),
         }
         for stage, (tokens, ours_fn, theirs_fn) in cases.items():
             t_ours = timed(ours_fn, args.repeats) / tokens * 1e3
             t_theirs = timed(theirs_fn, args.repeats) / tokens * 1e3
-            rows.append((f"{stage} sample, cache {'on' if cache else 'off'}", "ms/token", t_ours, t_theirs, t_theirs / t_ours))
+            rows.append(
+                (
+                    f"{stage} sample, cache {'on' if cache else 'off'}",
+                    "ms/token",
+                    t_ours,
+                    t_theirs,
+                    t_theirs / t_ours,
+                )
+            )
 
     # training throughput: forward + backward + AdamW step over predicted tokens (ours: the
     # model's predictions and the train step's loss, as the Trainer runs them)
@@ -164,17 +222,38 @@ def main() -> None:
         ),
         "coarse": (
             batch * frames * COARSE_Q,
-            lambda: stage_step(ours["coarse"], {
-                "semantic": sem, "semantic_lengths": full, "codes": codes[..., :COARSE_Q], "codes_lengths": full,
-            }).loss,
-            lambda: theirs["coarse"](semantic_token_ids=sem, coarse_token_ids=codes[..., :COARSE_Q], return_loss=True),
+            lambda: (
+                stage_step(
+                    ours["coarse"],
+                    {
+                        "semantic": sem,
+                        "semantic_lengths": full,
+                        "codes": codes[..., :COARSE_Q],
+                        "codes_lengths": full,
+                    },
+                ).loss
+            ),
+            lambda: theirs["coarse"](
+                semantic_token_ids=sem, coarse_token_ids=codes[..., :COARSE_Q], return_loss=True
+            ),
         ),
         "fine": (
             batch * frames * FINE_Q,
-            lambda: stage_step(ours["fine"], {
-                "coarse": codes[..., :COARSE_Q], "fine": codes[..., COARSE_Q:], "coarse_lengths": full,
-            }).loss,
-            lambda: theirs["fine"](coarse_token_ids=codes[..., :COARSE_Q], fine_token_ids=codes[..., COARSE_Q:], return_loss=True),
+            lambda: (
+                stage_step(
+                    ours["fine"],
+                    {
+                        "coarse": codes[..., :COARSE_Q],
+                        "fine": codes[..., COARSE_Q:],
+                        "coarse_lengths": full,
+                    },
+                ).loss
+            ),
+            lambda: theirs["fine"](
+                coarse_token_ids=codes[..., :COARSE_Q],
+                fine_token_ids=codes[..., COARSE_Q:],
+                return_loss=True,
+            ),
         ),
     }
     for stage, (tokens, ours_loss, theirs_loss) in train_cases.items():
@@ -193,8 +272,10 @@ def main() -> None:
             model.eval()
         rows.append((f"{stage} train", "tokens/s", results[0], results[1], results[0] / results[1]))
 
-    print(f"\ncadence-audiolm vs audiolm-pytorch 2.4.0 | device {device} | threads {args.threads} | "
-          f"dim {DIM} depth {DEPTH} heads {HEADS} | median of {args.repeats}")
+    print(
+        f"\ncadence-audiolm vs audiolm-pytorch 2.4.0 | device {device} | threads {args.threads} | "
+        f"dim {DIM} depth {DEPTH} heads {HEADS} | median of {args.repeats}"
+    )
     print(f"{'measure':32s} {'unit':9s} {'cadence':>10s} {'audiolm-pytorch':>16s} {'speed-up':>9s}")
     for name, unit, a, b, ratio in rows:
         print(f"{name:32s} {unit:9s} {a:10.2f} {b:16.2f} {ratio:8.2f}x")

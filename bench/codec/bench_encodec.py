@@ -88,13 +88,30 @@ def long_file(minutes_list: list[float], chunk_seconds: float, threads: int) -> 
     """encode_file + decode_to_file on generated files: time and peak memory per length."""
     import tempfile
 
-    print(f"EnCodec 24 kHz, 6 kbps, file -> codes -> file in {chunk_seconds:g} s chunks, CPU, {threads} threads")
+    print(
+        f"EnCodec 24 kHz, 6 kbps, file -> codes -> file in {chunk_seconds:g} s chunks, CPU, {threads} threads"
+    )
     print(f"{'minutes':>8}{'enc+dec s':>11}{'RTF':>8}{'peak MB':>9}")
     for minutes in minutes_list:
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, __file__, "--long-worker", str(minutes), "--chunk-seconds", str(chunk_seconds),
-                   "--tmp", tmp, "--threads", str(threads)]
-            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_ARENA_MAX": "1"}
+            cmd = [
+                sys.executable,
+                __file__,
+                "--long-worker",
+                str(minutes),
+                "--chunk-seconds",
+                str(chunk_seconds),
+                "--tmp",
+                tmp,
+                "--threads",
+                str(threads),
+            ]
+            env = {
+                **os.environ,
+                "MALLOC_MMAP_THRESHOLD_": "65536",
+                "MALLOC_TRIM_THRESHOLD_": "0",
+                "MALLOC_ARENA_MAX": "1",
+            }
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{minutes:>8g}{r['seconds']:>11.1f}{r['rtf']:>8.3f}{r['peak_mb']:>9.0f}")
@@ -117,7 +134,9 @@ def long_worker(minutes: float, chunk_seconds: float, tmp: str, threads: int) ->
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     codes = encode_file(ours, path, chunk_seconds=chunk_seconds, progress=False)
-    decode_to_file(ours, codes, f"{tmp}/out.wav", chunk_frames=int(chunk_seconds * 75), progress=False)
+    decode_to_file(
+        ours, codes, f"{tmp}/out.wav", chunk_frames=int(chunk_seconds * 75), progress=False
+    )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     duration = sf.info(path).duration
@@ -125,13 +144,19 @@ def long_worker(minutes: float, chunk_seconds: float, tmp: str, threads: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2 for the report)")
     parser.add_argument("--chunk-seconds", type=float, default=1.0, help="streaming chunk length")
-    parser.add_argument("--long-minutes", type=float, nargs="+",
-                        help="instead: encode/decode generated files of these lengths chunk by chunk")
+    parser.add_argument(
+        "--long-minutes",
+        type=float,
+        nargs="+",
+        help="instead: encode/decode generated files of these lengths chunk by chunk",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--long-worker", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -143,26 +168,48 @@ def main() -> None:
         long_file(args.long_minutes, args.chunk_seconds, args.threads)
         return
     if args.worker:
-        print(json.dumps(worker(args.worker, args.seconds, args.repeats, args.chunk_seconds, args.threads)))
+        print(
+            json.dumps(
+                worker(args.worker, args.seconds, args.repeats, args.chunk_seconds, args.threads)
+            )
+        )
         return
 
     results = {}
     for kind in ("transformers", "cadence", "cadence-stream"):
-        cmd = [sys.executable, __file__, "--worker", kind, "--seconds", str(args.seconds),
-               "--repeats", str(args.repeats), "--chunk-seconds", str(args.chunk_seconds),
-               "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            kind,
+            "--seconds",
+            str(args.seconds),
+            "--repeats",
+            str(args.repeats),
+            "--chunk-seconds",
+            str(args.chunk_seconds),
+            "--threads",
+            str(args.threads),
+        ]
         # Time with the default allocator; measure memory in a second run where glibc mmaps
         # and trims large blocks at once, so peak RSS tracks live tensors rather than the
         # allocator's caching (that setting page-faults on every allocation and would
         # distort the timings, most of all for streaming's many small chunks).
         timed = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_ARENA_MAX": "1"}
+        env = {
+            **os.environ,
+            "MALLOC_MMAP_THRESHOLD_": "65536",
+            "MALLOC_TRIM_THRESHOLD_": "0",
+            "MALLOC_ARENA_MAX": "1",
+        }
         measured = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         results[kind] = json.loads(timed.stdout.strip().splitlines()[-1])
         results[kind]["peak_mb"] = json.loads(measured.stdout.strip().splitlines()[-1])["peak_mb"]
 
     ref = results["transformers"]
-    print(f"EnCodec 24 kHz, 6 kbps, {args.seconds:g} s of audio, CPU, {args.threads} threads, best of {args.repeats}")
+    print(
+        f"EnCodec 24 kHz, 6 kbps, {args.seconds:g} s of audio, CPU, {args.threads} threads, best of {args.repeats}"
+    )
     print(f"{'implementation':<34}{'enc+dec s':>10}{'RTF':>8}{'peak MB':>9}{'time ratio':>12}")
     labels = {
         "transformers": "transformers.EncodecModel",
@@ -171,7 +218,9 @@ def main() -> None:
     }
     for kind, r in results.items():
         ratio = r["seconds"] / ref["seconds"]
-        print(f"{labels[kind]:<34}{r['seconds']:>10.2f}{r['rtf']:>8.3f}{r['peak_mb']:>9.0f}{ratio:>12.2f}")
+        print(
+            f"{labels[kind]:<34}{r['seconds']:>10.2f}{r['rtf']:>8.3f}{r['peak_mb']:>9.0f}{ratio:>12.2f}"
+        )
     overhead = results["cadence-stream"]["seconds"] / results["cadence"]["seconds"] - 1
     print(f"streaming overhead vs offline: {100 * overhead:+.1f}% (target < 20%)")
 

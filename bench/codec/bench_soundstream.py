@@ -164,11 +164,25 @@ def main() -> None:
     rows = []
     for variant in ("default", "plain"):
         for impl in ("ours", "peer"):
-            cmd = [sys.executable, __file__, "--threads", str(args.threads), "--repeats", str(args.repeats), "--worker", impl, variant]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--threads",
+                str(args.threads),
+                "--repeats",
+                str(args.repeats),
+                "--worker",
+                impl,
+                variant,
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"SoundStream, {SECONDS:.0f} s of 16 kHz audio, CPU, {args.threads} thread(s), median of {args.repeats}")
-    print(f"{'variant':8} {'impl':5} {'params M':>8} {'encode s':>9} {'decode s':>9} {'RTF':>7} {'peak MB':>8} {'growth MB':>9}")
+    print(
+        f"SoundStream, {SECONDS:.0f} s of 16 kHz audio, CPU, {args.threads} thread(s), median of {args.repeats}"
+    )
+    print(
+        f"{'variant':8} {'impl':5} {'params M':>8} {'encode s':>9} {'decode s':>9} {'RTF':>7} {'peak MB':>8} {'growth MB':>9}"
+    )
     by = {}
     for r in rows:
         rtf = (r["encode_s"] + r["decode_s"]) / SECONDS

@@ -54,8 +54,12 @@ class LogMelLatents:
     def encode_latents(self, audio):
         n = audio.shape[-1] // self.hop_length
         mel = log_mel_spectrogram(
-            audio.mean(1), self.sample_rate, n_fft=1024, hop_length=self.hop_length,
-            n_mels=self.latent_dim, floor=1e-4,
+            audio.mean(1),
+            self.sample_rate,
+            n_fft=1024,
+            hop_length=self.hop_length,
+            n_mels=self.latent_dim,
+            floor=1e-4,
         )
         return mel.transpose(1, 2)[:, :n]
 
@@ -83,16 +87,24 @@ def speed(rows: list[dict]) -> None:
     for method, steps, scale in runs:
         start = time.perf_counter()
         out = model.generate(
-            tokens, prompt_tokens=prompt_tokens, prompt_latents=prompt_latents,
-            steps=steps, method=method, guidance_scale=scale,
+            tokens,
+            prompt_tokens=prompt_tokens,
+            prompt_latents=prompt_latents,
+            steps=steps,
+            method=method,
+            guidance_scale=scale,
         )
         seconds = time.perf_counter() - start
         frames = int(out.mask.sum())
         rows.append(
             {
-                "params": params, "method": method, "steps": steps,
+                "params": params,
+                "method": method,
+                "steps": steps,
                 "evaluations": steps * EVALUATIONS_PER_STEP[method],
-                "guidance": scale, "frames": frames, "seconds": seconds,
+                "guidance": scale,
+                "frames": frames,
+                "seconds": seconds,
                 "frames_per_second": frames / seconds,
                 "realtime_factor": frames / 50.0 / seconds,
             }
@@ -105,12 +117,20 @@ def samples(model, data, *, steps: int, method: str, batch_size: int = 16) -> li
     gen = torch.Generator().manual_seed(0)
     out = []
     for start in range(0, len(data), batch_size):
-        batch = collate_flow_batch([data[i] for i in range(start, min(start + batch_size, len(data)))])
+        batch = collate_flow_batch(
+            [data[i] for i in range(start, min(start + batch_size, len(data)))]
+        )
         lengths = batch["latents_mask"].sum(1)
         noise = torch.randn(batch["latents"].shape, generator=gen)
         out.append(
-            model.sample(batch["tokens"].long(), batch["tokens_mask"], num_frames=lengths,
-                         steps=steps, method=method, noise=noise).latents
+            model.sample(
+                batch["tokens"].long(),
+                batch["tokens_mask"],
+                num_frames=lengths,
+                steps=steps,
+                method=method,
+                noise=noise,
+            ).latents
         )
     return out
 
@@ -132,21 +152,40 @@ def quality(out_dir: Path) -> dict:
         tokenizer = FakeSemanticTokenizer(hop_length=640, codebook_size=32)
         shards = []
         for split in ("train", "valid"):
-            data = AudioDataset(toy_corpus_dir() / f"{split}.jsonl", sample_rate=16000, crop_seconds=None)
-            precompute(data, Path(tmp) / split, tokenizer=tokenizer, latent_codec=LogMelLatents(),
-                       batch_size=16, progress=False)
+            data = AudioDataset(
+                toy_corpus_dir() / f"{split}.jsonl", sample_rate=16000, crop_seconds=None
+            )
+            precompute(
+                data,
+                Path(tmp) / split,
+                tokenizer=tokenizer,
+                latent_codec=LogMelLatents(),
+                batch_size=16,
+                progress=False,
+            )
             shards.append(ShardReader(Path(tmp) / split))
         train, valid = shards
-        backbone = BackboneConfig(kind="conformer", dim=64, depth=2, heads=4, conv_kernel_size=5, cond_dim=64)
+        backbone = BackboneConfig(
+            kind="conformer", dim=64, depth=2, heads=4, conv_kernel_size=5, cond_dim=64
+        )
         model = HierarchicalConditionalFlowMatcher(
             HierarchicalFlowMatcherConfig.tiny(flow=FlowMatcherConfig.tiny(backbone=backbone))
         )
         fit_latent_statistics(model, train)
         trainer = build_trainer(
-            model, train,
-            TrainerConfig(max_steps=400, batch_size=16, learning_rate=2e-3, warmup_steps=20,
-                          ema_decay=0.99, save_every=None, log_every=100),
-            output_dir=Path(tmp) / "run", max_frames=64,
+            model,
+            train,
+            TrainerConfig(
+                max_steps=400,
+                batch_size=16,
+                learning_rate=2e-3,
+                warmup_steps=20,
+                ema_decay=0.99,
+                save_every=None,
+                log_every=100,
+            ),
+            output_dir=Path(tmp) / "run",
+            max_frames=64,
         )
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny model: one thread is as fast and steadier
@@ -159,14 +198,18 @@ def quality(out_dir: Path) -> dict:
                 for steps in steps_list:
                     errors = reconstruction_errors(model, valid, steps=steps, method=method)
                     # the same noise as the reference: what is left is discretization error
-                    errors["ode"] = ode_error(samples(model, valid, steps=steps, method=method), reference, model)
+                    errors["ode"] = ode_error(
+                        samples(model, valid, steps=steps, method=method), reference, model
+                    )
                     results[method][steps] = errors
                     print(method, steps, json.dumps({k: round(v, 4) for k, v in errors.items()}))
         torch.set_num_threads(threads)
     first = results["euler"][1]
     curves = {
         "euler: error to the 64-step solution": [results["euler"][s]["ode"] for s in grid],
-        "midpoint: error to the 64-step solution": [results["midpoint"][s]["ode"] for s in grid[:-1]],
+        "midpoint: error to the 64-step solution": [
+            results["midpoint"][s]["ode"] for s in grid[:-1]
+        ],
         "euler: error to the real latents": [results["euler"][s]["model"] for s in grid],
         "midpoint: error to the real latents": [results["midpoint"][s]["model"] for s in grid[:-1]],
         "mean latent (baseline)": [first["mean"]] * len(grid),
@@ -174,8 +217,12 @@ def quality(out_dir: Path) -> dict:
         "semantic prior mean": [first["prior_mean"]] * len(grid),
     }
     path = save_curves_png(
-        curves, out_dir / "error_vs_steps.png", steps=grid, xlabel="ODE steps",
-        title="held-out latent MSE (standardized) vs. ODE steps", log_y=True,
+        curves,
+        out_dir / "error_vs_steps.png",
+        steps=grid,
+        xlabel="ODE steps",
+        title="held-out latent MSE (standardized) vs. ODE steps",
+        log_y=True,
     )
     print(f"wrote {path}")
     return results
@@ -194,8 +241,10 @@ def main() -> None:
     speed(rows)
     print("\nmethod    steps  evals  guidance  latent frames/s  x realtime (50 Hz)")
     for r in rows:
-        print(f"{r['method']:<9} {r['steps']:>5}  {r['evaluations']:>5}  {r['guidance']:>8}  "
-              f"{r['frames_per_second']:>15.0f}  {r['realtime_factor']:>8.1f}")
+        print(
+            f"{r['method']:<9} {r['steps']:>5}  {r['evaluations']:>5}  {r['guidance']:>8}  "
+            f"{r['frames_per_second']:>15.0f}  {r['realtime_factor']:>8.1f}"
+        )
     report = {"speed": rows}
     if not args.skip_quality:
         report["quality"] = quality(args.out)

@@ -67,8 +67,12 @@ def main() -> None:
     with torch.inference_mode():
         sample = hubert(fit_audio[:, 0]).features[0].numpy()
     clusters = min(args.clusters, len(sample))
-    sk = MiniBatchKMeans(n_clusters=clusters, n_init=1, max_iter=5, batch_size=1024, random_state=0).fit(sample)
-    tokenizer = HubertKMeansTokenizer.from_parts(hubert, KMeans.from_centroids(torch.from_numpy(sk.cluster_centers_)))
+    sk = MiniBatchKMeans(
+        n_clusters=clusters, n_init=1, max_iter=5, batch_size=1024, random_state=0
+    ).fit(sample)
+    tokenizer = HubertKMeansTokenizer.from_parts(
+        hubert, KMeans.from_centroids(torch.from_numpy(sk.cluster_centers_))
+    )
 
     def ours(x: torch.Tensor) -> np.ndarray:
         return tokenizer.tokenize(x)[0].numpy()
@@ -83,13 +87,17 @@ def main() -> None:
     t_peer, tokens_peer = best_time(lambda: peer(audio), args.repeats)
     n = len(tokens_ours)
     agree = float((tokens_ours == tokens_peer).mean()) if len(tokens_peer) == n else float("nan")
-    print(f"HuBERT base (random weights), layer {args.layer}, {clusters} clusters, "
-          f"{args.seconds:.0f} s of 16 kHz speech -> {n} tokens; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, best of {args.repeats}")
+    print(
+        f"HuBERT base (random weights), layer {args.layer}, {clusters} clusters, "
+        f"{args.seconds:.0f} s of 16 kHz speech -> {n} tokens; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, best of {args.repeats}"
+    )
     print(f"| {'implementation':58} | {'seconds':>7} | {'tokens/s':>8} | {'x realtime':>10} |")
     print(f"|{'-' * 60}|{'-' * 9}|{'-' * 10}|{'-' * 12}|")
-    for name, t in (("cadence HubertKMeansTokenizer", t_ours),
-                    ("transformers.HubertModel(output_hidden_states) + sklearn", t_peer)):
+    for name, t in (
+        ("cadence HubertKMeansTokenizer", t_ours),
+        ("transformers.HubertModel(output_hidden_states) + sklearn", t_peer),
+    ):
         print(f"| {name:58} | {t:7.2f} | {n / t:8.0f} | {args.seconds / t:10.1f} |")
     print(f"speed ratio (peer time / ours): {t_peer / t_ours:.2f}x; tokens identical: {agree:.4%}")
 

@@ -38,7 +38,9 @@ def mini_corpus(tmp_path_factory, corpus) -> Path:
         items = [json.loads(line) for line in lines]
         for item in items:
             item["path"] = str((corpus / item["path"]).resolve())
-        (root / f"{split}.jsonl").write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
+        (root / f"{split}.jsonl").write_text(
+            "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
+        )
     return root
 
 

@@ -43,7 +43,12 @@ def utterances(valid_items, corpus):
 def test_shipped_pipeline_is_complete():
     spec = json.loads((default_pipeline() / "pipeline.json").read_text())
     assert set(spec["components"]) == {
-        "codec", "semantic_tokenizer", "semantic_lm", "soundstorm", "naturalspeech2", "flowmatching",
+        "codec",
+        "semantic_tokenizer",
+        "semantic_lm",
+        "soundstorm",
+        "naturalspeech2",
+        "flowmatching",
         "phoneme_recognizer",
     }
     total = sum(p.stat().st_size for p in default_pipeline().rglob("*") if p.is_file())
@@ -52,8 +57,20 @@ def test_shipped_pipeline_is_complete():
 
 def test_generate_batch_of_prompts(tmp_path, utterances):
     out = tmp_path / "gen.wav"
-    result = invoke("generate", "--prompt", utterances[0], "--prompt", utterances[5], "--out", out,
-                    "--seconds", 1.5, "--no-eos", "--seed", 0)
+    result = invoke(
+        "generate",
+        "--prompt",
+        utterances[0],
+        "--prompt",
+        utterances[5],
+        "--out",
+        out,
+        "--seconds",
+        1.5,
+        "--no-eos",
+        "--seed",
+        0,
+    )
     assert result.exit_code == 0, result.output
     for i in range(2):
         check_audio_file(tmp_path / f"gen-{i}.wav", min_seconds=1.48, max_seconds=1.52)
@@ -62,8 +79,19 @@ def test_generate_batch_of_prompts(tmp_path, utterances):
 
 def test_generate_is_reproducible_with_a_seed(tmp_path, utterances):
     for name in ("a.wav", "b.wav"):
-        result = invoke("generate", "--prompt", utterances[1], "--out", tmp_path / name, "--seconds", 1.0,
-                        "--no-eos", "--seed", 3, "--include-prompt")
+        result = invoke(
+            "generate",
+            "--prompt",
+            utterances[1],
+            "--out",
+            tmp_path / name,
+            "--seconds",
+            1.0,
+            "--no-eos",
+            "--seed",
+            3,
+            "--include-prompt",
+        )
         assert result.exit_code == 0, result.output
     a, b = load(tmp_path / "a.wav")[0], load(tmp_path / "b.wav")[0]
     prompt = load(utterances[1])[0]
@@ -75,8 +103,21 @@ def test_generate_is_reproducible_with_a_seed(tmp_path, utterances):
 def test_convert(tmp_path, utterances, method):
     out = tmp_path / f"{method}.wav"
     source = load(utterances[0])[0]
-    result = invoke("convert", "--source", utterances[0], "--target-voice", utterances[7], "--out", out,
-                    "--method", method, "--steps", 8, "--seed", 0)
+    result = invoke(
+        "convert",
+        "--source",
+        utterances[0],
+        "--target-voice",
+        utterances[7],
+        "--out",
+        out,
+        "--method",
+        method,
+        "--steps",
+        8,
+        "--seed",
+        0,
+    )
     assert result.exit_code == 0, result.output
     seconds = source.shape[-1] / 16000
     check_audio_file(out, min_seconds=seconds - 0.05, max_seconds=seconds + 0.05)
@@ -84,8 +125,18 @@ def test_convert(tmp_path, utterances, method):
 
 def test_tts(tmp_path, utterances):
     out = tmp_path / "tts.wav"
-    result = invoke("tts", "The ship sailed at dawn.", "--prompt", utterances[2], "--out", out, "--steps", 8,
-                    "--seed", 0)
+    result = invoke(
+        "tts",
+        "The ship sailed at dawn.",
+        "--prompt",
+        utterances[2],
+        "--out",
+        out,
+        "--steps",
+        8,
+        "--seed",
+        0,
+    )
     assert result.exit_code == 0, result.output
     check_audio_file(out, min_seconds=0.3, max_seconds=6.0)
 
@@ -104,8 +155,12 @@ def test_the_installed_script_runs(tmp_path, utterances):
     script = Path(sys.executable).parent / "cadence"
     help_text = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert help_text.returncode == 0 and "generate" in help_text.stdout
-    bad = subprocess.run([script, "generate", "--prompt", tmp_path / "missing.wav", "--out", tmp_path / "o.wav"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [script, "generate", "--prompt", tmp_path / "missing.wav", "--out", tmp_path / "o.wav"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2
     assert "prompt file not found" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -122,38 +177,68 @@ def check_user_error(result, *fragments: str) -> None:
 
 
 def test_missing_prompt(tmp_path):
-    check_user_error(invoke("generate", "--prompt", tmp_path / "nope.wav", "--out", tmp_path / "o.wav"),
-                     "prompt file not found")
+    check_user_error(
+        invoke("generate", "--prompt", tmp_path / "nope.wav", "--out", tmp_path / "o.wav"),
+        "prompt file not found",
+    )
 
 
 def test_corrupt_audio(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" * 10)
-    check_user_error(invoke("tts", "hello", "--prompt", bad, "--out", tmp_path / "o.wav"), "bad.wav")
+    check_user_error(
+        invoke("tts", "hello", "--prompt", bad, "--out", tmp_path / "o.wav"), "bad.wav"
+    )
 
 
 def test_empty_audio(tmp_path):
     empty = tmp_path / "empty.wav"
     sf.write(str(empty), torch.zeros(0).numpy(), 16000)
-    check_user_error(invoke("convert", "--source", empty, "--target-voice", empty, "--out", tmp_path / "o.wav"),
-                     "empty.wav")
+    check_user_error(
+        invoke("convert", "--source", empty, "--target-voice", empty, "--out", tmp_path / "o.wav"),
+        "empty.wav",
+    )
 
 
 def test_wrong_output_format(tmp_path, utterances):
-    check_user_error(invoke("generate", "--prompt", utterances[0], "--out", tmp_path / "o.mp4"), ".wav")
+    check_user_error(
+        invoke("generate", "--prompt", utterances[0], "--out", tmp_path / "o.mp4"), ".wav"
+    )
 
 
 def test_missing_pipeline(tmp_path, utterances):
-    check_user_error(invoke("generate", "--prompt", utterances[0], "--out", tmp_path / "o.wav",
-                            "--pipeline", tmp_path / "nowhere"), "pipeline directory not found")
+    check_user_error(
+        invoke(
+            "generate",
+            "--prompt",
+            utterances[0],
+            "--out",
+            tmp_path / "o.wav",
+            "--pipeline",
+            tmp_path / "nowhere",
+        ),
+        "pipeline directory not found",
+    )
 
 
 def test_checkpoint_of_the_wrong_model(tmp_path, utterances, pipeline_copy):
     spec = json.loads((pipeline_copy / "pipeline.json").read_text())
     spec["components"]["soundstorm"] = "codec"
     (pipeline_copy / "pipeline.json").write_text(json.dumps(spec))
-    check_user_error(invoke("generate", "--prompt", utterances[0], "--out", tmp_path / "o.wav",
-                            "--pipeline", pipeline_copy), "soundstorm", "SoundStream", "SoundStorm")
+    check_user_error(
+        invoke(
+            "generate",
+            "--prompt",
+            utterances[0],
+            "--out",
+            tmp_path / "o.wav",
+            "--pipeline",
+            pipeline_copy,
+        ),
+        "soundstorm",
+        "SoundStream",
+        "SoundStorm",
+    )
 
 
 def test_incompatible_components(tmp_path, utterances, pipeline_copy):
@@ -161,12 +246,22 @@ def test_incompatible_components(tmp_path, utterances, pipeline_copy):
     header = json.loads(config_path.read_text())
     header["config"]["kmeans"]["num_clusters"] += 1
     config_path.write_text(json.dumps(header))
-    result = invoke("generate", "--prompt", utterances[0], "--out", tmp_path / "o.wav", "--pipeline", pipeline_copy)
+    result = invoke(
+        "generate",
+        "--prompt",
+        utterances[0],
+        "--out",
+        tmp_path / "o.wav",
+        "--pipeline",
+        pipeline_copy,
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
 def test_empty_text(tmp_path, utterances):
-    check_user_error(invoke("tts", "   ", "--prompt", utterances[0], "--out", tmp_path / "o.wav"), "no text")
+    check_user_error(
+        invoke("tts", "   ", "--prompt", utterances[0], "--out", tmp_path / "o.wav"), "no text"
+    )
 
 
 def test_unknown_train_stage_and_bad_config(tmp_path):
@@ -175,7 +270,9 @@ def test_unknown_train_stage_and_bad_config(tmp_path):
     check_user_error(invoke("train", "soundstorm", "--config", job), "unknown keys", "bogus")
     job.write_text('output = "x"\n')
     check_user_error(invoke("train", "vocoder", "--config", job), "unknown stage", "vocoder")
-    check_user_error(invoke("train", "soundstorm", "--config", tmp_path / "none.toml"), "config file not found")
+    check_user_error(
+        invoke("train", "soundstorm", "--config", tmp_path / "none.toml"), "config file not found"
+    )
     job.write_text("output = [\n")
     check_user_error(invoke("train", "soundstorm", "--config", job), "not valid TOML")
 

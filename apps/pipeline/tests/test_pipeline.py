@@ -35,7 +35,9 @@ def prompts(valid_items, corpus):
 
 
 def test_spec_round_trip(tmp_path):
-    write_pipeline(tmp_path, {"codec": "../elsewhere/codec", "soundstorm": "ss"}, prompt="p.wav", note="x")
+    write_pipeline(
+        tmp_path, {"codec": "../elsewhere/codec", "soundstorm": "ss"}, prompt="p.wav", note="x"
+    )
     spec = PipelineSpec.read(tmp_path)
     assert spec.path("codec") == (tmp_path.parent / "elsewhere" / "codec").resolve()
     assert spec.prompt == (tmp_path / "p.wav").resolve() and spec.extra == {"note": "x"}
@@ -50,7 +52,10 @@ def test_spec_round_trip(tmp_path):
         ("{", "not valid JSON"),
         ('{"format": "other"}', "not a Cadence pipeline"),
         ('{"format": "cadence-pipeline", "version": 1, "components": {}}', "names no components"),
-        ('{"format": "cadence-pipeline", "version": 1, "components": {"vocoder": "v"}}', "unknown components"),
+        (
+            '{"format": "cadence-pipeline", "version": 1, "components": {"vocoder": "v"}}',
+            "unknown components",
+        ),
         ('{"format": "cadence-pipeline", "version": 99, "components": {"codec": "c"}}', "upgrade"),
     ],
 )
@@ -78,7 +83,9 @@ def test_continuation_of_prompts_of_different_lengths(pipe, prompts):
 
 
 def test_continuation_resamples_and_downmixes(pipe, prompts):
-    stereo_24k = torch.nn.functional.interpolate(prompts[0][None], scale_factor=1.5, mode="linear")[0]
+    stereo_24k = torch.nn.functional.interpolate(prompts[0][None], scale_factor=1.5, mode="linear")[
+        0
+    ]
     stereo_24k = stereo_24k.repeat(2, 1)
     out = pipe.generate(stereo_24k, sample_rate=24000, seconds=0.5, sampling=NO_EOS, seed=0)
     assert out.audio.shape == (1, 1, 8000)
@@ -86,7 +93,9 @@ def test_continuation_resamples_and_downmixes(pipe, prompts):
 
 def test_continuation_beyond_the_trained_context(pipe, prompts):
     seconds = pipe.semantic_lm.config.max_frames / pipe.tokenizer.frame_rate + 1.0
-    out = pipe.generate(prompts[0][:, :16000], sample_rate=16000, seconds=seconds, sampling=NO_EOS, seed=0)
+    out = pipe.generate(
+        prompts[0][:, :16000], sample_rate=16000, seconds=seconds, sampling=NO_EOS, seed=0
+    )
     assert int(out.lengths[0]) == round(seconds * 50) * 320
 
 
@@ -119,4 +128,6 @@ def test_voice_conversion_and_tts_objects(prompts):
 def test_shipped_evaluation_is_recorded():
     report = json.loads((default_pipeline() / "eval.json").read_text())
     assert report["setup"]["utterances"] >= 4
-    assert {"per_original", "per_codec", "per_soundstorm", "per_naturalspeech2"} <= set(report["intelligibility"])
+    assert {"per_original", "per_codec", "per_soundstorm", "per_naturalspeech2"} <= set(
+        report["intelligibility"]
+    )

@@ -28,7 +28,9 @@ def test_job_files_round_trip(tmp_path, corpus):
     for name, path in paths.items():
         job = TrainJob.from_toml(path)
         assert job.stage == name
-        assert Path(job.output) == (tmp_path / "pipeline" / name).resolve()  # relative to the job file
+        assert (
+            Path(job.output) == (tmp_path / "pipeline" / name).resolve()
+        )  # relative to the job file
         assert job.model == TOY_JOBS[name].get("model", {})
         assert job.trainer == TOY_JOBS[name]["trainer"]
 
@@ -39,7 +41,11 @@ def test_job_errors(tmp_path):
     with pytest.raises(PipelineError, match="needs `codec"):
         TrainJob(stage="naturalspeech2", output="x", corpus="c")
     path = tmp_path / "job.toml"
-    path.write_text(job_toml({"stage": "semantic_lm", "output": "out", "shards": "s", "trainer": {"max_steps": 0}}))
+    path.write_text(
+        job_toml(
+            {"stage": "semantic_lm", "output": "out", "shards": "s", "trainer": {"max_steps": 0}}
+        )
+    )
     job = TrainJob.from_toml(path)
     with pytest.raises(PipelineError, match="no shards"):
         from cadence.pipeline.training import run_job
@@ -71,7 +77,14 @@ def test_toy_recipe_runs_end_to_end(tmp_path, mini_corpus):
     spec = json.loads((pipeline / "pipeline.json").read_text())
     assert set(spec["components"]) == set(STAGES)
     report = json.loads((pipeline / "eval.json").read_text())
-    assert {"codec", "semantic_lm", "soundstorm", "naturalspeech2", "flowmatching", "intelligibility"} <= set(report)
+    assert {
+        "codec",
+        "semantic_lm",
+        "soundstorm",
+        "naturalspeech2",
+        "flowmatching",
+        "intelligibility",
+    } <= set(report)
     timings = json.loads((tmp_path / "toy" / "timings.json").read_text())
     assert "codec" in timings
     # a rerun finds every stage done and trains nothing
@@ -91,17 +104,40 @@ def _free_port() -> int:
 def test_train_stage_under_accelerate_launch_with_two_processes(tmp_path, mini_corpus):
     shipped = default_pipeline()
     for split in ("train", "valid"):
-        tokenize_corpus(mini_corpus / f"{split}.jsonl", tmp_path / "shards" / split, codec=shipped / "codec",
-                        tokenizer=shipped / "semantic_tokenizer", progress=False)
+        tokenize_corpus(
+            mini_corpus / f"{split}.jsonl",
+            tmp_path / "shards" / split,
+            codec=shipped / "codec",
+            tokenizer=shipped / "semantic_tokenizer",
+            progress=False,
+        )
     job = tmp_path / "semantic_lm.toml"
-    job.write_text(job_toml({
-        "stage": "semantic_lm", "shards": "shards", "output": "release", "run_dir": "run",
-        "model": {"dim": 32, "depth": 1, "heads": 2, "dim_head": 16, "max_seq_len": 256},
-        "trainer": {"max_steps": 6, "batch_size": 2, "learning_rate": 1e-3, "save_every": 6, "log_every": 1},
-    }))
+    job.write_text(
+        job_toml(
+            {
+                "stage": "semantic_lm",
+                "shards": "shards",
+                "output": "release",
+                "run_dir": "run",
+                "model": {"dim": 32, "depth": 1, "heads": 2, "dim_head": 16, "max_seq_len": 256},
+                "trainer": {
+                    "max_steps": 6,
+                    "batch_size": 2,
+                    "learning_rate": 1e-3,
+                    "save_every": 6,
+                    "log_every": 1,
+                },
+            }
+        )
+    )
     # `--multi_gpu` with ACCELERATE_USE_CPU=1 runs torch.distributed over gloo on the CPU
     # (accelerate's own --cpu multi-process path needs mpirun); see docs/training.md.
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+    }
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -115,4 +151,6 @@ def test_train_stage_under_accelerate_launch_with_two_processes(tmp_path, mini_c
     summary = json.loads((tmp_path / "release" / "training.json").read_text())
     assert summary["num_processes"] == 2
     model = load_pretrained(tmp_path / "release")
-    assert model.config.codebook_size == load_pretrained(shipped / "semantic_tokenizer").codebook_size
+    assert (
+        model.config.codebook_size == load_pretrained(shipped / "semantic_tokenizer").codebook_size
+    )

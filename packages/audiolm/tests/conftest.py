@@ -72,7 +72,9 @@ def toy_shards(tmp_path_factory) -> dict[str, ShardReader]:
     root = toy_corpus_dir()
     splits = {}
     for split in ("train", "valid"):
-        rows = [json.loads(line) for line in (root / f"{split}.jsonl").read_text().splitlines() if line]
+        rows = [
+            json.loads(line) for line in (root / f"{split}.jsonl").read_text().splitlines() if line
+        ]
         if split == "train":
             rows = rows[:: math.ceil(len(rows) / NUM_TRAIN)][:NUM_TRAIN]
         splits[split] = (rows, _features([root / r["path"] for r in rows]))
@@ -92,8 +94,11 @@ def toy_shards(tmp_path_factory) -> dict[str, ShardReader]:
     readers = {}
     for split, (rows, feats) in splits.items():
         meta = {
-            "sample_rate": SAMPLE_RATE, "frame_rate": 50.0, "num_quantizers": LEVELS,
-            "codebook_size": CODEBOOK, "tokenizer_codebook_size": SEMANTIC_CODEBOOK,
+            "sample_rate": SAMPLE_RATE,
+            "frame_rate": 50.0,
+            "num_quantizers": LEVELS,
+            "codebook_size": CODEBOOK,
+            "tokenizer_codebook_size": SEMANTIC_CODEBOOK,
             "tokenizer_frame_rate": 50.0,
         }
         with ShardWriter(out_root / split, metadata=meta, max_items_per_shard=64) as writer:

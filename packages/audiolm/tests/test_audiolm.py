@@ -71,7 +71,12 @@ def test_continue_prompt_audio_end_to_end():
 
 def test_generate_from_nothing_without_fine_stage():
     model = AudioLM(**{**parts(), "fine": None})
-    out = model.generate(batch_size=2, seconds=0.3, sampling=SamplingOptions(), generator=torch.Generator().manual_seed(1))
+    out = model.generate(
+        batch_size=2,
+        seconds=0.3,
+        sampling=SamplingOptions(),
+        generator=torch.Generator().manual_seed(1),
+    )
     assert out.codes.shape[0] == 2 and out.codes.shape[-1] == 2
     assert out.audio.shape[:2] == (2, 1)
 
@@ -83,7 +88,10 @@ def test_generate_from_nothing_without_fine_stage():
         ({"coarse": {"semantic_codebook_size": 16}}, "semantic_codebook_size=32"),
         ({"coarse": {"codebook_size": 128}}, "CoarseTransformerConfig\\(codebook_size=64\\)"),
         ({"fine": {"num_fine_quantizers": 3}}, "set num_fine_quantizers=2"),
-        ({"fine": {"num_coarse_quantizers": 1, "num_fine_quantizers": 3}}, "num_coarse_quantizers must agree"),
+        (
+            {"fine": {"num_coarse_quantizers": 1, "num_fine_quantizers": 3}},
+            "num_coarse_quantizers must agree",
+        ),
         ({"coarse": {"frame_rate": 75.0}}, "codec runs at 50.0"),
         ({"semantic": {"frame_rate": 25.0}}, "semantic frame rates differ"),
     ],
@@ -128,8 +136,12 @@ def test_t5_text_encoder_conditions_the_pipeline(tiny_t5):
     assert emb.shape[:2] == mask.shape and emb.shape[-1] == 16
     assert mask[0].sum() > mask[1].sum()
     model = AudioLM(**{**parts(cond_dim=16), "fine": None}, text_encoder=encoder)
-    out = model.generate(texts=["a dog speaks loudly", "hello"], seconds=0.2,
-                         sampling=SamplingOptions(guidance_scale=2.0), generator=torch.Generator().manual_seed(0))
+    out = model.generate(
+        texts=["a dog speaks loudly", "hello"],
+        seconds=0.2,
+        sampling=SamplingOptions(guidance_scale=2.0),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out.codes.shape[0] == 2
     with pytest.raises(ConfigError, match="cond_dim=24"):
         AudioLM(**parts(cond_dim=24), text_encoder=encoder)

@@ -24,7 +24,9 @@ def decoder(cross: bool):
 
 def test_x_transformers_is_the_pinned_major_version():
     major = int(importlib.metadata.version("x-transformers").split(".")[0])
-    assert major == 2, "FastDecoder was written against x-transformers 2.x; check it before moving the pin"
+    assert major == 2, (
+        "FastDecoder was written against x-transformers 2.x; check it before moving the pin"
+    )
 
 
 @pytest.mark.parametrize("cross", [False, True])
@@ -59,7 +61,9 @@ def test_cached_forward_equals_the_x_transformers_forward(cross):
     x = torch.randn(b, n, d, generator=g)
     start_pos = torch.tensor([0, 3])  # row 1 is left-padded by 3 positions
     context = torch.randn(b, 5, d, generator=g) if cross else None
-    context_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool) if cross else None
+    context_mask = (
+        torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool) if cross else None
+    )
     with torch.no_grad():
         reference = dec(x, seq_start_pos=start_pos, context=context, context_mask=context_mask)
         fast = FastDecoder(dec)
@@ -68,7 +72,9 @@ def test_cached_forward_equals_the_x_transformers_forward(cross):
         whole = fast.forward(state, x)
         # a prefill of 5 positions, then one position at a time (sampling)
         state = fast.start(b, n, start_pos=start_pos, context=context, context_mask=context_mask)
-        steps = [fast.forward(state, x[:, :5])] + [fast.forward(state, x[:, i : i + 1]) for i in range(5, n)]
+        steps = [fast.forward(state, x[:, :5])] + [
+            fast.forward(state, x[:, i : i + 1]) for i in range(5, n)
+        ]
         stepped = torch.cat(steps, dim=1)
     real = torch.arange(n)[None] >= start_pos[:, None]  # padded positions' outputs are unused
     assert torch.allclose(whole[real], reference[real], atol=1e-5)

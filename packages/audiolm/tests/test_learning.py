@@ -44,8 +44,11 @@ CODEBOOK = 16
 
 def unigram_loss(train, valid, key, levels, classes) -> float:
     """Cross-entropy on ``valid`` of the per-level unigram of ``train`` (add-one smoothing)."""
+
     def stack(reader):
-        return torch.cat([reader[i][key] for i in range(len(reader))]).reshape(-1, 1 if key == "tokens" else reader.fields[key].trailing_shape[0])
+        return torch.cat([reader[i][key] for i in range(len(reader))]).reshape(
+            -1, 1 if key == "tokens" else reader.fields[key].trailing_shape[0]
+        )
 
     tr, va = stack(train), stack(valid)
     losses = []
@@ -58,14 +61,23 @@ def unigram_loss(train, valid, key, levels, classes) -> float:
 
 CASES = {
     # stage: (model, steps, threshold, unigram levels)
-    "semantic": (lambda: SemanticTransformer(SemanticTransformerConfig.tiny()), 40, 2.8, ("tokens", [0], SEMANTIC_CODEBOOK)),
+    "semantic": (
+        lambda: SemanticTransformer(SemanticTransformerConfig.tiny()),
+        40,
+        2.8,
+        ("tokens", [0], SEMANTIC_CODEBOOK),
+    ),
     "coarse": (
         lambda: CoarseTransformer(CoarseTransformerConfig.tiny(codebook_size=CODEBOOK)),
-        40, 2.5, ("codes", [0, 1], CODEBOOK),
+        40,
+        2.5,
+        ("codes", [0, 1], CODEBOOK),
     ),
     "fine": (
         lambda: FineTransformer(FineTransformerConfig.tiny(codebook_size=CODEBOOK)),
-        100, 2.66, ("codes", [2, 3], CODEBOOK),
+        100,
+        2.66,
+        ("codes", [2, 3], CODEBOOK),
     ),
 }
 
@@ -79,16 +91,32 @@ def test_stage_learns_toy_corpus(stage, toy_shards, tmp_path):
     train = StageDataset(toy_shards["train"], model.config, max_frames=32, seed=0)
     valid = StageDataset(toy_shards["valid"], model.config, max_frames=32, seed=0)
     config = TrainerConfig(
-        max_steps=steps, batch_size=8, learning_rate=3e-3, warmup_steps=5, ema_decay=0.9,
-        save_every=None, log_every=10, seed=0,
+        max_steps=steps,
+        batch_size=8,
+        learning_rate=3e-3,
+        warmup_steps=5,
+        ema_decay=0.9,
+        save_every=None,
+        log_every=10,
+        seed=0,
     )
-    trainer = Trainer(model, stage_step, train, config, output_dir=tmp_path, collate_fn=collate_stage, eval_dataset=valid)
+    trainer = Trainer(
+        model,
+        stage_step,
+        train,
+        config,
+        output_dir=tmp_path,
+        collate_fn=collate_stage,
+        eval_dataset=valid,
+    )
     history = trainer.train()
     loss = history[-1]["eval/loss"]
     unigram = unigram_loss(toy_shards["train"], toy_shards["valid"], key, levels, classes)
     uniform = math.log(classes)
     assert threshold < unigram < uniform + 0.1  # the threshold is a real bar
-    assert loss < threshold, f"{stage}: validation loss {loss:.3f} (unigram {unigram:.3f}, uniform {uniform:.3f})"
+    assert loss < threshold, (
+        f"{stage}: validation loss {loss:.3f} (unigram {unigram:.3f}, uniform {uniform:.3f})"
+    )
     # the release weights (EMA) reload and are as good on the validation crops
     trainer.save_pretrained(tmp_path / "release")
     reloaded = type(model).load_pretrained(tmp_path / "release").eval()
@@ -101,4 +129,7 @@ def test_shards_that_do_not_fit_are_refused(toy_shards):
     with pytest.raises(ShardMismatchError, match="tokenizer_codebook_size"):
         StageDataset(toy_shards["train"], SemanticTransformerConfig.tiny(codebook_size=50))
     with pytest.raises(ShardMismatchError, match="code levels"):
-        StageDataset(toy_shards["train"], FineTransformerConfig.tiny(codebook_size=CODEBOOK, num_fine_quantizers=5))
+        StageDataset(
+            toy_shards["train"],
+            FineTransformerConfig.tiny(codebook_size=CODEBOOK, num_fine_quantizers=5),
+        )

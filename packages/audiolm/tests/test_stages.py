@@ -49,14 +49,22 @@ def sample_fn(model, batch: int = 3):
         prompt = torch.randint(0, 64, (batch, 2, 2), generator=g)
         lengths = torch.tensor([2, 1, 0, 2][:batch])
         return (
-            lambda **k: model.generate(semantic, torch.tensor([7, 5, 3, 6][:batch]), prompt=prompt, prompt_lengths=lengths, **k),
+            lambda **k: model.generate(
+                semantic,
+                torch.tensor([7, 5, 3, 6][:batch]),
+                prompt=prompt,
+                prompt_lengths=lengths,
+                **k,
+            ),
             (prompt, lengths),
         )
     coarse = torch.randint(0, 64, (batch, 6, 2), generator=g)
     prompt = torch.randint(0, 64, (batch, 2, 2), generator=g)
     lengths = torch.tensor([2, 0, 1, 2][:batch])
     return (
-        lambda **k: model.generate(coarse, torch.tensor([6, 4, 3, 5][:batch]), prompt=prompt, prompt_lengths=lengths, **k),
+        lambda **k: model.generate(
+            coarse, torch.tensor([6, 4, 3, 5][:batch]), prompt=prompt, prompt_lengths=lengths, **k
+        ),
         (prompt, lengths),
     )
 
@@ -67,16 +75,27 @@ def forward_inputs(model, batch: int = 2) -> tuple[tuple, dict]:
     if isinstance(model, SemanticTransformer):
         return (torch.randint(0, 32, (batch, 8), generator=g), torch.tensor([8, 5][:batch])), {}
     if isinstance(model, CoarseTransformer):
-        args = (torch.randint(0, 32, (batch, 6), generator=g), torch.randint(0, 64, (batch, 6, 2), generator=g))
-        return args, {"semantic_lengths": torch.tensor([6, 4][:batch]), "lengths": torch.tensor([6, 4][:batch])}
-    args = (torch.randint(0, 64, (batch, 6, 2), generator=g), torch.randint(0, 64, (batch, 6, 2), generator=g))
+        args = (
+            torch.randint(0, 32, (batch, 6), generator=g),
+            torch.randint(0, 64, (batch, 6, 2), generator=g),
+        )
+        return args, {
+            "semantic_lengths": torch.tensor([6, 4][:batch]),
+            "lengths": torch.tensor([6, 4][:batch]),
+        }
+    args = (
+        torch.randint(0, 64, (batch, 6, 2), generator=g),
+        torch.randint(0, 64, (batch, 6, 2), generator=g),
+    )
     return args, {"lengths": torch.tensor([6, 3][:batch])}
 
 
 def condition(batch: int = 3):
     g = torch.Generator().manual_seed(2)
     cond = torch.randn(batch, 5, COND_DIM, generator=g)
-    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)[:batch]
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)[
+        :batch
+    ]
     return {"cond": cond, "cond_mask": mask}
 
 
@@ -97,14 +116,24 @@ def test_cached_sampling_equals_uncached(stage, cond_mode):
     model = make(stage, cond_mode)
     run, _ = sample_fn(model)
     cond = condition() if cond_mode else {}
-    cached = run(sampling=SamplingOptions(temperature=0, use_cache=True), return_logits=True, **cond)
+    cached = run(
+        sampling=SamplingOptions(temperature=0, use_cache=True), return_logits=True, **cond
+    )
     full = run(sampling=SamplingOptions(temperature=0, use_cache=False), return_logits=True, **cond)
     assert torch.equal(cached.codes, full.codes)
     assert torch.equal(cached.lengths, full.lengths)
     assert finite_close(cached.logits, full.logits, 1e-4)
     # and sampled (not greedy) draws agree too with the same generator
-    a = run(sampling=SamplingOptions(top_k=10, use_cache=True), generator=torch.Generator().manual_seed(3), **cond)
-    b = run(sampling=SamplingOptions(top_k=10, use_cache=False), generator=torch.Generator().manual_seed(3), **cond)
+    a = run(
+        sampling=SamplingOptions(top_k=10, use_cache=True),
+        generator=torch.Generator().manual_seed(3),
+        **cond,
+    )
+    b = run(
+        sampling=SamplingOptions(top_k=10, use_cache=False),
+        generator=torch.Generator().manual_seed(3),
+        **cond,
+    )
     assert torch.equal(a.codes, b.codes)
 
 
@@ -115,19 +144,27 @@ def test_guidance(stage, cond_mode):
     run, _ = sample_fn(model)
     cond = condition()
     plain = run(sampling=GREEDY, return_logits=True, **cond)
-    scale_one = run(sampling=SamplingOptions(temperature=0, guidance_scale=1.0), return_logits=True, **cond)
+    scale_one = run(
+        sampling=SamplingOptions(temperature=0, guidance_scale=1.0), return_logits=True, **cond
+    )
     assert torch.equal(plain.codes, scale_one.codes)
     assert finite_close(plain.logits, scale_one.logits, 1e-5)
     # scale 0 is the unconditional model: the null half of the guided batch must match a run
     # with no condition at all
-    scale_zero = run(sampling=SamplingOptions(temperature=0, guidance_scale=0.0), return_logits=True, **cond)
+    scale_zero = run(
+        sampling=SamplingOptions(temperature=0, guidance_scale=0.0), return_logits=True, **cond
+    )
     uncond = run(sampling=GREEDY, return_logits=True)
     assert torch.equal(scale_zero.codes, uncond.codes)
     assert finite_close(scale_zero.logits, uncond.logits, 1e-4)
     # a real guidance scale changes the result, and runs cached == uncached
-    guided = run(sampling=SamplingOptions(temperature=0, guidance_scale=3.0), return_logits=True, **cond)
+    guided = run(
+        sampling=SamplingOptions(temperature=0, guidance_scale=3.0), return_logits=True, **cond
+    )
     guided_full = run(
-        sampling=SamplingOptions(temperature=0, guidance_scale=3.0, use_cache=False), return_logits=True, **cond
+        sampling=SamplingOptions(temperature=0, guidance_scale=3.0, use_cache=False),
+        return_logits=True,
+        **cond,
     )
     assert not finite_close(guided.logits[:, :1], plain.logits[:, :1], 1e-3)
     assert finite_close(guided.logits, guided_full.logits, 1e-4)
@@ -136,11 +173,15 @@ def test_guidance(stage, cond_mode):
 def test_condition_changes_output_and_mask_matters():
     model = make("semantic", "cross")
     cond = condition()
-    logits = model.generate(batch_size=3, max_frames=3, sampling=GREEDY, return_logits=True, **cond).logits
+    logits = model.generate(
+        batch_size=3, max_frames=3, sampling=GREEDY, return_logits=True, **cond
+    ).logits
     other = dict(cond, cond=cond["cond"].clone())
     other["cond"][0, 3:] += 10.0  # masked positions of row 0: no effect
     other["cond"][1, 0] += 10.0  # a real position of row 1: an effect
-    logits2 = model.generate(batch_size=3, max_frames=3, sampling=GREEDY, return_logits=True, **other).logits
+    logits2 = model.generate(
+        batch_size=3, max_frames=3, sampling=GREEDY, return_logits=True, **other
+    ).logits
     assert finite_close(logits[0], logits2[0], 1e-5)
     assert not finite_close(logits[1], logits2[1], 1e-3)
 
@@ -224,7 +265,11 @@ def test_forward_keep_false_is_the_null_condition(stage, cond_mode):
 
 def test_condition_dropout_comes_from_the_global_rng_and_only_in_training():
     model = make("semantic", "cross").train()  # the tiny config has no decoder dropout
-    batch = {"tokens": torch.randint(0, 32, (3, 12)), "tokens_lengths": torch.full((3,), 12), **condition()}
+    batch = {
+        "tokens": torch.randint(0, 32, (3, 12)),
+        "tokens_lengths": torch.full((3,), 12),
+        **condition(),
+    }
     step = StageTrainStep(AudioLMTrainConfig(cond_drop_prob=0.5))
     # the Trainer reseeds the global RNG per micro-batch: the same seed, the same step
     torch.manual_seed(1)
@@ -236,7 +281,9 @@ def test_condition_dropout_comes_from_the_global_rng_and_only_in_training():
     assert len(draws) > 1
     model.eval()
     assert step.condition_keep(model, batch, batch["tokens"]) is None, "no dropout outside training"
-    assert StageTrainStep().config == AudioLMTrainConfig() and stage_step.config.cond_drop_prob == 0.1
+    assert (
+        StageTrainStep().config == AudioLMTrainConfig() and stage_step.config.cond_drop_prob == 0.1
+    )
 
 
 def test_sampling_ignores_training_mode_dropout():
@@ -279,19 +326,35 @@ def test_forward_loss_ignores_padding():
     codes = torch.randint(0, 64, (2, 6, 2), generator=g)
 
     def batch(sem, cod, sem_lengths, lengths):
-        return {"semantic": sem, "codes": cod, "semantic_lengths": sem_lengths, "codes_lengths": lengths}
+        return {
+            "semantic": sem,
+            "codes": cod,
+            "semantic_lengths": sem_lengths,
+            "codes_lengths": lengths,
+        }
 
-    short = stage_step(model, batch(semantic[:1, :4], codes[:1, :4], torch.tensor([4]), torch.tensor([4])))
+    short = stage_step(
+        model, batch(semantic[:1, :4], codes[:1, :4], torch.tensor([4]), torch.tensor([4]))
+    )
     padded_sem = semantic.clone()
     padded_codes = codes.clone()
     padded_sem[0, 4:] = 7
     padded_codes[0, 4:] = 9
-    both = stage_step(model, batch(padded_sem[:1], padded_codes[:1], torch.tensor([4]), torch.tensor([4])))
+    both = stage_step(
+        model, batch(padded_sem[:1], padded_codes[:1], torch.tensor([4]), torch.tensor([4]))
+    )
     assert torch.allclose(short.loss, both.loss, atol=1e-6)
     # and the predictions of the real frames are the same
     a = model(semantic[:1, :4], codes[:1, :4])
-    b = model(padded_sem[:1], padded_codes[:1], semantic_lengths=torch.tensor([4]), lengths=torch.tensor([4]))
-    assert torch.allclose(a.logits, b.logits[:, :4], atol=1e-5) and torch.allclose(a.eos_logits, b.eos_logits, atol=1e-5)
+    b = model(
+        padded_sem[:1],
+        padded_codes[:1],
+        semantic_lengths=torch.tensor([4]),
+        lengths=torch.tensor([4]),
+    )
+    assert torch.allclose(a.logits, b.logits[:, :4], atol=1e-5) and torch.allclose(
+        a.eos_logits, b.eos_logits, atol=1e-5
+    )
     assert b.mask.tolist() == [[True] * 4 + [False] * 2]
 
 
@@ -311,7 +374,9 @@ def test_forward_logits_line_up_with_the_codes(stage):
     out = model(*new_args, **kwargs)
     logits = out.logits.flatten(1, 2)
     assert out.logits.shape[:3] == (1, n, q)
-    assert torch.allclose(logits[:, : t + 1], base[:, : t + 1], atol=1e-5), "a code's logits ignore it and what follows"
+    assert torch.allclose(logits[:, : t + 1], base[:, : t + 1], atol=1e-5), (
+        "a code's logits ignore it and what follows"
+    )
     assert not torch.allclose(logits[:, t + 1], base[:, t + 1], atol=1e-4), "the next one sees it"
     if model.has_eos:
         assert out.eos_logits.shape == (1, out.logits.shape[-1])
@@ -324,18 +389,26 @@ def test_long_form_semantic_and_coarse():
     semantic_model = make("semantic")
     window = 24
     out = semantic_model.generate_long(
-        batch_size=2, total_frames=60, window_frames=window, keep_frames=8,
-        generator=torch.Generator().manual_seed(0), sampling=SamplingOptions(temperature=1.0, allow_eos=False),
+        batch_size=2,
+        total_frames=60,
+        window_frames=window,
+        keep_frames=8,
+        generator=torch.Generator().manual_seed(0),
+        sampling=SamplingOptions(temperature=1.0, allow_eos=False),
     )
     assert out.codes.shape[0] == 2 and out.codes.shape[1] <= 60
     assert (out.lengths > window).all(), "long-form must go beyond one window"
     prompt = out.codes[:, :10]
-    again = semantic_model.generate_long(prompt, total_frames=40, window_frames=window, keep_frames=8)
+    again = semantic_model.generate_long(
+        prompt, total_frames=40, window_frames=window, keep_frames=8
+    )
     assert torch.equal(again.codes[:, :10], prompt)
 
     coarse_model = make("coarse")
     semantic = torch.randint(0, 32, (2, 50), generator=torch.Generator().manual_seed(0))
-    coarse = coarse_model.generate_long(semantic, window_frames=16, keep_frames=6, sampling=SamplingOptions(allow_eos=False))
+    coarse = coarse_model.generate_long(
+        semantic, window_frames=16, keep_frames=6, sampling=SamplingOptions(allow_eos=False)
+    )
     assert coarse.codes.shape == (2, 50, 2)
     assert (coarse.lengths == 50).all()
     fine_model = make("fine")
@@ -353,24 +426,39 @@ def long_form_runs(stage: str):
         def run(rows, **k):
             width = int(lengths[rows].max())
             return model.generate_long(
-                prompt[rows, :width], lengths[rows], total_frames=50, window_frames=20, keep_frames=6, **k
+                prompt[rows, :width],
+                lengths[rows],
+                total_frames=50,
+                window_frames=20,
+                keep_frames=6,
+                **k,
             )
     elif stage == "coarse":
-        semantic, semantic_lengths = torch.randint(0, 32, (3, 30), generator=g), torch.tensor([30, 17, 9])
+        semantic, semantic_lengths = (
+            torch.randint(0, 32, (3, 30), generator=g),
+            torch.tensor([30, 17, 9]),
+        )
         prompt, lengths = torch.randint(0, 64, (3, 4, 2), generator=g), torch.tensor([4, 0, 2])
 
         def run(rows, **k):
             s, p = int(semantic_lengths[rows].max()), int(lengths[rows].max())
             return model.generate_long(
-                semantic[rows, :s], semantic_lengths[rows], prompt=prompt[rows, :p], prompt_lengths=lengths[rows],
-                window_frames=16, keep_frames=6, **k,
+                semantic[rows, :s],
+                semantic_lengths[rows],
+                prompt=prompt[rows, :p],
+                prompt_lengths=lengths[rows],
+                window_frames=16,
+                keep_frames=6,
+                **k,
             )
     else:
         coarse, lengths = torch.randint(0, 64, (3, 40, 2), generator=g), torch.tensor([40, 23, 7])
 
         def run(rows, **k):
             n = int(lengths[rows].max())
-            return model.generate_long(coarse[rows, :n], lengths[rows], window_frames=16, keep_frames=4, **k)
+            return model.generate_long(
+                coarse[rows, :n], lengths[rows], window_frames=16, keep_frames=4, **k
+            )
 
     return model, run
 
@@ -381,7 +469,9 @@ def test_ragged_long_form_batch_equals_each_row_alone(stage, allow_eos):
     _, run = long_form_runs(stage)
     sampling = SamplingOptions(temperature=0, allow_eos=allow_eos)
     batch = run(torch.arange(3), sampling=sampling)
-    assert torch.equal(batch.mask, torch.arange(batch.codes.shape[1])[None] < batch.lengths[:, None])
+    assert torch.equal(
+        batch.mask, torch.arange(batch.codes.shape[1])[None] < batch.lengths[:, None]
+    )
     for i in range(3):
         alone = run(torch.tensor([i]), sampling=sampling)
         n = int(batch.lengths[i])
@@ -404,7 +494,9 @@ def test_eos_in_an_early_window_ends_the_row(stage):
         prompt_lengths, totals, window = torch.tensor([4, 0, 2]), torch.tensor([30, 17, 9]), 16
     # every row stops right after its prompt, in its first window, long before its last one
     assert torch.equal(ended.lengths, prompt_lengths)
-    assert torch.equal(running.lengths, totals) and (totals > window).any(), "without EOS rows run to the end"
+    assert torch.equal(running.lengths, totals) and (totals > window).any(), (
+        "without EOS rows run to the end"
+    )
     for i, n in enumerate(prompt_lengths.tolist()):
         assert torch.equal(ended.codes[i, :n], running.codes[i, :n])
 
@@ -415,7 +507,9 @@ def test_eos_in_a_later_window_ends_the_row():
 
     def run(sampling):
         # windows [0, 20) (after the prompt), then [14, 34), [28, 48), [42, 50)
-        return model.generate_long(prompt, total_frames=50, window_frames=20, keep_frames=6, sampling=sampling)
+        return model.generate_long(
+            prompt, total_frames=50, window_frames=20, keep_frames=6, sampling=sampling
+        )
 
     free = run(SamplingOptions(temperature=0, allow_eos=False))
     k = model.target_codebook_size
@@ -428,7 +522,9 @@ def test_eos_in_a_later_window_ends_the_row():
         first = [gap(free.codes[:, :p]) for p in range(10, 20)]
         second = [gap(free.codes[:, 14:p]) for p in range(20, 34)]
     end = 20 + second.index(min(second))
-    assert min(second) < min(first + second[: end - 20]) - 1e-2, "the test needs EOS to win first in window 2"
+    assert min(second) < min(first + second[: end - 20]) - 1e-2, (
+        "the test needs EOS to win first in window 2"
+    )
     with torch.no_grad():
         model.head_bias[0, k] += min(second) + 1e-3
     out = run(SamplingOptions(temperature=0))
@@ -439,7 +535,9 @@ def test_eos_in_a_later_window_ends_the_row():
 
 def test_bad_inputs_raise_clear_errors():
     semantic = make("semantic")
-    with pytest.raises(IdRangeError, match=r"vocabulary is \[0, 32\); were they made with another tokenizer"):
+    with pytest.raises(
+        IdRangeError, match=r"vocabulary is \[0, 32\); were they made with another tokenizer"
+    ):
         semantic(torch.full((1, 5), 40))
     with pytest.raises(IdRangeError, match="integer ids"):
         semantic(torch.zeros(1, 5))
@@ -448,11 +546,15 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="built without conditioning"):
         semantic.generate(batch_size=1, max_frames=3, cond=torch.randn(1, 2, COND_DIM))
     with pytest.raises(ValueError, match="needs a condition"):
-        make("semantic", "cross").generate(batch_size=1, max_frames=3, sampling=SamplingOptions(guidance_scale=2.0))
+        make("semantic", "cross").generate(
+            batch_size=1, max_frames=3, sampling=SamplingOptions(guidance_scale=2.0)
+        )
     with pytest.raises(ValueError, match="cond_dim=12"):
         make("semantic", "cross").generate(batch_size=1, max_frames=3, cond=torch.randn(1, 2, 5))
     with pytest.raises(ValueError, match="max_cond_len"):
-        make("semantic", "prefix").generate(batch_size=1, max_frames=3, cond=torch.randn(1, 9, COND_DIM))
+        make("semantic", "prefix").generate(
+            batch_size=1, max_frames=3, cond=torch.randn(1, 9, COND_DIM)
+        )
     coarse = make("coarse")
     with pytest.raises(ValueError, match="num_coarse_quantizers=2"):
         coarse(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, 3, dtype=torch.long))
@@ -468,9 +570,17 @@ def test_bad_inputs_raise_clear_errors():
 @pytest.mark.parametrize(
     "bad",
     [
-        {"temperature": -0.1}, {"temperature": float("nan")}, {"temperature": float("inf")},
-        {"guidance_scale": -1.0}, {"guidance_scale": float("nan")}, {"guidance_scale": float("inf")},
-        {"top_k": 0}, {"top_k": 2.5}, {"top_p": 0.0}, {"top_p": 1.5}, {"top_p": float("nan")},
+        {"temperature": -0.1},
+        {"temperature": float("nan")},
+        {"temperature": float("inf")},
+        {"guidance_scale": -1.0},
+        {"guidance_scale": float("nan")},
+        {"guidance_scale": float("inf")},
+        {"top_k": 0},
+        {"top_k": 2.5},
+        {"top_p": 0.0},
+        {"top_p": 1.5},
+        {"top_p": float("nan")},
         {"use_cache": 1},
     ],
 )
@@ -481,7 +591,12 @@ def test_bad_sampling_options_are_refused(bad):
 
 def test_sampling_options_defaults_and_round_trip():
     options = SamplingOptions()
-    assert (options.temperature, options.top_k, options.top_p, options.guidance_scale) == (1.0, None, None, 1.0)
+    assert (options.temperature, options.top_k, options.top_p, options.guidance_scale) == (
+        1.0,
+        None,
+        None,
+        1.0,
+    )
     assert options.use_cache and options.allow_eos and not options.guided
     tuned = SamplingOptions(temperature=0, top_k=5, top_p=1.0, guidance_scale=2.5, allow_eos=False)
     assert SamplingOptions.from_dict(tuned.to_dict()) == tuned and tuned.guided
@@ -494,10 +609,14 @@ def test_generate_output_is_frozen():
         out.codes = out.codes[:1]
 
 
-@pytest.mark.parametrize("config_class", [SemanticTransformerConfig, CoarseTransformerConfig, FineTransformerConfig])
+@pytest.mark.parametrize(
+    "config_class", [SemanticTransformerConfig, CoarseTransformerConfig, FineTransformerConfig]
+)
 def test_condition_dropout_left_the_model_configs(config_class):
     saved = {**config_class.tiny().to_dict(), "cond_drop_prob": 0.3}  # as format 1 saved it
-    assert config_class.from_dict(upgrade_config_dict(config_class, saved, 1)) == config_class.tiny()
+    assert (
+        config_class.from_dict(upgrade_config_dict(config_class, saved, 1)) == config_class.tiny()
+    )
     with pytest.raises(ConfigError, match="cond_drop_prob"):
         config_class.from_dict(saved)
     with pytest.raises(ConfigError, match="cond_drop_prob"):

@@ -22,9 +22,21 @@ def noise(b=2, c=1, t=4000, seed=0):
 @pytest.mark.parametrize(
     ("make", "count", "layers"),
     [
-        (lambda: MultiScaleSTFTDiscriminator(filters=4, n_ffts=(256, 128), hop_lengths=(64, 32), win_lengths=(256, 128)), 2, 5),
+        (
+            lambda: MultiScaleSTFTDiscriminator(
+                filters=4, n_ffts=(256, 128), hop_lengths=(64, 32), win_lengths=(256, 128)
+            ),
+            2,
+            5,
+        ),
         (lambda: MultiPeriodDiscriminator(periods=(2, 3, 5), channels=(4, 8)), 3, 3),
-        (lambda: MultiScaleDiscriminator(num_scales=3, filters=4, max_filters=16, downsample_factors=(4, 4)), 3, 5),
+        (
+            lambda: MultiScaleDiscriminator(
+                num_scales=3, filters=4, max_filters=16, downsample_factors=(4, 4)
+            ),
+            3,
+            5,
+        ),
     ],
     ids=["msstft", "mpd", "msd"],
 )
@@ -42,7 +54,9 @@ def test_discriminator_shapes(make, count, layers):
 
 
 def test_msstft_resolutions_and_mpd_folding():
-    disc = MultiScaleSTFTDiscriminator(filters=4, n_ffts=(256,), hop_lengths=(64,), win_lengths=(256,))
+    disc = MultiScaleSTFTDiscriminator(
+        filters=4, n_ffts=(256,), hop_lengths=(64,), win_lengths=(256,)
+    )
     logits, _ = disc(noise(t=256 + 64 * 9))
     assert logits[0].shape[2] == 10  # frames without centering: 1 + (t - n_fft) / hop
     mpd = MultiPeriodDiscriminator(periods=(5,), channels=(4,))
@@ -132,7 +146,9 @@ def test_balancer_backward_and_state():
     y = torch.randn(2, 1, 16, requires_grad=True)
     w = torch.randn(3, requires_grad=True)
     balancer = Balancer({"l1": 1.0, "l2": 1.0}, ema_decay=0.5)
-    norms = balancer.backward({"l1": y.abs().mean(), "l2": y.pow(2).mean()}, y, extra=w.pow(2).sum())
+    norms = balancer.backward(
+        {"l1": y.abs().mean(), "l2": y.pow(2).mean()}, y, extra=w.pow(2).sum()
+    )
     assert set(norms) == {"l1", "l2"}
     assert y.grad is not None and w.grad is not None
     torch.testing.assert_close(w.grad, 2 * w.detach())  # the extra loss is not rescaled

@@ -33,5 +33,7 @@ def test_docs_examples_run(tmp_path):
     assert len(examples) >= 5
     for example in examples:
         torch.manual_seed(0)
-        run_python_example(example, tmp_path, replace={"/tmp/codec-run": str(tmp_path / "codec-run")})
+        run_python_example(
+            example, tmp_path, replace={"/tmp/codec-run": str(tmp_path / "codec-run")}
+        )
     assert (tmp_path / "codec-run" / "release" / "model.safetensors").exists()

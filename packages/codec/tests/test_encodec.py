@@ -138,7 +138,10 @@ def test_from_official_rejects_other_files(tmp_path):
     torch.save(nn.Linear(3, 4).state_dict(), tmp_path / "linear.th")
     with pytest.raises(CheckpointError, match=r"not an EnCodec checkpoint.*'bias', 'weight'"):
         EnCodec.from_official(tmp_path / "linear.th")
-    torch.save({"state": nn.Linear(3, 4).state_dict(), "cfg": object.__new__(Unpicklable)}, tmp_path / "xp.th")
+    torch.save(
+        {"state": nn.Linear(3, 4).state_dict(), "cfg": object.__new__(Unpicklable)},
+        tmp_path / "xp.th",
+    )
     with pytest.raises(CheckpointError, match="Python objects besides tensors"):
         EnCodec.from_official(tmp_path / "xp.th")
     (tmp_path / "garbage.th").write_bytes(b"not a checkpoint at all")
@@ -151,7 +154,9 @@ def test_from_official_rejects_other_files(tmp_path):
         EnCodec.from_official(hubert)
     big = tmp_path / "encodec48"
     big.mkdir()
-    (big / "config.json").write_text(json.dumps({"model_type": "encodec", "normalize": True, "chunk_length_s": 1.0}))
+    (big / "config.json").write_text(
+        json.dumps({"model_type": "encodec", "normalize": True, "chunk_length_s": 1.0})
+    )
     with pytest.raises(CheckpointError, match="48 kHz"):
         EnCodec.from_official(big)
     tiny_model().save_pretrained(tmp_path / "ours")
@@ -161,7 +166,6 @@ def test_from_official_rejects_other_files(tmp_path):
 
 class Unpicklable:
     """A class that weights_only unpickling refuses (as an experiment config would be)."""
-
 
 
 def test_folded_weight_norm_keeps_outputs_and_refuses_to_save(tmp_path):
@@ -198,7 +202,9 @@ def test_a_padded_batch_gives_each_item_what_it_gets_alone():
     from_latents = model.decode_latents(latents, torch.tensor(frames))
     for i, n in enumerate(frames):
         torch.testing.assert_close(decoded[i, :, : n * 8], model.decode(codes[i : i + 1, :n])[0])
-        torch.testing.assert_close(from_latents[i, :, : n * 8], model.decode_latents(latents[i : i + 1, :n])[0])
+        torch.testing.assert_close(
+            from_latents[i, :, : n * 8], model.decode_latents(latents[i : i + 1, :n])[0]
+        )
         assert not decoded[i, :, n * 8 :].any() and not from_latents[i, :, n * 8 :].any()
     with pytest.raises(CodeRangeError, match=r"in \[0, 64\)"):
         model.decode(codes, torch.tensor([101, 11, 101, 3]))
@@ -208,9 +214,19 @@ def test_format_1_names_are_nested_and_official_names_stay_in_the_loader():
     from cadence.codec.seanet import SEANetConfig
     from cadence.core.config import ConfigError, upgrade_config_dict
 
-    flat = {"sample_rate": 8000, "dimension": 16, "n_filters": 4, "ratios": [4, 2], "codebook_size": 64,
-            "n_codebooks": 4, "target_bandwidths": [6.0, 12.0, 24.0], "bandwidth": 12.0}
-    assert EnCodecConfig.from_dict(upgrade_config_dict(EnCodecConfig, flat, 1)) == EnCodecConfig.tiny()
+    flat = {
+        "sample_rate": 8000,
+        "dimension": 16,
+        "n_filters": 4,
+        "ratios": [4, 2],
+        "codebook_size": 64,
+        "n_codebooks": 4,
+        "target_bandwidths": [6.0, 12.0, 24.0],
+        "bandwidth": 12.0,
+    }
+    assert (
+        EnCodecConfig.from_dict(upgrade_config_dict(EnCodecConfig, flat, 1)) == EnCodecConfig.tiny()
+    )
     assert EnCodecConfig.tiny().seanet == SEANetConfig(
         causal=True, true_skip=False, latent_dim=16, n_filters=4, strides=(2, 4)
     )

@@ -63,7 +63,6 @@ def reference(tmp_path_factory):
     return model, root
 
 
-
 @pytest.mark.parametrize("source", ["hf", "hf-legacy", "encodec_24khz-test.th"])
 def test_identical_codes_and_audio(reference, source):
     hf, root = reference
@@ -90,8 +89,12 @@ def test_export_matches_the_original_layout(reference):
     exported = to_official_state_dict(ours, "original")
     original = torch.load(root / "encodec_24khz-test.th", weights_only=True)
     assert exported.keys() == original.keys()
-    for key in ("encoder.model.1.shortcut.conv.conv.weight_g", "decoder.model.3.convtr.convtr.weight_v",
-                "encoder.model.13.lstm.weight_hh_l1", "quantizer.vq.layers.31._codebook.embed"):
+    for key in (
+        "encoder.model.1.shortcut.conv.conv.weight_g",
+        "decoder.model.3.convtr.convtr.weight_v",
+        "encoder.model.13.lstm.weight_hh_l1",
+        "quantizer.vq.layers.31._codebook.embed",
+    ):
         assert torch.equal(exported[key], original[key])
     hf_keys = to_official_state_dict(ours, "hf", weight_norm_names="parametrizations").keys()
     assert hf_keys == hf.state_dict().keys()

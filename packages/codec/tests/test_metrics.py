@@ -10,7 +10,9 @@ def tone(b=2, t=16000, seed=0):
     gen = torch.Generator().manual_seed(seed)
     time = torch.arange(t) / 16000
     f0 = 150 + 50 * torch.rand(b, 1, 1, generator=gen)
-    return 0.3 * torch.sin(2 * torch.pi * f0 * time) * (0.6 + 0.4 * torch.sin(2 * torch.pi * 4 * time))
+    return (
+        0.3 * torch.sin(2 * torch.pi * f0 * time) * (0.6 + 0.4 * torch.sin(2 * torch.pi * 4 * time))
+    )
 
 
 def test_si_snr_sanity():
@@ -46,4 +48,8 @@ def test_perceptual_metrics_when_installed():
     assert pesq(x, x, 24000).shape == (1,)  # resampled to 16 kHz first
     metrics = codec_metrics(noisy, x, 16000)
     assert set(metrics) == {"si_snr", "mel_distance", "stft_distance", "pesq", "stoi"}
-    assert set(codec_metrics(noisy, x, 16000, perceptual=False)) == {"si_snr", "mel_distance", "stft_distance"}
+    assert set(codec_metrics(noisy, x, 16000, perceptual=False)) == {
+        "si_snr",
+        "mel_distance",
+        "stft_distance",
+    }

@@ -28,7 +28,9 @@ def test_strides_are_encoder_order_and_the_decoder_mirrors_them():
     assert encoder.hop_length == decoder.hop_length == 320
     strides = [m.stride for m in encoder.modules() if hasattr(m, "padding_total") and m.stride > 1]
     assert strides == [2, 4, 5, 8]
-    upsampling = [m.stride for m in decoder.modules() if hasattr(m, "padding_left") and m.stride > 1]
+    upsampling = [
+        m.stride for m in decoder.modules() if hasattr(m, "padding_left") and m.stride > 1
+    ]
     assert upsampling == [8, 5, 4, 2]
 
 

@@ -33,7 +33,9 @@ KINDS = [
 def tiny(causal: bool = False, **quantizer) -> SoundStream:
     """A tiny model whose codebooks went through their k-means initialisation."""
     torch.manual_seed(0)
-    config = SoundStreamConfig.tiny(seanet={"causal": causal}, quantizer={"quantize_dropout": False, **quantizer})
+    config = SoundStreamConfig.tiny(
+        seanet={"causal": causal}, quantizer={"quantize_dropout": False, **quantizer}
+    )
     model = SoundStream(config).train()
     model(speechlike(4, 16000, seed=1))
     return model.eval()
@@ -124,7 +126,12 @@ def test_config_strides_and_rates():
     assert SoundStreamConfig.speech_16khz().hop_length == 320
     model = SoundStream(SoundStreamConfig.tiny(sample_rate=24000))
     assert model.frame_rate == 75.0
-    assert SoundStream(SoundStreamConfig.tiny(seanet={"strides": (2, 4, 5, 6)}, sample_rate=24000)).frame_rate == 100.0
+    assert (
+        SoundStream(
+            SoundStreamConfig.tiny(seanet={"strides": (2, 4, 5, 6)}, sample_rate=24000)
+        ).frame_rate
+        == 100.0
+    )
     with pytest.raises(ConfigError, match="causal"):
         SoundStreamConfig.tiny(seanet={"causal": True, "norm": "time_group_norm"})
     with pytest.raises(ConfigError, match="grouped_rvq"):
@@ -226,7 +233,11 @@ def test_a_padded_batch_gives_each_item_what_it_gets_alone(causal):
     assert frames.tolist() == [25, 11, 25, 2]
     latents = model.encode_latents(audio, lengths)
     codes = model.encode(audio, lengths)
-    assert latents.shape == (4, 25, model.latent_dim) and codes.shape == (4, 25, model.num_quantizers)
+    assert latents.shape == (4, 25, model.latent_dim) and codes.shape == (
+        4,
+        25,
+        model.num_quantizers,
+    )
     for i, n in enumerate(lengths.tolist()):
         alone = audio[i : i + 1, :, :n]
         torch.testing.assert_close(latents[i, : frames[i]], model.encode_latents(alone)[0])
@@ -266,8 +277,16 @@ def test_padding_frames_of_codes_are_never_read_or_checked():
 
 def test_a_format_1_flat_config_is_nested_on_load():
     flat = {
-        "sample_rate": 16000, "strides": [2, 4, 5, 8], "latent_dim": 16, "n_filters": 4, "lstm": 0,
-        "causal": True, "quantizer": "grouped_rvq", "groups": 2, "num_quantizers": 4, "codebook_size": 64,
+        "sample_rate": 16000,
+        "strides": [2, 4, 5, 8],
+        "latent_dim": 16,
+        "n_filters": 4,
+        "lstm": 0,
+        "causal": True,
+        "quantizer": "grouped_rvq",
+        "groups": 2,
+        "num_quantizers": 4,
+        "codebook_size": 64,
     }
     from cadence.core.config import upgrade_config_dict
 

@@ -56,7 +56,12 @@ def test_irregular_chunks_and_latents():
     # deeper residual stacks and a non-trivial trim ratio.
     torch.manual_seed(0)
     config = SEANetConfig(
-        n_filters=4, latent_dim=8, strides=(3, 5), causal=True, n_residual_layers=2, true_skip=False,
+        n_filters=4,
+        latent_dim=8,
+        strides=(3, 5),
+        causal=True,
+        n_residual_layers=2,
+        true_skip=False,
         trim_right_ratio=0.5,
     )
     encoder = SEANetEncoder(config).eval()
@@ -75,7 +80,10 @@ def test_irregular_chunks_and_latents():
     assert streamed.shape == (1, latents.shape[-1], 8)
     assert (streamed - latents.transpose(1, 2)).abs().max() <= 1e-5
     dstream = StreamingDecoder(decoder)
-    parts = [dstream.decode_chunk(latents.transpose(1, 2)[:, i : i + 3]) for i in range(0, latents.shape[-1], 3)]
+    parts = [
+        dstream.decode_chunk(latents.transpose(1, 2)[:, i : i + 3])
+        for i in range(0, latents.shape[-1], 3)
+    ]
     parts.append(dstream.flush())
     assert (torch.cat(parts, dim=-1) - expected).abs().max() <= 1e-5
 
@@ -102,7 +110,13 @@ def test_file_round_trip(tmp_path):
     codes = encode_file(model, tmp_path / "in.wav", chunk_seconds=0.05, progress=False)
     assert torch.equal(codes, model.encode(audio))
     out = decode_to_file(
-        model, codes, tmp_path / "out.wav", num_samples=4003, chunk_frames=64, subtype="FLOAT", progress=False
+        model,
+        codes,
+        tmp_path / "out.wav",
+        num_samples=4003,
+        chunk_frames=64,
+        subtype="FLOAT",
+        progress=False,
     )
     decoded, sr = sf.read(out, dtype="float32")
     assert sr == model.sample_rate and decoded.shape == (4003,)

@@ -46,7 +46,9 @@ def test_short_training_lowers_held_out_mel_distance(tmp_path):
         save_every=None,
     )
     valid = corpus("valid", 1.0, random_crop=False, limit=8)
-    trainer = CodecTrainer(model, corpus("train", 0.5), config, output_dir=tmp_path, eval_data=valid)
+    trainer = CodecTrainer(
+        model, corpus("train", 0.5), config, output_dir=tmp_path, eval_data=valid
+    )
     before = trainer.evaluate()["mel_distance"]
     history = trainer.train()
     after = history[-1]["eval/mel_distance"]
@@ -60,7 +62,9 @@ def test_short_training_lowers_held_out_mel_distance(tmp_path):
 
 def _trainer(tmp_path, max_steps: int) -> CodecTrainer:
     torch.manual_seed(0)
-    model = SoundStream(SoundStreamConfig.tiny(quantizer={"num_quantizers": 2, "codebook_size": 16}))
+    model = SoundStream(
+        SoundStreamConfig.tiny(quantizer={"num_quantizers": 2, "codebook_size": 16})
+    )
     config = CodecTrainerConfig(
         max_steps=max_steps,
         batch_size=4,
@@ -98,7 +102,9 @@ def test_trainer_config_and_inputs_are_checked(tmp_path):
         CodecTrainerConfig(discriminator_start_step=5, adversarial_start_step=2)
     model = SoundStream(SoundStreamConfig.tiny(seanet={"channels": 2}))
     with pytest.raises(ValueError, match="channels=2"):
-        CodecTrainer(model, corpus("train", 0.25, limit=4), CodecTrainerConfig(), output_dir=tmp_path)
+        CodecTrainer(
+            model, corpus("train", 0.25, limit=4), CodecTrainerConfig(), output_dir=tmp_path
+        )
     trainer = _trainer(tmp_path / "c", 1)
     with pytest.raises(FileNotFoundError, match="not a Cadence trainer checkpoint"):
         trainer.load_checkpoint(tmp_path)
@@ -112,7 +118,9 @@ def test_core_trainer_checkpoint_is_refused(tmp_path):
 
     step_dir = tmp_path / "checkpoints" / "step-00000001"
     step_dir.mkdir(parents=True)
-    (step_dir / "trainer_state.json").write_text(json.dumps({"format_version": 1, "num_processes": 1}))
+    (step_dir / "trainer_state.json").write_text(
+        json.dumps({"format_version": 1, "num_processes": 1})
+    )
     trainer = CodecTrainer.__new__(CodecTrainer)  # only load_checkpoint's own checks run
     trainer.accelerator, trainer.output_dir, trainer.ema = None, tmp_path, None
     with pytest.raises(ValueError, match=r"written by cadence\.core\.Trainer"):

@@ -50,7 +50,9 @@ def test_halved_weights_load_back_as_float32(tmp_path):
     assert checkpoint.halve_weights(path) > 0.3 * full
     assert checkpoint.halve_weights(path) == 0  # already halved
     loaded = load_pretrained(path)
-    assert all(p.dtype == torch.float32 for p in loaded.state_dict().values() if p.is_floating_point())
+    assert all(
+        p.dtype == torch.float32 for p in loaded.state_dict().values() if p.is_floating_point()
+    )
     assert torch.equal(loaded.scale, model.scale)
     for a, b in zip(model.parameters(), loaded.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
@@ -84,7 +86,10 @@ class Unrelated(nn.Module):
 
 def test_wrong_class_is_named(tmp_path):
     make().save_pretrained(tmp_path / "c")
-    with pytest.raises(CheckpointError, match=r"holds a cadence\.core\.testing\.TinyModel checkpoint, not a .*Unrelated"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds a cadence\.core\.testing\.TinyModel checkpoint, not a .*Unrelated",
+    ):
         load_pretrained(tmp_path / "c", Unrelated)
 
 

@@ -23,7 +23,9 @@ class OuterConfig(Config):
 
 
 def test_json_round_trip(tmp_path):
-    config = OuterConfig(dim=16, strides=(2, 4, 5, 8), norm="layer", inner=InnerConfig(width=3), dropout=0.1)
+    config = OuterConfig(
+        dim=16, strides=(2, 4, 5, 8), norm="layer", inner=InnerConfig(width=3), dropout=0.1
+    )
     config.to_json(tmp_path / "c.json")
     loaded = OuterConfig.from_json(tmp_path / "c.json")
     assert loaded == config

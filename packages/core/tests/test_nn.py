@@ -110,7 +110,9 @@ def test_backbone_learns_a_position_dependent_task(kind):
     for _ in range(150):
         tokens = torch.randint(0, vocab, (16, n))
         logits = head(model(embed(tokens)))[:, 1:]
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), tokens[:, :-1].reshape(-1))
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, vocab), tokens[:, :-1].reshape(-1)
+        )
         optim.zero_grad()
         loss.backward()
         optim.step()

@@ -50,7 +50,9 @@ def test_classifier_free_guidance():
     cond, uncond = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
     assert torch.equal(sampling.classifier_free_guidance(cond, uncond, 1.0), cond)
     assert torch.equal(sampling.classifier_free_guidance(cond, uncond, 0.0), uncond)
-    assert torch.equal(sampling.classifier_free_guidance(cond, uncond, 3.0), torch.tensor([4.0, -2.0]))
+    assert torch.equal(
+        sampling.classifier_free_guidance(cond, uncond, 3.0), torch.tensor([4.0, -2.0])
+    )
     with pytest.raises(ValueError, match="equal shapes"):
         sampling.classifier_free_guidance(cond, uncond[:1], 2.0)
 
@@ -60,7 +62,9 @@ def test_schedules_run_from_one_to_zero(name):
     gamma = sampling.mask_schedule(name)
     r = torch.linspace(0, 1, 101, dtype=torch.float64)
     values = gamma(r)
-    assert values[0].item() == pytest.approx(1.0) and values[-1].item() == pytest.approx(0.0, abs=1e-7)
+    assert values[0].item() == pytest.approx(1.0) and values[-1].item() == pytest.approx(
+        0.0, abs=1e-7
+    )
     assert (values.diff() <= 1e-12).all()
 
 

@@ -591,7 +591,10 @@ assert last < 0.5 * first, (first, last)
 def test_bf16_mixed_precision_trains(tmp_path):
     # A subprocess: accelerate allows one mixed-precision mode per process (see docs/training.md).
     result = subprocess.run(
-        [sys.executable, "-c", BF16_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", BF16_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "bf16 loss" in result.stdout

@@ -9,7 +9,9 @@ from cadence.core.validation import IdRangeError, check_ids, check_lengths
 
 
 def test_ids_outside_the_vocabulary_are_refused_with_the_likely_cause():
-    with pytest.raises(IdRangeError, match=r"\[0, 9\] but the vocabulary is \[0, 8\).*another tokenizer"):
+    with pytest.raises(
+        IdRangeError, match=r"\[0, 9\] but the vocabulary is \[0, 8\).*another tokenizer"
+    ):
         check_ids(torch.tensor([[0, 9]]), 8, name="tokens")
     with pytest.raises(IdRangeError, match="integer ids"):
         check_ids(torch.zeros(1, 2), 8, name="tokens")

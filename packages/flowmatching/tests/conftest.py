@@ -36,8 +36,12 @@ class LogMelLatents:
     def encode_latents(self, audio: Tensor) -> Tensor:
         n = audio.shape[-1] // self.hop_length
         mel = log_mel_spectrogram(
-            audio.mean(1), self.sample_rate, n_fft=1024, hop_length=self.hop_length,
-            n_mels=self.latent_dim, floor=1e-4,
+            audio.mean(1),
+            self.sample_rate,
+            n_fft=1024,
+            hop_length=self.hop_length,
+            n_mels=self.latent_dim,
+            floor=1e-4,
         )
         return mel.transpose(1, 2)[:, :n]
 
@@ -67,12 +71,15 @@ def make_shards(root: Path, codec=None) -> tuple[ShardReader, ShardReader]:
     for split in ("train", "valid"):
         dataset = AudioDataset(corpus / f"{split}.jsonl", sample_rate=16000, crop_seconds=None)
         precompute(
-            dataset, root / split, tokenizer=tokenizer(), latent_codec=codec, batch_size=16,
+            dataset,
+            root / split,
+            tokenizer=tokenizer(),
+            latent_codec=codec,
+            batch_size=16,
             progress=False,
         )
         out.append(ShardReader(root / split))
     return out[0], out[1]
-
 
 
 @pytest.fixture(scope="session")

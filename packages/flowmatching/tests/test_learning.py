@@ -35,7 +35,9 @@ MAX_RATIO_TO_PRIOR = 0.6
 def test_learns_latents_from_semantic_tokens(toy_shards, tmp_path):
     train, valid = toy_shards
     torch.manual_seed(0)
-    backbone = BackboneConfig(kind="conformer", dim=64, depth=2, heads=4, conv_kernel_size=5, cond_dim=64)
+    backbone = BackboneConfig(
+        kind="conformer", dim=64, depth=2, heads=4, conv_kernel_size=5, cond_dim=64
+    )
     config = HierarchicalFlowMatcherConfig.tiny(flow=FlowMatcherConfig.tiny(backbone=backbone))
     model = HierarchicalConditionalFlowMatcher(config)
     fit_latent_statistics(model, train)
@@ -43,8 +45,13 @@ def test_learns_latents_from_semantic_tokens(toy_shards, tmp_path):
         model,
         train,
         TrainerConfig(
-            max_steps=300, batch_size=16, learning_rate=2e-3, warmup_steps=20, ema_decay=0.99,
-            save_every=None, log_every=50,
+            max_steps=300,
+            batch_size=16,
+            learning_rate=2e-3,
+            warmup_steps=20,
+            ema_decay=0.99,
+            save_every=None,
+            log_every=50,
         ),
         output_dir=tmp_path / "run",
         max_frames=64,

@@ -30,7 +30,6 @@ def assert_close(a, b, *, atol=1e-6, rtol=1e-5):
     assert torch.allclose(a, b, atol=atol, rtol=rtol), f"max abs diff {(a - b).abs().max():.3g}"
 
 
-
 def training_loss(model, latents, semantic, mask=None, *, context_mask=None, **train):
     """The train step's loss for a bare ConditionalFlowMatcher (draw, forward, loss)."""
     step = FlowMatchingTrainStep(FlowMatchingTrainConfig(**train))
@@ -87,7 +86,9 @@ def test_loss_covers_only_generated_frames():
     semantic, latents, mask = batch()
     context_mask = torch.zeros_like(mask)
     context_mask[:, :5] = True
-    out = training_loss(model, latents, semantic, mask, context_mask=context_mask, cond_drop_prob=0.0)
+    out = training_loss(
+        model, latents, semantic, mask, context_mask=context_mask, cond_drop_prob=0.0
+    )
     assert out.num_frames == int((mask & ~context_mask).sum())
     # changing the latents of context frames changes the inputs but the loss never scores them
     torch.manual_seed(1)
@@ -97,7 +98,9 @@ def test_loss_covers_only_generated_frames():
 
 def test_training_contexts_are_one_generated_span_per_item():
     torch.manual_seed(0)
-    step = FlowMatchingTrainStep(FlowMatchingTrainConfig(context_prob=1.0, min_generate_fraction=0.5))
+    step = FlowMatchingTrainStep(
+        FlowMatchingTrainConfig(context_prob=1.0, min_generate_fraction=0.5)
+    )
     mask = torch.ones(64, 40, dtype=torch.bool)
     mask[::2, 25:] = False
     ctx = step.sample_context_mask(mask)
@@ -118,8 +121,13 @@ def test_sampling_makes_exactly_steps_times_evaluations(method, guidance_scale, 
     hook = model.backbone.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
     semantic, latents, mask = batch(b=2)
     model.sample(
-        semantic, mask=mask, context=latents, context_mask=mask & (torch.arange(12) < 3),
-        steps=steps, method=method, guidance_scale=guidance_scale,
+        semantic,
+        mask=mask,
+        context=latents,
+        context_mask=mask & (torch.arange(12) < 3),
+        steps=steps,
+        method=method,
+        guidance_scale=guidance_scale,
     )
     hook.remove()
     assert len(calls) == steps * EVALUATIONS_PER_STEP[method]
@@ -222,7 +230,10 @@ def test_save_load_round_trip(tmp_path, kind):
     again = ConditionalFlowMatcher.load_pretrained(tmp_path / "f")
     semantic, _, mask = batch()
     noise = torch.randn(3, 12, 8)
-    assert torch.equal(flow.sample(semantic, mask=mask, noise=noise), again.sample(semantic, mask=mask, noise=noise))
+    assert torch.equal(
+        flow.sample(semantic, mask=mask, noise=noise),
+        again.sample(semantic, mask=mask, noise=noise),
+    )
 
 
 def test_config_json_round_trip_and_validation():
@@ -251,7 +262,13 @@ def test_bad_train_config_is_refused(changes, match):
 
 
 def test_training_settings_are_not_in_the_model_config():
-    moved = {"sigma_min", "prior_loss_weight", "cond_drop_prob", "context_prob", "min_generate_fraction"}
+    moved = {
+        "sigma_min",
+        "prior_loss_weight",
+        "cond_drop_prob",
+        "context_prob",
+        "min_generate_fraction",
+    }
     assert not moved & set(FlowMatcherConfig().to_dict())
     assert set(FlowMatcherConfig.dropped_keys) == moved == set(FlowMatchingTrainConfig().to_dict())
     train = FlowMatchingTrainConfig()
@@ -284,7 +301,9 @@ def test_frame_rate_mapping():
 @pytest.mark.parametrize("with_context", [False, True])
 def test_hierarchical_generates_with_and_without_context(with_context):
     torch.manual_seed(0)
-    model = trained_looking(HierarchicalConditionalFlowMatcher(HierarchicalFlowMatcherConfig.tiny()))
+    model = trained_looking(
+        HierarchicalConditionalFlowMatcher(HierarchicalFlowMatcherConfig.tiny())
+    )
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 32, (2, 10), generator=gen)
     tokens_mask = torch.tensor([[True] * 10, [True] * 6 + [False] * 4])
@@ -316,15 +335,20 @@ def test_hierarchical_generates_with_and_without_context(with_context):
 
 def test_hierarchical_prompt_conditions_the_generated_part():
     torch.manual_seed(0)
-    model = trained_looking(HierarchicalConditionalFlowMatcher(HierarchicalFlowMatcherConfig.tiny()))
+    model = trained_looking(
+        HierarchicalConditionalFlowMatcher(HierarchicalFlowMatcherConfig.tiny())
+    )
     tokens = torch.randint(0, 32, (1, 6))
     prompt_tokens = torch.randint(0, 32, (1, 4))
     outs = []
     for scale in (1.0, 5.0):
         outs.append(
             model.generate(
-                tokens, prompt_tokens=prompt_tokens, prompt_latents=scale * torch.ones(1, 8, 8),
-                steps=2, generator=torch.Generator().manual_seed(0),
+                tokens,
+                prompt_tokens=prompt_tokens,
+                prompt_latents=scale * torch.ones(1, 8, 8),
+                steps=2,
+                generator=torch.Generator().manual_seed(0),
             ).latents
         )
     assert outs[0].shape == (1, 12, 8)
@@ -335,7 +359,9 @@ def test_voice_conversion_with_fake_models():
     torch.manual_seed(0)
     tokenizer = FakeSemanticTokenizer(hop_length=640, codebook_size=32)
     codec = FakeCodec(latent_dim=8)
-    model = trained_looking(HierarchicalConditionalFlowMatcher(HierarchicalFlowMatcherConfig.tiny()))
+    model = trained_looking(
+        HierarchicalConditionalFlowMatcher(HierarchicalFlowMatcherConfig.tiny())
+    )
     source = 0.1 * torch.randn(2, 1, 8000)
     target = 0.1 * torch.randn(2, 1, 6400)
     audio = voice_conversion(model, tokenizer, codec, source, target, sample_rate=16000, steps=2)
@@ -374,11 +400,17 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(IdRangeError, match=r"must be \(b, n\)"):
         model.sample(torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="both prompt_tokens and prompt_latents"):
-        model.generate(torch.zeros(1, 4, dtype=torch.long), prompt_tokens=torch.zeros(1, 2, dtype=torch.long))
+        model.generate(
+            torch.zeros(1, 4, dtype=torch.long), prompt_tokens=torch.zeros(1, 2, dtype=torch.long)
+        )
     with pytest.raises(ValueError, match="semantic_frame_rate"):
         # 10 tokens at 25 Hz are 20 latent frames, not 50
         latents = torch.randn(1, 50, 8)
-        model(torch.zeros(1, 10, dtype=torch.long), latents, draw=FlowMatchingTrainStep().draw(latents))
+        model(
+            torch.zeros(1, 10, dtype=torch.long),
+            latents,
+            draw=FlowMatchingTrainStep().draw(latents),
+        )
     with pytest.raises(ConfigError, match="codebook_size 64 != 32"):
         model.check_compatible(tokenizer=FakeSemanticTokenizer(hop_length=640, codebook_size=64))
     with pytest.raises(ConfigError, match="latent_dim 16 != 8"):

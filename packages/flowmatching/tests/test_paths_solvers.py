@@ -16,7 +16,6 @@ def assert_close(a, b, *, atol=1e-6, rtol=1e-5):
     assert torch.allclose(a, b, atol=atol, rtol=rtol), f"max abs diff {(a - b).abs().max():.3g}"
 
 
-
 @pytest.mark.parametrize("sigma_min", [0.0, 1e-4, 0.1])
 def test_ot_path_endpoints_and_formula(sigma_min):
     gen = torch.Generator().manual_seed(0)

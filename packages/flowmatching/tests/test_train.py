@@ -41,7 +41,9 @@ def test_build_trainer_refuses_shards_made_for_another_model(toy_shards, tmp_pat
     model = HierarchicalConditionalFlowMatcher(config)
     with pytest.raises(ShardMismatchError, match="tokenizer_codebook_size=32"):
         build_trainer(model, train, TrainerConfig(max_steps=1), output_dir=tmp_path)
-    model = HierarchicalConditionalFlowMatcher(HierarchicalFlowMatcherConfig.tiny(latent_frame_rate=75.0))
+    model = HierarchicalConditionalFlowMatcher(
+        HierarchicalFlowMatcherConfig.tiny(latent_frame_rate=75.0)
+    )
     with pytest.raises(ShardMismatchError, match="latent_frame_rate"):
         build_trainer(model, train, TrainerConfig(max_steps=1), output_dir=tmp_path)
 

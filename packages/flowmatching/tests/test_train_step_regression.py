@@ -26,7 +26,9 @@ from cadence.flowmatching import (
 
 FIXTURE = Path(__file__).parent / "data" / "train_step_regression.safetensors"
 # the settings the recording's model config held (record_train_step.TRAINING)
-TRAINING = dict(cond_drop_prob=0.3, context_prob=0.6, min_generate_fraction=0.5, prior_loss_weight=0.7)
+TRAINING = dict(
+    cond_drop_prob=0.3, context_prob=0.6, min_generate_fraction=0.5, prior_loss_weight=0.7
+)
 SEED = 1234
 
 

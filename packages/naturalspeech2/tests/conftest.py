@@ -26,8 +26,9 @@ def codec() -> FakeCodec:
 def shards(tmp_path_factory, codec):
     """NaturalSpeech 2 shards of the first 48 toy-corpus training utterances (FakeCodec latents)."""
     torch.manual_seed(0)
-    return preprocess_corpus(toy_corpus_dir(), codec, tmp_path_factory.mktemp("ns2") / "train",
-                             limit=48, progress=False)
+    return preprocess_corpus(
+        toy_corpus_dir(), codec, tmp_path_factory.mktemp("ns2") / "train", limit=48, progress=False
+    )
 
 
 class MelCodec:
@@ -49,12 +50,16 @@ class MelCodec:
 
     def __init__(self) -> None:
         gen = torch.Generator().manual_seed(0)
-        self.codebooks = torch.randn(2, 32, 16, generator=gen) * torch.tensor([2.0, 0.7])[:, None, None]
+        self.codebooks = (
+            torch.randn(2, 32, 16, generator=gen) * torch.tensor([2.0, 0.7])[:, None, None]
+        )
 
     def encode_latents(self, audio):
         from cadence.core.features import log_mel_spectrogram
 
-        mel = log_mel_spectrogram(audio[:, 0], self.sample_rate, n_fft=1024, hop_length=320, n_mels=16)
+        mel = log_mel_spectrogram(
+            audio[:, 0], self.sample_rate, n_fft=1024, hop_length=320, n_mels=16
+        )
         n = audio.shape[-1] // self.hop_length
         return (mel.transpose(1, 2)[:, :n] + 5.0) / 2.0
 
@@ -85,5 +90,10 @@ def mel_codec() -> MelCodec:
 @pytest.fixture(scope="session")
 def mel_shards(tmp_path_factory, mel_codec):
     torch.manual_seed(0)
-    return preprocess_corpus(toy_corpus_dir(), mel_codec, tmp_path_factory.mktemp("ns2mel") / "train",
-                             limit=32, progress=False)
+    return preprocess_corpus(
+        toy_corpus_dir(),
+        mel_codec,
+        tmp_path_factory.mktemp("ns2mel") / "train",
+        limit=32,
+        progress=False,
+    )

@@ -71,7 +71,12 @@ def test_forward_sum_loss_prefers_the_diagonal():
 
 
 def test_aligner_config_refuses_nonsense_with_config_errors():
-    for bad in (dict(vocab_size=1), dict(feature_dim=0), dict(attention_dim=0), dict(prior_scaling=-1.0)):
+    for bad in (
+        dict(vocab_size=1),
+        dict(feature_dim=0),
+        dict(attention_dim=0),
+        dict(prior_scaling=-1.0),
+    ):
         with pytest.raises(ConfigError):
             AlignerConfig(**bad)
 
@@ -108,12 +113,28 @@ def _toy_denoiser(abar):
 def test_ddim_full_schedule_eta1_matches_ddpm():
     abar = alphas_cumprod(50)
     denoise = _toy_denoiser(abar)
-    ddpm = sample(denoise, (2, 5, 8), abar, sampler="ddpm", generator=torch.Generator().manual_seed(3))
-    ddim = sample(denoise, (2, 5, 8), abar, sampler="ddim", steps=50, eta=1.0,
-                  generator=torch.Generator().manual_seed(3))
+    ddpm = sample(
+        denoise, (2, 5, 8), abar, sampler="ddpm", generator=torch.Generator().manual_seed(3)
+    )
+    ddim = sample(
+        denoise,
+        (2, 5, 8),
+        abar,
+        sampler="ddim",
+        steps=50,
+        eta=1.0,
+        generator=torch.Generator().manual_seed(3),
+    )
     torch.testing.assert_close(ddim, ddpm, atol=1e-4, rtol=1e-4)
-    other = sample(denoise, (2, 5, 8), abar, sampler="ddim", steps=50, eta=0.0,
-                   generator=torch.Generator().manual_seed(3))
+    other = sample(
+        denoise,
+        (2, 5, 8),
+        abar,
+        sampler="ddim",
+        steps=50,
+        eta=0.0,
+        generator=torch.Generator().manual_seed(3),
+    )
     assert (other - ddpm).abs().max() > 1e-3  # the comparison can tell samplers apart
 
 

@@ -9,10 +9,14 @@ import pytest
 from cadence.core.testing import python_examples, run_python_example
 
 ROOT = Path(__file__).resolve().parents[3]
-PAGES = [ROOT / "packages" / "naturalspeech2" / "README.md", ROOT / "docs" / "packages" / "naturalspeech2.md"]
+PAGES = [
+    ROOT / "packages" / "naturalspeech2" / "README.md",
+    ROOT / "docs" / "packages" / "naturalspeech2.md",
+]
 EXAMPLES = [
     pytest.param(example, id=f"{page.name}:{example.line}")
-    for page in PAGES if page.exists()
+    for page in PAGES
+    if page.exists()
     for example in python_examples(page)
 ]
 

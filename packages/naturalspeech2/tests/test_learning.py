@@ -54,7 +54,9 @@ def _evaluate(model, batch):
 
 
 @pytest.mark.slow
-def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(mel_shards, mel_codec, tmp_path):
+def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(
+    mel_shards, mel_codec, tmp_path
+):
     torch.manual_seed(0)
     config = config_from_shards(mel_shards, tiny=True, wavenet_depth=4)
     model = NaturalSpeech2(config)
@@ -65,10 +67,21 @@ def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(mel_shards, 
 
     trainer = Trainer(
         model,
-        NaturalSpeech2TrainStep(NaturalSpeech2TrainConfig(cond_drop_prob=0.1), codebooks_from_codec(mel_codec)),
+        NaturalSpeech2TrainStep(
+            NaturalSpeech2TrainConfig(cond_drop_prob=0.1), codebooks_from_codec(mel_codec)
+        ),
         mel_shards,
-        TrainerConfig(max_steps=80, batch_size=8, learning_rate=3e-3, warmup_steps=10, schedule="constant",
-                      ema_decay=0.9, save_every=None, log_every=20, seed=0),
+        TrainerConfig(
+            max_steps=80,
+            batch_size=8,
+            learning_rate=3e-3,
+            warmup_steps=10,
+            schedule="constant",
+            ema_decay=0.9,
+            save_every=None,
+            log_every=20,
+            seed=0,
+        ),
         output_dir=tmp_path / "run",
         collate_fn=collate_ns2,
     )
@@ -76,8 +89,10 @@ def test_training_on_toy_corpus_lowers_diffusion_and_duration_error(mel_shards, 
     assert all(key in history[-1] for key in ("diffusion", "duration", "pitch", "ce_rvq"))
     trainer.ema.copy_to(model)
     mse, _, mae = _evaluate(model, batch)
-    print(f"diffusion mse {mse0:.3f} -> {mse:.3f} (wiener {wiener:.3f}); duration MAE {mae0:.2f} -> {mae:.2f} "
-          f"frames (mean-duration baseline {baseline_mae:.2f})")
+    print(
+        f"diffusion mse {mse0:.3f} -> {mse:.3f} (wiener {wiener:.3f}); duration MAE {mae0:.2f} -> {mae:.2f} "
+        f"frames (mean-duration baseline {baseline_mae:.2f})"
+    )
     assert mse < 0.6 * wiener  # far below what an unconditioned denoiser can do
     assert mse < 0.5 * mse0
     assert mae < 0.85 * baseline_mae  # beats predicting the mean duration for every phoneme
@@ -107,7 +122,9 @@ def test_aligner_learns_toy_corpus_alignments():
         t = audio.shape[-1] // 320
         mels.append(mel_features(audio[0], 16000, 320, t))
         ids.append(vocab.encode([SILENCE, *row["phonemes"]]))
-        durations.append(torch.from_numpy(durations_from_starts(row["phoneme_starts"], row["duration"], 50.0, t)))
+        durations.append(
+            torch.from_numpy(durations_from_starts(row["phoneme_starts"], row["duration"], 50.0, t))
+        )
     phonemes, pmask = pad_sequences(ids)
     mel, fmask = pad_sequences(mels)
     target, _ = pad_sequences(durations)

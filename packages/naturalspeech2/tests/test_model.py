@@ -36,13 +36,26 @@ def config(shards):
 
 
 def _draw(model, batch, config=None, *, cond_dropout=True):
-    return draw_training(batch["latents"], batch["frame_mask"], diffusion_steps=model.config.diffusion_steps,
-                         config=config or NaturalSpeech2TrainConfig(), cond_dropout=cond_dropout)
+    return draw_training(
+        batch["latents"],
+        batch["frame_mask"],
+        diffusion_steps=model.config.diffusion_steps,
+        config=config or NaturalSpeech2TrainConfig(),
+        cond_dropout=cond_dropout,
+    )
 
 
 def _forward(model, batch, draw):
-    return model(batch["phonemes"], batch["phoneme_mask"], batch["durations"], batch["latents"],
-                 batch["frame_mask"], batch["log_f0"], batch["voiced"], draw)
+    return model(
+        batch["phonemes"],
+        batch["phoneme_mask"],
+        batch["durations"],
+        batch["latents"],
+        batch["frame_mask"],
+        batch["log_f0"],
+        batch["voiced"],
+        draw,
+    )
 
 
 def test_batch_shapes_and_masks(batch, shards):
@@ -70,17 +83,31 @@ def test_outputs_do_not_depend_on_padding(config, batch):
     n = int(batch["phoneme_mask"][i].sum())
     t = int(batch["frame_mask"][i].sum())
     prompt = batch["latents"][:, :10]
-    full = model.generate(batch["phonemes"], prompt, durations=batch["durations"], log_f0=batch["log_f0"],
-                          voiced=batch["voiced"], steps=4, generator=torch.Generator().manual_seed(0))
-    alone = model.generate(batch["phonemes"][i : i + 1, :n], prompt[i : i + 1],
-                           durations=batch["durations"][i : i + 1, :n], log_f0=batch["log_f0"][i : i + 1],
-                           voiced=batch["voiced"][i : i + 1], steps=1)
+    full = model.generate(
+        batch["phonemes"],
+        prompt,
+        durations=batch["durations"],
+        log_f0=batch["log_f0"],
+        voiced=batch["voiced"],
+        steps=4,
+        generator=torch.Generator().manual_seed(0),
+    )
+    alone = model.generate(
+        batch["phonemes"][i : i + 1, :n],
+        prompt[i : i + 1],
+        durations=batch["durations"][i : i + 1, :n],
+        log_f0=batch["log_f0"][i : i + 1],
+        voiced=batch["voiced"][i : i + 1],
+        steps=1,
+    )
     assert full.latents.shape == batch["latents"].shape
     assert full.mask[i].sum() == t and (full.latents[i, t:] == 0).all()
     # steps=1 with dpm++ returns the network's x0 directly, so noise differences do not
     # matter only when the denoiser is called on identical inputs: compare the encoders
     h_full = model.encode_phonemes(batch["phonemes"], batch["phoneme_mask"])[i, :n]
-    h_alone = model.encode_phonemes(batch["phonemes"][i : i + 1, :n], batch["phoneme_mask"][i : i + 1, :n])[0]
+    h_alone = model.encode_phonemes(
+        batch["phonemes"][i : i + 1, :n], batch["phoneme_mask"][i : i + 1, :n]
+    )[0]
     torch.testing.assert_close(h_full, h_alone, atol=1e-5, rtol=1e-4)
     assert alone.latents.shape == (1, t, 16)
     # the denoiser at real frames ignores padded frames
@@ -98,16 +125,28 @@ def test_total_loss_is_weighted_sum_and_trains_the_predictors(config, batch, cod
     torch.manual_seed(0)
     books = codebooks_from_codec(codec)
     model = NaturalSpeech2(config)
-    step = NaturalSpeech2TrainStep(NaturalSpeech2TrainConfig(duration_loss_weight=0.7, pitch_loss_weight=1.3),
-                                   codebooks=books)
+    step = NaturalSpeech2TrainStep(
+        NaturalSpeech2TrainConfig(duration_loss_weight=0.7, pitch_loss_weight=1.3), codebooks=books
+    )
     out = step(model, batch)
     parts = out.metrics
-    expected = parts["diffusion"] + 0.7 * parts["duration"] + 1.3 * parts["pitch"] + 0.1 * parts["ce_rvq"]
+    expected = (
+        parts["diffusion"] + 0.7 * parts["duration"] + 1.3 * parts["pitch"] + 0.1 * parts["ce_rvq"]
+    )
     torch.testing.assert_close(out.loss, expected)
     torch.testing.assert_close(parts["pitch"], parts["f0"] + parts["voiced"])
     out.loss.backward()
-    for name in ("duration_predictor", "pitch_predictor", "phoneme_encoder", "prompt_encoder", "denoiser",
-                 "duration_queries", "pitch_queries", "denoiser_queries", "pitch_embedding"):
+    for name in (
+        "duration_predictor",
+        "pitch_predictor",
+        "phoneme_encoder",
+        "prompt_encoder",
+        "denoiser",
+        "duration_queries",
+        "pitch_queries",
+        "denoiser_queries",
+        "pitch_embedding",
+    ):
         grads = [p.grad for p in getattr(model, name).parameters() if p.grad is not None]
         assert grads and sum(g.abs().sum() for g in grads) > 0, f"no gradient reaches {name}"
     assert model.duration_predictor.head.weight.grad.abs().sum() > 0
@@ -139,12 +178,19 @@ def test_guidance_one_equals_conditional(config, batch):
     model = NaturalSpeech2(config).eval()
     with torch.no_grad():  # make the unconditional branch differ from the conditional one
         model.null_cond.add_(1.0)
-    kwargs = dict(durations=batch["durations"], log_f0=batch["log_f0"], voiced=batch["voiced"], steps=6)
+    kwargs = dict(
+        durations=batch["durations"], log_f0=batch["log_f0"], voiced=batch["voiced"], steps=6
+    )
     prompt = batch["latents"][:, :12]
 
     def run(scale):
-        return model.generate(batch["phonemes"], prompt, guidance_scale=scale,
-                              generator=torch.Generator().manual_seed(1), **kwargs)
+        return model.generate(
+            batch["phonemes"],
+            prompt,
+            guidance_scale=scale,
+            generator=torch.Generator().manual_seed(1),
+            **kwargs,
+        )
 
     cond = run(1.0)  # the default: one conditional pass
     # just above 1 the doubled (conditional + unconditional) batch runs; its conditional rows
@@ -153,7 +199,9 @@ def test_guidance_one_equals_conditional(config, batch):
     two = run(2.0)
     torch.testing.assert_close(near_one.latents, cond.latents, atol=1e-5, rtol=1e-4)
     assert (two.latents - cond.latents).abs().max() > 1e-3
-    default = model.generate(batch["phonemes"], prompt, generator=torch.Generator().manual_seed(1), **kwargs)
+    default = model.generate(
+        batch["phonemes"], prompt, generator=torch.Generator().manual_seed(1), **kwargs
+    )
     torch.testing.assert_close(default.latents, cond.latents, atol=0, rtol=0)
 
 
@@ -196,8 +244,16 @@ def test_bad_inputs_raise(config, batch):
     bad[0, 0] += 1
     draw = _draw(model, batch)
     with pytest.raises(ValueError, match="durations must sum"):
-        model(batch["phonemes"], batch["phoneme_mask"], bad, batch["latents"], batch["frame_mask"],
-              batch["log_f0"], batch["voiced"], draw)
+        model(
+            batch["phonemes"],
+            batch["phoneme_mask"],
+            bad,
+            batch["latents"],
+            batch["frame_mask"],
+            batch["log_f0"],
+            batch["voiced"],
+            draw,
+        )
     outside = dataclasses.replace(draw, prompt_start=batch["frame_mask"].sum(-1))
     with pytest.raises(ValueError, match="prompt segment"):
         _forward(model, batch, outside)
@@ -224,12 +280,21 @@ def test_train_step_reports_parts(config, batch, codec):
 
 
 def test_training_settings_live_in_the_train_config_only():
-    for key in ("cfg_drop_prob", "cond_drop_prob", "prompt_fraction", "lambda_ce_rvq", "duration_loss_weight",
-                "pitch_loss_weight"):
+    for key in (
+        "cfg_drop_prob",
+        "cond_drop_prob",
+        "prompt_fraction",
+        "lambda_ce_rvq",
+        "duration_loss_weight",
+        "pitch_loss_weight",
+    ):
         with pytest.raises(TypeError):
             NaturalSpeech2Config.tiny(**{key: 0.1})
         assert key not in NaturalSpeech2Config.tiny().to_dict()
-    assert NaturalSpeech2TrainConfig.from_dict(NaturalSpeech2TrainConfig().to_dict()) == NaturalSpeech2TrainConfig()
+    assert (
+        NaturalSpeech2TrainConfig.from_dict(NaturalSpeech2TrainConfig().to_dict())
+        == NaturalSpeech2TrainConfig()
+    )
 
 
 def test_a_format_1_checkpoint_with_training_settings_loads(tmp_path, config):
@@ -239,8 +304,13 @@ def test_a_format_1_checkpoint_with_training_settings_loads(tmp_path, config):
     path = tmp_path / "ns2" / "config.json"
     saved = json.loads(path.read_text())
     saved["format_version"] = 1
-    saved["config"].update(cfg_drop_prob=0.2, prompt_fraction=[0.3, 0.4], lambda_ce_rvq=0.3,
-                           duration_loss_weight=2.0, pitch_loss_weight=0.5)
+    saved["config"].update(
+        cfg_drop_prob=0.2,
+        prompt_fraction=[0.3, 0.4],
+        lambda_ce_rvq=0.3,
+        duration_loss_weight=2.0,
+        pitch_loss_weight=0.5,
+    )
     path.write_text(json.dumps(saved))
     loaded = load_pretrained(tmp_path / "ns2")
     assert isinstance(loaded, NaturalSpeech2) and loaded.config == config
@@ -256,9 +326,13 @@ def test_draws_put_the_prompt_inside_each_item_and_drop_only_in_training(config,
     for seed in range(20):
         torch.manual_seed(seed)
         draw = _draw(model, batch, train_config)
-        assert (draw.prompt_start >= 0).all() and (draw.prompt_start + draw.prompt_lengths <= lengths).all()
+        assert (draw.prompt_start >= 0).all() and (
+            draw.prompt_start + draw.prompt_lengths <= lengths
+        ).all()
         fraction = draw.prompt_lengths / lengths
-        assert (fraction <= 0.5).all() and (draw.prompt_lengths >= (0.25 * lengths).floor().clamp(min=1)).all()
+        assert (fraction <= 0.5).all() and (
+            draw.prompt_lengths >= (0.25 * lengths).floor().clamp(min=1)
+        ).all()
         assert ((draw.step >= 0) & (draw.step < config.diffusion_steps)).all()
         assert draw.noise.shape == batch["latents"].shape
         drops.append(draw.cond_drop)
@@ -284,12 +358,18 @@ def test_predictions_skip_the_prompt_and_follow_the_draw(config, batch):
     assert not (first.target_mask & ~first.frame_mask).any()
     assert not (first.voiced & ~first.frame_mask).any()
     b, n, d = batch["latents"].shape
-    assert first.x0.shape == (b, n, d) and first.log_f0.shape == (b, n) and first.voiced_logits.shape == (b, n)
+    assert (
+        first.x0.shape == (b, n, d)
+        and first.log_f0.shape == (b, n)
+        and first.voiced_logits.shape == (b, n)
+    )
     assert first.log_durations.shape == batch["phonemes"].shape
     for field in dataclasses.fields(first):
         torch.testing.assert_close(getattr(first, field.name), getattr(again, field.name))
     with torch.no_grad():
-        dropped = _forward(model, batch, dataclasses.replace(draw, cond_drop=torch.ones(b, dtype=torch.bool)))
+        dropped = _forward(
+            model, batch, dataclasses.replace(draw, cond_drop=torch.ones(b, dtype=torch.bool))
+        )
     assert (dropped.x0 - first.x0).abs().max() > 1e-4  # condition dropout reaches the denoiser
     torch.testing.assert_close(dropped.log_durations, first.log_durations)  # and only the denoiser
     with pytest.raises(dataclasses.FrozenInstanceError):

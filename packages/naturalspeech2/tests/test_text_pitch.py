@@ -40,7 +40,9 @@ def test_phonemize_matches_corpus_phonemes():
 
 def test_missing_espeak_names_the_install(monkeypatch):
     monkeypatch.setenv("CADENCE_ESPEAK_LIBRARY", "/nonexistent/libespeak-ng.so")
-    with pytest.raises(EspeakNotFoundError, match=r"pip install espeakng-loader.*apt-get install espeak-ng"):
+    with pytest.raises(
+        EspeakNotFoundError, match=r"pip install espeakng-loader.*apt-get install espeak-ng"
+    ):
         find_espeak()
 
 
@@ -80,4 +82,6 @@ def test_pitch_on_toy_utterance_agrees_with_librosa():
     rel = np.abs(track.f0[both] - f0[both]) / f0[both]
     assert np.percentile(rel, 90) < 0.02
     assert np.all(track.log_f0[~track.voiced] == 0)
-    np.testing.assert_allclose(track.log_f0[track.voiced], np.log(track.f0[track.voiced]), rtol=1e-5)
+    np.testing.assert_allclose(
+        track.log_f0[track.voiced], np.log(track.f0[track.voiced]), rtol=1e-5
+    )

@@ -32,5 +32,7 @@ def test_docs_examples_run(tmp_path):
     assert examples
     for example in examples:
         torch.manual_seed(0)
-        run_python_example(example, tmp_path, replace={"/tmp/mfcc-tokenizer": str(tmp_path / "mfcc-tokenizer")})
+        run_python_example(
+            example, tmp_path, replace={"/tmp/mfcc-tokenizer": str(tmp_path / "mfcc-tokenizer")}
+        )
     assert (tmp_path / "mfcc-tokenizer" / "model.safetensors").exists()

@@ -110,7 +110,12 @@ def fairseq_cfg(variant: str) -> tuple[dict, dict]:
         "dropout": 0.1,
         "label_rate": 50.0,
     }
-    task = {"_name": "hubert_pretraining", "normalize": False, "sample_rate": 16000, "labels": ["km"]}
+    task = {
+        "_name": "hubert_pretraining",
+        "normalize": False,
+        "sample_rate": 16000,
+        "labels": ["km"],
+    }
     return model, task
 
 
@@ -135,15 +140,20 @@ class ContainerMetadata(Metadata):
 
 class AnyNode:
     def __init__(self, value, key, parent):
-        self.__dict__.update(_val=value, _parent=parent, _metadata=Metadata(typing.Any, None, True, key))
+        self.__dict__.update(
+            _val=value, _parent=parent, _metadata=Metadata(typing.Any, None, True, key)
+        )
 
 
 class DictConfig:
     def __init__(self, content: dict, key=None, parent=None):
-        self.__dict__["_metadata"] = ContainerMetadata(typing.Any, dict, True, key, key_type=typing.Any, element_type=typing.Any)
+        self.__dict__["_metadata"] = ContainerMetadata(
+            typing.Any, dict, True, key, key_type=typing.Any, element_type=typing.Any
+        )
         self.__dict__["_parent"] = parent
         self.__dict__["_content"] = {
-            k: DictConfig(v, k, self) if isinstance(v, dict) else AnyNode(v, k, self) for k, v in content.items()
+            k: DictConfig(v, k, self) if isinstance(v, dict) else AnyNode(v, k, self)
+            for k, v in content.items()
         }
 
     def __getstate__(self):  # as omegaconf's Container does
@@ -155,8 +165,16 @@ class DictConfig:
 
 @pytest.fixture
 def fake_omegaconf(monkeypatch):
-    modules = {name: types.ModuleType(name) for name in ("omegaconf", "omegaconf.base", "omegaconf.nodes", "omegaconf.dictconfig")}
-    for cls, module in ((Metadata, "omegaconf.base"), (ContainerMetadata, "omegaconf.base"), (AnyNode, "omegaconf.nodes"), (DictConfig, "omegaconf.dictconfig")):
+    modules = {
+        name: types.ModuleType(name)
+        for name in ("omegaconf", "omegaconf.base", "omegaconf.nodes", "omegaconf.dictconfig")
+    }
+    for cls, module in (
+        (Metadata, "omegaconf.base"),
+        (ContainerMetadata, "omegaconf.base"),
+        (AnyNode, "omegaconf.nodes"),
+        (DictConfig, "omegaconf.dictconfig"),
+    ):
         monkeypatch.setattr(cls, "__module__", module)
         setattr(modules[module], cls.__name__, cls)
     for name, module in modules.items():
@@ -164,14 +182,26 @@ def fake_omegaconf(monkeypatch):
     return DictConfig
 
 
-def write_fairseq(path, variant: str, *, cfg_kind: str, make_dictconfig=None, zip_format: bool = True):
+def write_fairseq(
+    path, variant: str, *, cfg_kind: str, make_dictconfig=None, zip_format: bool = True
+):
     ref = reference_model(variant)
     model_cfg, task_cfg = fairseq_cfg(variant)
     state = hf_to_fairseq(ref.state_dict(), variant)
     if cfg_kind == "namespace":  # fairseq < 0.10: flat argparse args
-        ckpt = {"args": argparse.Namespace(arch="hubert", **{k: v for k, v in {**model_cfg, **task_cfg}.items() if k != "_name"}), "model": state}
+        ckpt = {
+            "args": argparse.Namespace(
+                arch="hubert",
+                **{k: v for k, v in {**model_cfg, **task_cfg}.items() if k != "_name"},
+            ),
+            "model": state,
+        }
     else:  # fairseq >= 0.10: an omegaconf DictConfig
-        ckpt = {"cfg": make_dictconfig({"model": model_cfg, "task": task_cfg, "common": {"seed": 1}}), "model": state, "args": None}
+        ckpt = {
+            "cfg": make_dictconfig({"model": model_cfg, "task": task_cfg, "common": {"seed": 1}}),
+            "model": state,
+            "args": None,
+        }
     torch.save(ckpt, path, _use_new_zipfile_serialization=zip_format)
     return ref
 
@@ -189,8 +219,12 @@ def test_matches_transformers_every_layer(variant):
         hidden = ref(audio, output_hidden_states=True).hidden_states
         for layer in range(len(hidden)):
             # transformers 5 hidden_states[L] is block L's raw output, as fairseq output_layer=L
-            torch.testing.assert_close(ours(audio, output_layer=layer).features, hidden[layer], atol=1e-5, rtol=0)
-        torch.testing.assert_close(ours(audio, output_layer=None).features, ref(audio).last_hidden_state, atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                ours(audio, output_layer=layer).features, hidden[layer], atol=1e-5, rtol=0
+            )
+        torch.testing.assert_close(
+            ours(audio, output_layer=None).features, ref(audio).last_hidden_state, atol=1e-5, rtol=0
+        )
 
 
 @pytest.mark.parametrize("variant", ["base", "large"])
@@ -208,17 +242,28 @@ def test_padded_batch_equals_items_alone(variant):
         for i, n in enumerate(out.lengths.tolist()):
             assert out.mask[i].sum() == n and not out.features[i, n:].any()
             if n:
-                alone = ref(audio[i : i + 1, : lengths[i]], output_hidden_states=True).hidden_states[2]
+                alone = ref(
+                    audio[i : i + 1, : lengths[i]], output_hidden_states=True
+                ).hidden_states[2]
                 torch.testing.assert_close(out.features[i : i + 1, :n], alone, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(
     ("variant", "cfg_kind", "zip_format"),
-    [("base", "namespace", True), ("base", "dictconfig", True), ("large", "dictconfig", True), ("base", "dictconfig", False)],
+    [
+        ("base", "namespace", True),
+        ("base", "dictconfig", True),
+        ("large", "dictconfig", True),
+        ("base", "dictconfig", False),
+    ],
 )
-def test_fairseq_checkpoint_loads_and_matches(tmp_path, fake_omegaconf, monkeypatch, variant, cfg_kind, zip_format):
+def test_fairseq_checkpoint_loads_and_matches(
+    tmp_path, fake_omegaconf, monkeypatch, variant, cfg_kind, zip_format
+):
     path = tmp_path / "hubert.pt"
-    ref = write_fairseq(path, variant, cfg_kind=cfg_kind, make_dictconfig=fake_omegaconf, zip_format=zip_format)
+    ref = write_fairseq(
+        path, variant, cfg_kind=cfg_kind, make_dictconfig=fake_omegaconf, zip_format=zip_format
+    )
     for name in [m for m in sys.modules if m.split(".")[0] == "omegaconf"]:
         monkeypatch.delitem(sys.modules, name)  # loading must not need omegaconf
     model = load_hubert(path, output_layer=2)
@@ -294,7 +339,12 @@ def test_unknown_global_needs_the_flag_and_loads_with_it(tmp_path):
     model = load_hubert(path, output_layer=3, allow_unsafe_pickle=True)
     audio = speech(1, 8000)
     with torch.no_grad():
-        torch.testing.assert_close(model(audio).features, ref(audio, output_hidden_states=True).hidden_states[3], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            model(audio).features,
+            ref(audio, output_hidden_states=True).hidden_states[3],
+            atol=1e-5,
+            rtol=0,
+        )
 
 
 @pytest.mark.parametrize("weights", ["safetensors", "bin"])
@@ -310,7 +360,12 @@ def test_hugging_face_directory_round_trip(tmp_path, weights):
     model = load_hubert(directory, output_layer=3)
     audio = speech(2, 20000)
     with torch.no_grad():
-        torch.testing.assert_close(model(audio).features, ref(audio, output_hidden_states=True).hidden_states[3], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            model(audio).features,
+            ref(audio, output_hidden_states=True).hidden_states[3],
+            atol=1e-5,
+            rtol=0,
+        )
     # and Cadence's own format keeps the weights exactly
     model.save_pretrained(tmp_path / "cadence")
     again = load_hubert(tmp_path / "cadence", output_layer=3)
@@ -326,7 +381,13 @@ def test_not_hubert_checkpoints_are_named(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a fairseq checkpoint"):
         load_hubert(tmp_path / "other.pt")
-    torch.save({"model": {"decoder.embed_tokens.weight": torch.zeros(2, 2)}, "cfg": {"model": {"_name": "transformer_lm"}}}, tmp_path / "lm.pt")
+    torch.save(
+        {
+            "model": {"decoder.embed_tokens.weight": torch.zeros(2, 2)},
+            "cfg": {"model": {"_name": "transformer_lm"}},
+        },
+        tmp_path / "lm.pt",
+    )
     with pytest.raises(CheckpointError, match="text/translation model"):
         load_hubert(tmp_path / "lm.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

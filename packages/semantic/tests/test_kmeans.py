@@ -36,20 +36,34 @@ def inertia(x: torch.Tensor, centroids: torch.Tensor) -> float:
 
 def test_recovers_planted_clusters_and_beats_its_init():
     x, labels, centers = planted()
-    config = KMeansTrainConfig(num_clusters=12, batch_size=512, max_steps=60, init_size=1000, seed=3)
+    config = KMeansTrainConfig(
+        num_clusters=12, batch_size=512, max_steps=60, init_size=1000, seed=3
+    )
     km = fit_kmeans(x, config, progress=False)
     pred = km(x)
     assert purity(pred, labels) > 0.99
     assert pred.unique().numel() == 12
     # the updates learn: lower inertia than the k-means++ seeds they started from
-    init = kmeans_plus_plus(x[torch.randperm(len(x), generator=torch.Generator().manual_seed(3))[:1000]], 12, torch.Generator().manual_seed(3))
+    init = kmeans_plus_plus(
+        x[torch.randperm(len(x), generator=torch.Generator().manual_seed(3))[:1000]],
+        12,
+        torch.Generator().manual_seed(3),
+    )
     assert inertia(x, km.centroids) < inertia(x, init)
     assert inertia(x, km.centroids) < 1.2 * inertia(x, centers)  # ~ the true centers' (dim = 16)
 
 
 def test_same_seed_same_centroids_and_resume_equals_uninterrupted(tmp_path):
     x, _, _ = planted(seed=1)
-    config = KMeansTrainConfig(num_clusters=10, batch_size=256, max_steps=40, init_size=800, seed=5, save_every=7, reassign_every=5)
+    config = KMeansTrainConfig(
+        num_clusters=10,
+        batch_size=256,
+        max_steps=40,
+        init_size=800,
+        seed=5,
+        save_every=7,
+        reassign_every=5,
+    )
     full = fit_kmeans(x, config, progress=False)
     assert torch.equal(fit_kmeans(x, config, progress=False).centroids, full.centroids)
     state = tmp_path / "state"
@@ -66,7 +80,9 @@ def test_a_state_save_interrupted_between_its_renames_resumes(tmp_path):
     from cadence.core.io import OLD_SUFFIX
 
     x, _, _ = planted(seed=1)
-    config = KMeansTrainConfig(num_clusters=10, batch_size=256, max_steps=20, init_size=800, seed=5, save_every=4)
+    config = KMeansTrainConfig(
+        num_clusters=10, batch_size=256, max_steps=20, init_size=800, seed=5, save_every=4
+    )
     full = fit_kmeans(x, config, progress=False)
     state = tmp_path / "state"
     fit_kmeans(x, config, state_dir=state, progress=False, stop_after=9)
@@ -85,12 +101,17 @@ def test_save_load_and_dimension_checks(tmp_path):
     assert again.config == km.config and torch.equal(again.centroids, km.centroids)
     x = torch.randn(3, 4, 5)
     assert torch.equal(again(x), km.distances(x).argmin(-1))
-    with pytest.raises(ValueError, match=r"width 6 but the k-means centroids have width 5 \(fitted on toy features\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"width 6 but the k-means centroids have width 5 \(fitted on toy features\)",
+    ):
         km(torch.randn(2, 6))
     with pytest.raises(ValueError, match="cannot make 7 clusters"):
         fit_kmeans(torch.randn(5, 5), KMeansTrainConfig(num_clusters=7), progress=False)
     with pytest.raises(ValueError, match="NaN"):
-        fit_kmeans(torch.full((20, 5), float("nan")), KMeansTrainConfig(num_clusters=2), progress=False)
+        fit_kmeans(
+            torch.full((20, 5), float("nan")), KMeansTrainConfig(num_clusters=2), progress=False
+        )
 
 
 @pytest.mark.slow  # importing sklearn takes seconds
@@ -98,7 +119,9 @@ def test_legacy_km_bin_needs_trust_and_converts(tmp_path):
     joblib = pytest.importorskip("joblib")
     cluster = pytest.importorskip("sklearn.cluster")
     x, _, _ = planted(k=6, per=100, dim=8, seed=2)
-    sk = cluster.MiniBatchKMeans(n_clusters=6, n_init=3, random_state=0, batch_size=256).fit(x.numpy())
+    sk = cluster.MiniBatchKMeans(n_clusters=6, n_init=3, random_state=0, batch_size=256).fit(
+        x.numpy()
+    )
     path = tmp_path / "km.bin"
     joblib.dump(sk, path)
     with pytest.raises(UntrustedPickleError, match="trust_pickle=True"):

@@ -51,7 +51,9 @@ def hubert_tokenizer(valid_data):
     with torch.no_grad():
         feats = torch.cat([hubert(valid_data[i]["audio"]).features[0] for i in range(4)])
     centroids = feats[torch.randperm(len(feats), generator=torch.Generator().manual_seed(0))[:24]]
-    return HubertKMeansTokenizer.from_parts(hubert, KMeans.from_centroids(centroids, features="tiny layer 2"))
+    return HubertKMeansTokenizer.from_parts(
+        hubert, KMeans.from_centroids(centroids, features="tiny layer 2")
+    )
 
 
 def clips(data, lengths):
@@ -65,14 +67,20 @@ def clips(data, lengths):
 
 @pytest.fixture(scope="module")
 def hubert_floor_tokenizer(hubert_tokenizer):
-    return HubertKMeansTokenizer.from_parts(hubert_tokenizer.hubert, hubert_tokenizer.kmeans, frames="floor")
+    return HubertKMeansTokenizer.from_parts(
+        hubert_tokenizer.hubert, hubert_tokenizer.kmeans, frames="floor"
+    )
 
 
 @pytest.mark.parametrize("kind", ["hubert", "hubert_floor", "mfcc"])
 def test_conforms_and_is_independent_of_batching_and_padding(request, valid_data, kind):
     tokenizer = request.getfixturevalue(f"{kind}_tokenizer")
     assert isinstance(tokenizer, SemanticTokenizer)
-    assert tokenizer.sample_rate == 16000 and tokenizer.frame_rate == 50.0 and tokenizer.codebook_size in (24, 50)
+    assert (
+        tokenizer.sample_rate == 16000
+        and tokenizer.frame_rate == 50.0
+        and tokenizer.codebook_size in (24, 50)
+    )
     lengths = [16000, 23456, 9999, 641, 30000]
     batch, lens = clips(valid_data, lengths)
     out = tokenizer.encode(batch, lens)
@@ -81,11 +89,15 @@ def test_conforms_and_is_independent_of_batching_and_padding(request, valid_data
     for i, n in enumerate(lens.tolist()):
         alone = tokenizer.tokenize(batch[i : i + 1, :, :n])
         assert alone.shape == (1, tokenizer.num_frames(n)) == (1, int(out.lengths[i]))
-        assert torch.equal(out.tokens[i, : alone.shape[1]], alone[0]), f"item {i} changed when batched"
+        assert torch.equal(out.tokens[i, : alone.shape[1]], alone[0]), (
+            f"item {i} changed when batched"
+        )
         assert not out.tokens[i, alone.shape[1] :].any() and out.mask[i].sum() == alone.shape[1]
     # another batch size and more padding give the same tokens
     again = tokenizer.encode(torch.nn.functional.pad(batch[1:3], (0, 5000)), lens[1:3])
-    assert torch.equal(again.tokens[:, : out.tokens.shape[1]], out.tokens[1:3, : again.tokens.shape[1]])
+    assert torch.equal(
+        again.tokens[:, : out.tokens.shape[1]], out.tokens[1:3, : again.tokens.shape[1]]
+    )
     # tokenize (the Protocol call) takes the same lengths and gives the same tokens
     assert torch.equal(tokenizer.tokenize(batch, lens), out.tokens)
     with pytest.raises(ValueError, match="lengths"):
@@ -128,7 +140,10 @@ def test_deduplicate_returns_durations(hubert_tokenizer, valid_data):
     for i in range(2):
         runs = dedup.tokens[i, dedup.mask[i]]
         assert (runs[1:] != runs[:-1]).all()
-        assert torch.equal(runs.repeat_interleave(dedup.durations[i, dedup.mask[i]]), out.tokens[i, : out.lengths[i]])
+        assert torch.equal(
+            runs.repeat_interleave(dedup.durations[i, dedup.mask[i]]),
+            out.tokens[i, : out.lengths[i]],
+        )
     simple = deduplicate(torch.tensor([[1, 1, 2, 2, 2, 1]]))
     assert simple.tokens.tolist() == [[1, 2, 1]] and simple.durations.tolist() == [[2, 3, 1]]
 
@@ -138,7 +153,9 @@ def test_bad_input(request, kind):
     tokenizer = request.getfixturevalue(f"{kind}_tokenizer")
     audio = 0.1 * torch.randn(2, 1, 16000)
     low = resample(audio, 16000, 8000)
-    assert torch.equal(tokenizer.tokenize(low, sample_rate=8000), tokenizer.tokenize(resample(low, 8000, 16000)))
+    assert torch.equal(
+        tokenizer.tokenize(low, sample_rate=8000), tokenizer.tokenize(resample(low, 8000, 16000))
+    )
     strict = type(tokenizer)(tokenizer.config.replace(resample=False))
     strict.load_state_dict(tokenizer.state_dict())
     with pytest.raises(SampleRateMismatchError, match="8000 Hz but 16000 Hz is required"):
@@ -157,8 +174,12 @@ def test_bad_input(request, kind):
 
 def test_kmeans_width_must_match_the_features():
     hubert = Hubert(HubertConfig.tiny())
-    with pytest.raises(ConfigError, match=r"width 40 \(hubert large layer 9\) but HuBERT layer 2 has width 32"):
-        HubertKMeansTokenizer.from_parts(hubert, KMeans.from_centroids(torch.randn(5, 40), features="hubert large layer 9"))
+    with pytest.raises(
+        ConfigError, match=r"width 40 \(hubert large layer 9\) but HuBERT layer 2 has width 32"
+    ):
+        HubertKMeansTokenizer.from_parts(
+            hubert, KMeans.from_centroids(torch.randn(5, 40), features="hubert large layer 9")
+        )
     config = MFCCKMeansTokenizer.config_class.tiny()
     with pytest.raises(ConfigError, match="k-means dim 12 != feature dim 78"):
         config.replace(kmeans=config.kmeans.replace(dim=12))
@@ -168,7 +189,10 @@ def test_kmeans_width_must_match_the_features():
 def test_save_and_load(request, tmp_path, valid_data, kind):
     tokenizer = request.getfixturevalue(f"{kind}_tokenizer")
     tokenizer.save_pretrained(tmp_path / "tok")
-    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
     again = type(tokenizer).from_pretrained(tmp_path / "tok")
     audio = valid_data[3]["audio"][None]
     assert torch.equal(again.tokenize(audio), tokenizer.tokenize(audio))
@@ -198,7 +222,9 @@ def phoneme_information(tokenizer, data) -> tuple[float, float]:
         item = data[i]
         t = tokenizer.tokenize(item["audio"][None])[0]
         assert len(t) == item["audio"].shape[-1] // 320
-        phonemes.append(torch.tensor([vocab.setdefault(p, len(vocab)) for p in phoneme_labels(item, len(t))]))
+        phonemes.append(
+            torch.tensor([vocab.setdefault(p, len(vocab)) for p in phoneme_labels(item, len(t))])
+        )
         tokens.append(t)
     tokens, phonemes = torch.cat(tokens), torch.cat(phonemes)
     shuffled = tokens[torch.randperm(len(tokens), generator=torch.Generator().manual_seed(0))]
@@ -217,7 +243,9 @@ def test_mfcc_tokens_are_stable_and_informative(mfcc_tokenizer, train_data, vali
     assert torch.equal(refit.tokenize(audio), mfcc_tokenizer.tokenize(audio))
     informative, chance = phoneme_information(mfcc_tokenizer, valid_data)
     random = MFCCKMeansTokenizer(mfcc_tokenizer.config)
-    random.kmeans.centroids.copy_(torch.randn(random.kmeans.centroids.shape, generator=torch.Generator().manual_seed(0)))
+    random.kmeans.centroids.copy_(
+        torch.randn(random.kmeans.centroids.shape, generator=torch.Generator().manual_seed(0))
+    )
     baseline, _ = phoneme_information(random, valid_data)
     assert informative > chance + 1.0, (informative, chance)
     assert informative > baseline + 0.4, (informative, baseline)
@@ -228,7 +256,12 @@ def test_log_mel_features_and_fit_checks(train_data):
     config = MFCCFeatureConfig(kind="log_mel", deltas=False, stack=2)
     assert config.dim == 80 and config.token_hop == 320
     with pytest.raises(ConfigError, match="sample_rate=16000"):
-        MFCCKMeansTokenizer.fit(AudioDataset(toy_corpus_dir() / "valid.jsonl", sample_rate=8000), TRAIN, features=config, progress=False)
+        MFCCKMeansTokenizer.fit(
+            AudioDataset(toy_corpus_dir() / "valid.jsonl", sample_rate=8000),
+            TRAIN,
+            features=config,
+            progress=False,
+        )
 
 
 def test_hubert_tokenizer_fit_on_a_dataset(valid_data, tmp_path):
@@ -236,7 +269,9 @@ def test_hubert_tokenizer_fit_on_a_dataset(valid_data, tmp_path):
     hubert = Hubert(HubertConfig.tiny()).eval()
     items = [valid_data[i] for i in range(6)]
     train = KMeansTrainConfig(num_clusters=8, batch_size=256, max_steps=10, init_size=400, seed=1)
-    tokenizer = HubertKMeansTokenizer.fit(hubert, items, train, state_dir=tmp_path / "state", progress=False)
+    tokenizer = HubertKMeansTokenizer.fit(
+        hubert, items, train, state_dir=tmp_path / "state", progress=False
+    )
     assert tokenizer.kmeans.config.features == "HuBERT dim 32 layer 2"
     tokens = tokenizer.tokenize(items[0]["audio"][None])
     assert tokens.shape == (1, tokenizer.num_frames(items[0]["audio"].shape[-1]))

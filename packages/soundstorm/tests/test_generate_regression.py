@@ -65,7 +65,9 @@ CASES = {
         2,
     ),
     "prompt": (
-        lambda x: dict(semantic_lengths=x["semantic_lengths"], iterations=(6, 2, 1), **_prompted(x)),
+        lambda x: dict(
+            semantic_lengths=x["semantic_lengths"], iterations=(6, 2, 1), **_prompted(x)
+        ),
         3,
     ),
     "prompt_guided": (

@@ -332,7 +332,9 @@ def test_temperature_falls_to_zero_on_the_last_iteration_of_a_level():
 def test_padding_past_the_lengths_may_hold_any_id():
     # Only real frames are range-checked: collated batches pad with anything (here -1 and 99).
     model = _model()
-    semantic = _semantic(2, 6).masked_fill(torch.tensor([[False] * 6, [False] * 3 + [True] * 3]), -1)
+    semantic = _semantic(2, 6).masked_fill(
+        torch.tensor([[False] * 6, [False] * 3 + [True] * 3]), -1
+    )
     prompt = torch.randint(0, 16, (2, 4, 3), generator=torch.Generator().manual_seed(1))
     prompt[1, 2:] = 99
     out = model.generate(

@@ -28,7 +28,9 @@ from cadence.flowmatching import (
 # b batch | s semantic frames | n latent frames | d latent dim
 
 HERE = Path(__file__).parent
-TRAINING = dict(cond_drop_prob=0.3, context_prob=0.6, min_generate_fraction=0.5, prior_loss_weight=0.7)
+TRAINING = dict(
+    cond_drop_prob=0.3, context_prob=0.6, min_generate_fraction=0.5, prior_loss_weight=0.7
+)
 SEED = 1234
 
 

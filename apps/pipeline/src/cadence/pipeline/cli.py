@@ -39,7 +39,14 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-USER_ERRORS = (PipelineError, AudioError, CheckpointError, ConfigError, ShardError, FileNotFoundError)
+USER_ERRORS = (
+    PipelineError,
+    AudioError,
+    CheckpointError,
+    ConfigError,
+    ShardError,
+    FileNotFoundError,
+)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
@@ -53,7 +60,11 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as err:
             if os.environ.get("CADENCE_DEBUG"):
                 raise
-            message = str(err) if not isinstance(err, FileNotFoundError) or not err.filename else f"file not found: {err.filename}"
+            message = (
+                str(err)
+                if not isinstance(err, FileNotFoundError) or not err.filename
+                else f"file not found: {err.filename}"
+            )
             errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
@@ -77,7 +88,8 @@ def _pipeline_dir(pipeline: Path | None) -> Path:
 
 
 PipelineOption = Annotated[
-    Path | None, typer.Option("--pipeline", "-p", help="pipeline directory (default: the shipped toy pipeline)")
+    Path | None,
+    typer.Option("--pipeline", "-p", help="pipeline directory (default: the shipped toy pipeline)"),
 ]
 SeedOption = Annotated[int | None, typer.Option(help="random seed (reproducible output)")]
 
@@ -85,14 +97,20 @@ SeedOption = Annotated[int | None, typer.Option(help="random seed (reproducible 
 @app.command()
 @_user_errors
 def generate(
-    prompt: Annotated[list[Path], typer.Option("--prompt", help="prompt audio; repeat for a batch")],
+    prompt: Annotated[
+        list[Path], typer.Option("--prompt", help="prompt audio; repeat for a batch")
+    ],
     out: Annotated[Path, typer.Option(help="output audio (with several prompts: OUT stem + -<i>)")],
-    seconds: Annotated[float, typer.Option(help="seconds to add after each prompt (at most, unless --no-eos)")] = 3.0,
+    seconds: Annotated[
+        float, typer.Option(help="seconds to add after each prompt (at most, unless --no-eos)")
+    ] = 3.0,
     pipeline: PipelineOption = None,
     temperature: Annotated[float, typer.Option(help="semantic LM sampling temperature")] = 0.9,
     top_p: Annotated[float, typer.Option(help="semantic LM nucleus sampling")] = 0.95,
     steps: Annotated[int, typer.Option(help="SoundStorm passes on the first level")] = 16,
-    guidance: Annotated[float, typer.Option(help="SoundStorm classifier-free guidance (1 = off)")] = 1.0,
+    guidance: Annotated[
+        float, typer.Option(help="SoundStorm classifier-free guidance (1 = off)")
+    ] = 1.0,
     eos: Annotated[bool, typer.Option(help="let the model end the utterance early")] = True,
     include_prompt: Annotated[bool, typer.Option(help="write prompt + continuation")] = False,
     seed: SeedOption = None,
@@ -109,30 +127,50 @@ def generate(
     items = [load(p, sample_rate=pipe.sample_rate, what="prompt")[0] for p in prompt]
     with console.status("generating"):
         start = time.perf_counter()
-        result = pipe.generate(items, sample_rate=pipe.sample_rate, seconds=seconds, sampling=sampling,
-                               iterations=default_iterations(pipe.soundstorm.config.num_quantizers, first=steps),
-                               guidance_scale=guidance, seed=seed)
+        result = pipe.generate(
+            items,
+            sample_rate=pipe.sample_rate,
+            seconds=seconds,
+            sampling=sampling,
+            iterations=default_iterations(pipe.soundstorm.config.num_quantizers, first=steps),
+            guidance_scale=guidance,
+            seed=seed,
+        )
         elapsed = time.perf_counter() - start
-    paths = [out] if len(items) == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(len(items))]
+    paths = (
+        [out]
+        if len(items) == 1
+        else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(len(items))]
+    )
     for i, path in enumerate(paths):
         audio = result.audio[i, :, : int(result.lengths[i])]
         if include_prompt:
             import torch
 
-            audio = torch.cat([result.prompt_audio[i, :, : int(result.prompt_lengths[i])], audio], dim=-1)
+            audio = torch.cat(
+                [result.prompt_audio[i, :, : int(result.prompt_lengths[i])], audio], dim=-1
+            )
         _write_audio(path, audio, result.sample_rate)
     total = float(result.lengths.sum()) / result.sample_rate
-    console.print(f"generated {total:.2f} s of audio in {elapsed:.2f} s (real-time factor {elapsed / max(total, 1e-9):.2f})")
+    console.print(
+        f"generated {total:.2f} s of audio in {elapsed:.2f} s (real-time factor {elapsed / max(total, 1e-9):.2f})"
+    )
 
 
 @app.command()
 @_user_errors
 def convert(
     source: Annotated[Path, typer.Option(help="speech whose words are kept")],
-    target_voice: Annotated[Path, typer.Option("--target-voice", help="a recording of the voice to use")],
+    target_voice: Annotated[
+        Path, typer.Option("--target-voice", help="a recording of the voice to use")
+    ],
     out: Annotated[Path, typer.Option(help="output audio")],
-    method: Annotated[str, typer.Option(help="soundstorm or flow (the flow-matching model)")] = "soundstorm",
-    steps: Annotated[int, typer.Option(help="SoundStorm passes on the first level, or ODE steps of the flow")] = 16,
+    method: Annotated[
+        str, typer.Option(help="soundstorm or flow (the flow-matching model)")
+    ] = "soundstorm",
+    steps: Annotated[
+        int, typer.Option(help="SoundStorm passes on the first level, or ODE steps of the flow")
+    ] = 16,
     guidance: Annotated[float, typer.Option(help="classifier-free guidance (1 = off)")] = 1.0,
     pipeline: PipelineOption = None,
     seed: SeedOption = None,
@@ -147,7 +185,9 @@ def convert(
     src, _ = load(source, sample_rate=vc.sample_rate, what="source")
     tgt, _ = load(target_voice, sample_rate=vc.sample_rate, what="target voice")
     with console.status(f"converting ({method})"):
-        audio = vc.convert(src, tgt, sample_rate=vc.sample_rate, steps=steps, guidance_scale=guidance, seed=seed)
+        audio = vc.convert(
+            src, tgt, sample_rate=vc.sample_rate, steps=steps, guidance_scale=guidance, seed=seed
+        )
     _write_audio(out, audio, vc.sample_rate)
 
 
@@ -169,7 +209,9 @@ def tts(
     model = TextToSpeech.from_pretrained(_pipeline_dir(pipeline))
     voice, rate = load(prompt, sample_rate=model.sample_rate, what="voice prompt")
     with console.status("synthesizing"):
-        audio = model.synthesize(text, voice, sample_rate=rate, steps=steps, guidance_scale=guidance, seed=seed)
+        audio = model.synthesize(
+            text, voice, sample_rate=rate, steps=steps, guidance_scale=guidance, seed=seed
+        )
     _write_audio(out, audio, model.sample_rate)
 
 
@@ -179,9 +221,15 @@ def tokenize(
     data: Annotated[Path, typer.Argument(help="a JSONL manifest or a folder of audio")],
     out: Annotated[Path, typer.Option(help="shard directory to write")],
     codec: Annotated[Path | None, typer.Option(help="codec checkpoint (codes)")] = None,
-    tokenizer: Annotated[Path | None, typer.Option(help="semantic tokenizer checkpoint (tokens)")] = None,
-    latents: Annotated[bool, typer.Option(help="also store the codec's continuous latents")] = False,
-    pipeline: Annotated[Path | None, typer.Option(help="take --codec and --tokenizer from a pipeline")] = None,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="semantic tokenizer checkpoint (tokens)")
+    ] = None,
+    latents: Annotated[
+        bool, typer.Option(help="also store the codec's continuous latents")
+    ] = False,
+    pipeline: Annotated[
+        Path | None, typer.Option(help="take --codec and --tokenizer from a pipeline")
+    ] = None,
     batch_size: int = 8,
 ) -> None:
     """Precompute token shards (codec codes, semantic tokens, latents) of a dataset (resumable; split across processes under accelerate launch)."""
@@ -196,15 +244,27 @@ def tokenize(
         from accelerate import PartialState
 
         accelerator = PartialState()
-    path = tokenize_corpus(data, out, codec=codec, tokenizer=tokenizer, latents=latents,
-                           batch_size=batch_size, accelerator=accelerator)
+    path = tokenize_corpus(
+        data,
+        out,
+        codec=codec,
+        tokenizer=tokenizer,
+        latents=latents,
+        batch_size=batch_size,
+        accelerator=accelerator,
+    )
     console.print(f"wrote shards to {path}")
 
 
 @app.command()
 @_user_errors
 def train(
-    stage: Annotated[str, typer.Argument(help="codec, semantic_tokenizer, semantic_lm, soundstorm, naturalspeech2, flowmatching or phoneme_recognizer")],
+    stage: Annotated[
+        str,
+        typer.Argument(
+            help="codec, semantic_tokenizer, semantic_lm, soundstorm, naturalspeech2, flowmatching or phoneme_recognizer"
+        ),
+    ],
     config: Annotated[Path, typer.Option(help="the job's TOML file (see docs/pipeline.md)")],
 ) -> None:
     """Train one model from a TOML job file (works under accelerate launch)."""
@@ -222,11 +282,25 @@ def train(
 @_user_errors
 def recipe(
     name: Annotated[str, typer.Argument(help="the recipe: toy")],
-    out: Annotated[Path, typer.Option(help="where jobs, runs, shards and the pipeline go")] = Path("runs/toy"),
-    corpus: Annotated[Path | None, typer.Option(help="corpus directory with train.jsonl and valid.jsonl (e.g. tests/data/toy_speech of the repository)")] = None,
-    steps_scale: Annotated[float, typer.Option(help="multiply every model's steps (e.g. 0.01 for a smoke run)")] = 1.0,
-    only: Annotated[list[str] | None, typer.Option(help="run only these stages (repeatable)")] = None,
-    workers: Annotated[int, typer.Option(help="run independent stages at once, one thread each (2 suits a 2-core CPU)")] = 1,
+    out: Annotated[Path, typer.Option(help="where jobs, runs, shards and the pipeline go")] = Path(
+        "runs/toy"
+    ),
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            help="corpus directory with train.jsonl and valid.jsonl (e.g. tests/data/toy_speech of the repository)"
+        ),
+    ] = None,
+    steps_scale: Annotated[
+        float, typer.Option(help="multiply every model's steps (e.g. 0.01 for a smoke run)")
+    ] = 1.0,
+    only: Annotated[
+        list[str] | None, typer.Option(help="run only these stages (repeatable)")
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(help="run independent stages at once, one thread each (2 suits a 2-core CPU)"),
+    ] = 1,
 ) -> None:
     """Train the whole chain on a corpus: codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer."""
     from .recipe import ORDER, run_toy_recipe
@@ -238,14 +312,22 @@ def recipe(
         if unknown:
             raise PipelineError(f"unknown stages {unknown}; the stages are {', '.join(ORDER)}")
     if corpus is None:
-        raise PipelineError("give the corpus to train on: --corpus DIR (a directory with train.jsonl and "
-                            "valid.jsonl; make one with `cadence-toy-corpus DIR`)")
+        raise PipelineError(
+            "give the corpus to train on: --corpus DIR (a directory with train.jsonl and "
+            "valid.jsonl; make one with `cadence-toy-corpus DIR`)"
+        )
     if steps_scale <= 0:
         raise PipelineError("--steps-scale must be > 0")
     if workers < 1:
         raise PipelineError("--workers must be >= 1")
-    pipeline_dir = run_toy_recipe(out, corpus, steps_scale=steps_scale, only=tuple(only) if only else None,
-                                  workers=workers, console=console)
+    pipeline_dir = run_toy_recipe(
+        out,
+        corpus,
+        steps_scale=steps_scale,
+        only=tuple(only) if only else None,
+        workers=workers,
+        console=console,
+    )
     console.print(f"done: {pipeline_dir}")
 
 
@@ -253,9 +335,16 @@ def recipe(
 @_user_errors
 def evaluate(
     pipeline: PipelineOption = None,
-    corpus: Annotated[Path | None, typer.Option(help="corpus with valid.jsonl (default: the held-out set shipped with the pipeline)")] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            help="corpus with valid.jsonl (default: the held-out set shipped with the pipeline)"
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="write the metrics as JSON here")] = None,
-    limit: Annotated[int | None, typer.Option(help="evaluate on the first N validation utterances")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="evaluate on the first N validation utterances")
+    ] = None,
     prompt_seconds: Annotated[float, typer.Option(help="SoundStorm / TTS prompt length")] = 3.0,
     seed: int = 0,
 ) -> None:
@@ -264,8 +353,14 @@ def evaluate(
 
     if corpus is None:
         corpus = PipelineSpec.read(_pipeline_dir(pipeline)).held_out()
-    report = evaluate_pipeline(_pipeline_dir(pipeline), corpus, limit=limit, prompt_seconds=prompt_seconds,
-                               seed=seed, progress=True)
+    report = evaluate_pipeline(
+        _pipeline_dir(pipeline),
+        corpus,
+        limit=limit,
+        prompt_seconds=prompt_seconds,
+        seed=seed,
+        progress=True,
+    )
     _print_report(report)
     if out is not None:
         write_json(out, report)
@@ -291,20 +386,31 @@ def _print_report(report: dict[str, Any]) -> None:
 def demo(
     out: Annotated[Path, typer.Option(help="output directory")] = Path("outputs/demo"),
     pipeline: PipelineOption = None,
-    prompt_seconds: Annotated[float, typer.Option(help="seconds of the held-out utterance used as the prompt")] = 2.0,
+    prompt_seconds: Annotated[
+        float, typer.Option(help="seconds of the held-out utterance used as the prompt")
+    ] = 2.0,
     seconds: Annotated[float, typer.Option(help="seconds to continue")] = 3.0,
     seed: int = 0,
 ) -> None:
     """The main job: continue a held-out prompt with the shipped pipeline; writes wavs and a spectrogram PNG (prompt | generated), prints metrics."""
     from .demo import run_demo
 
-    run_demo(_pipeline_dir(pipeline), out, prompt_seconds=prompt_seconds, seconds=seconds, seed=seed, console=console)
+    run_demo(
+        _pipeline_dir(pipeline),
+        out,
+        prompt_seconds=prompt_seconds,
+        seconds=seconds,
+        seed=seed,
+        console=console,
+    )
 
 
 def main() -> None:
     """Entry point of the ``cadence`` script."""
     # A dependency still calls torch.jit.script; its deprecation notice means nothing to a user.
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning
+    )
     try:
         app()
     except KeyboardInterrupt:

@@ -68,7 +68,11 @@ def load_component(
     except (CheckpointError, ConfigError) as err:
         raise PipelineError(f"{role}: {err}") from err
     if not isinstance(model, expected):
-        what = "a " + expected.__name__ + (" (anything with its attributes)" if _is_protocol(expected) else "")
+        what = (
+            "a "
+            + expected.__name__
+            + (" (anything with its attributes)" if _is_protocol(expected) else "")
+        )
         raise PipelineError(
             f"{role}: {directory} holds a {header['class']}, but the {role} must be {what}; "
             "point the pipeline at the right checkpoint directory"
@@ -102,41 +106,70 @@ def check_compatible(
     problems: list[str] = []
     if codec is not None and tokenizer is not None and codec.sample_rate != tokenizer.sample_rate:
         # Both see the same prompt; one rate keeps their frames aligned without resampling twice.
-        problems.append(f"the tokenizer runs at {tokenizer.sample_rate} Hz and the codec at {codec.sample_rate} Hz")
+        problems.append(
+            f"the tokenizer runs at {tokenizer.sample_rate} Hz and the codec at {codec.sample_rate} Hz"
+        )
     if semantic_lm is not None and tokenizer is not None:
         lm = semantic_lm.config
         if lm.codebook_size != tokenizer.codebook_size:
-            problems.append(f"semantic_lm has {lm.codebook_size} semantic tokens, the tokenizer {tokenizer.codebook_size}")
+            problems.append(
+                f"semantic_lm has {lm.codebook_size} semantic tokens, the tokenizer {tokenizer.codebook_size}"
+            )
         if not _close(lm.frame_rate, tokenizer.frame_rate):
-            problems.append(f"semantic_lm runs at {lm.frame_rate} tokens/s, the tokenizer at {tokenizer.frame_rate}")
+            problems.append(
+                f"semantic_lm runs at {lm.frame_rate} tokens/s, the tokenizer at {tokenizer.frame_rate}"
+            )
     if soundstorm is not None and tokenizer is not None:
         ss = soundstorm.config
         if ss.semantic_codebook_size != tokenizer.codebook_size:
-            problems.append(f"soundstorm expects {ss.semantic_codebook_size} semantic tokens, the tokenizer has {tokenizer.codebook_size}")
+            problems.append(
+                f"soundstorm expects {ss.semantic_codebook_size} semantic tokens, the tokenizer has {tokenizer.codebook_size}"
+            )
         if not _close(ss.semantic_frame_rate, tokenizer.frame_rate):
-            problems.append(f"soundstorm expects {ss.semantic_frame_rate} semantic tokens/s, the tokenizer makes {tokenizer.frame_rate}")
+            problems.append(
+                f"soundstorm expects {ss.semantic_frame_rate} semantic tokens/s, the tokenizer makes {tokenizer.frame_rate}"
+            )
     if soundstorm is not None and codec is not None:
         ss = soundstorm.config
         if (ss.num_quantizers, ss.codebook_size) != (codec.num_quantizers, codec.codebook_size):
-            problems.append(f"soundstorm models {ss.num_quantizers} x {ss.codebook_size} codes, the codec makes {codec.num_quantizers} x {codec.codebook_size}")
+            problems.append(
+                f"soundstorm models {ss.num_quantizers} x {ss.codebook_size} codes, the codec makes {codec.num_quantizers} x {codec.codebook_size}"
+            )
         if not _close(ss.frame_rate, codec.frame_rate):
-            problems.append(f"soundstorm runs at {ss.frame_rate} frames/s, the codec at {codec.frame_rate}")
+            problems.append(
+                f"soundstorm runs at {ss.frame_rate} frames/s, the codec at {codec.frame_rate}"
+            )
     latents = codec is not None and hasattr(codec, "latent_dim")
     for name, model in (("naturalspeech2", naturalspeech2), ("flowmatching", flowmatching)):
         if model is not None and codec is not None and not latents:
-            problems.append(f"{name} models codec latents, but the codec exposes none (it is not a LatentCodec)")
+            problems.append(
+                f"{name} models codec latents, but the codec exposes none (it is not a LatentCodec)"
+            )
     if naturalspeech2 is not None and latents:
         cfg = naturalspeech2.config
         if cfg.latent_dim != codec.latent_dim or not _close(cfg.frame_rate, codec.frame_rate):
-            problems.append(f"naturalspeech2 models {cfg.latent_dim}-dim latents at {cfg.frame_rate} frames/s, the codec has {codec.latent_dim} at {codec.frame_rate}")
+            problems.append(
+                f"naturalspeech2 models {cfg.latent_dim}-dim latents at {cfg.frame_rate} frames/s, the codec has {codec.latent_dim} at {codec.frame_rate}"
+            )
     if flowmatching is not None:
         cfg = flowmatching.config
-        if tokenizer is not None and (cfg.codebook_size != tokenizer.codebook_size or not _close(cfg.semantic_frame_rate, tokenizer.frame_rate)):
-            problems.append(f"flowmatching reads {cfg.codebook_size} semantic tokens at {cfg.semantic_frame_rate}/s, the tokenizer makes {tokenizer.codebook_size} at {tokenizer.frame_rate}/s")
-        if latents and (cfg.flow.latent_dim != codec.latent_dim or not _close(cfg.latent_frame_rate, codec.frame_rate)):
-            problems.append(f"flowmatching makes {cfg.flow.latent_dim}-dim latents at {cfg.latent_frame_rate} frames/s, the codec has {codec.latent_dim} at {codec.frame_rate}")
+        if tokenizer is not None and (
+            cfg.codebook_size != tokenizer.codebook_size
+            or not _close(cfg.semantic_frame_rate, tokenizer.frame_rate)
+        ):
+            problems.append(
+                f"flowmatching reads {cfg.codebook_size} semantic tokens at {cfg.semantic_frame_rate}/s, the tokenizer makes {tokenizer.codebook_size} at {tokenizer.frame_rate}/s"
+            )
+        if latents and (
+            cfg.flow.latent_dim != codec.latent_dim
+            or not _close(cfg.latent_frame_rate, codec.frame_rate)
+        ):
+            problems.append(
+                f"flowmatching makes {cfg.flow.latent_dim}-dim latents at {cfg.latent_frame_rate} frames/s, the codec has {codec.latent_dim} at {codec.frame_rate}"
+            )
     if problems:
         raise PipelineError(
-            "components do not fit together: " + "; ".join(problems)
+            "components do not fit together: "
+            + "; ".join(problems)
             + ". Use checkpoints trained on the same codec and tokenizer."
         )

@@ -76,13 +76,27 @@ class SpeechContinuation:
 
     ROLES = ("codec", "semantic_tokenizer", "semantic_lm", "soundstorm")
 
-    def __init__(self, codec: Codec, tokenizer: SemanticTokenizer, semantic_lm: SemanticTransformer,
-                 soundstorm: SoundStorm):
-        check_compatible(codec=codec, tokenizer=tokenizer, semantic_lm=semantic_lm, soundstorm=soundstorm)
-        self.codec, self.tokenizer, self.semantic_lm, self.soundstorm = codec, tokenizer, semantic_lm, soundstorm
+    def __init__(
+        self,
+        codec: Codec,
+        tokenizer: SemanticTokenizer,
+        semantic_lm: SemanticTransformer,
+        soundstorm: SoundStorm,
+    ):
+        check_compatible(
+            codec=codec, tokenizer=tokenizer, semantic_lm=semantic_lm, soundstorm=soundstorm
+        )
+        self.codec, self.tokenizer, self.semantic_lm, self.soundstorm = (
+            codec,
+            tokenizer,
+            semantic_lm,
+            soundstorm,
+        )
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> SpeechContinuation:
+    def from_pretrained(
+        cls, directory: str | os.PathLike, *, device: str | torch.device = "cpu"
+    ) -> SpeechContinuation:
         """Load the pipeline directory written by ``cadence recipe`` (its ``pipeline.json``)."""
         spec = PipelineSpec.read(directory)
         codec, tokenizer, lm, storm = (spec.load(role, device=device) for role in cls.ROLES)
@@ -131,37 +145,62 @@ class SpeechContinuation:
         device = self._device()
         generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
         # The one validation and the one padding of the whole path.
-        audio, lengths = batch_audio(prompt, sample_rate, target_rate=self.sample_rate, channels=self.channels,
-                                     what="prompt")
+        audio, lengths = batch_audio(
+            prompt, sample_rate, target_rate=self.sample_rate, channels=self.channels, what="prompt"
+        )
         hop = round(self.sample_rate / self.tokenizer.frame_rate)
         if int(lengths.min()) < 2 * hop:
-            raise PipelineError(f"a prompt is shorter than {2 * hop / self.sample_rate:.2f} s; give at least a few tenths of a second")
+            raise PipelineError(
+                f"a prompt is shorter than {2 * hop / self.sample_rate:.2f} s; give at least a few tenths of a second"
+            )
         audio = audio.to(device)
         semantic = self.tokenizer.tokenize(audio, lengths)
         semantic_lengths = frame_lengths(self.tokenizer, lengths)
         codes = self.codec.encode(audio, lengths)
         code_lengths = frame_lengths(self.codec, lengths)
         new_frames = max(1, round(seconds * self.tokenizer.frame_rate))
-        new, new_lengths = self.continue_semantic(semantic, semantic_lengths, new_frames, sampling, generator)
-        plan = tuple(iterations) if iterations is not None else default_iterations(self.soundstorm.config.num_quantizers)
+        new, new_lengths = self.continue_semantic(
+            semantic, semantic_lengths, new_frames, sampling, generator
+        )
+        plan = (
+            tuple(iterations)
+            if iterations is not None
+            else default_iterations(self.soundstorm.config.num_quantizers)
+        )
         out = self.soundstorm.generate(
-            new, semantic_lengths=new_lengths.to(device),
-            prompt_codes=codes, prompt_lengths=code_lengths.to(device),
-            prompt_semantic=semantic, prompt_semantic_lengths=semantic_lengths.to(device),
-            iterations=plan, temperature=soundstorm_temperature, guidance_scale=guidance_scale,
+            new,
+            semantic_lengths=new_lengths.to(device),
+            prompt_codes=codes,
+            prompt_lengths=code_lengths.to(device),
+            prompt_semantic=semantic,
+            prompt_semantic_lengths=semantic_lengths.to(device),
+            iterations=plan,
+            temperature=soundstorm_temperature,
+            guidance_scale=guidance_scale,
             generator=generator,
         )
         decoded = self.codec.decode(out.codes, out.lengths)
         samples_per_frame = round(self.sample_rate / self.codec.frame_rate)
         out_lengths = (out.lengths.cpu() * samples_per_frame).clamp(max=decoded.shape[-1])
         return ContinuationOutput(
-            audio=decoded.cpu(), lengths=out_lengths, sample_rate=self.sample_rate,
-            semantic=new.cpu(), semantic_lengths=new_lengths, codes=out.codes.cpu(),
-            prompt_audio=audio.cpu(), prompt_lengths=lengths,
+            audio=decoded.cpu(),
+            lengths=out_lengths,
+            sample_rate=self.sample_rate,
+            semantic=new.cpu(),
+            semantic_lengths=new_lengths,
+            codes=out.codes.cpu(),
+            prompt_audio=audio.cpu(),
+            prompt_lengths=lengths,
         )
 
-    def continue_semantic(self, semantic: Tensor, lengths: Tensor, new_frames: int, sampling: SamplingOptions,
-                          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def continue_semantic(
+        self,
+        semantic: Tensor,
+        lengths: Tensor,
+        new_frames: int,
+        sampling: SamplingOptions,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """The semantic tokens that follow each prompt: ``(b, s)`` right-padded, and ``(b,)`` lengths.
 
         Each prompt is cropped to its last half-context of tokens (the LM was trained on
@@ -172,14 +211,27 @@ class SpeechContinuation:
         context = lm.config.max_frames
         keep = lengths.clamp(max=context // 2)
         start = (lengths - keep).to(semantic.device)
-        index = (start[:, None] + torch.arange(int(keep.max()), device=semantic.device)[None]).clamp(max=semantic.shape[1] - 1)
-        cropped = semantic.gather(1, index) * lengths_to_mask(keep.to(semantic.device), index.shape[1])
+        index = (
+            start[:, None] + torch.arange(int(keep.max()), device=semantic.device)[None]
+        ).clamp(max=semantic.shape[1] - 1)
+        cropped = semantic.gather(1, index) * lengths_to_mask(
+            keep.to(semantic.device), index.shape[1]
+        )
         totals = keep + new_frames
         if int(totals.max()) <= context:
-            out = lm.generate(cropped, keep, max_frames=totals, sampling=sampling, generator=generator)
+            out = lm.generate(
+                cropped, keep, max_frames=totals, sampling=sampling, generator=generator
+            )
         else:
-            out = lm.generate_long(cropped, keep, total_frames=totals, window_frames=context, keep_frames=context // 2,
-                                   sampling=sampling, generator=generator)
+            out = lm.generate_long(
+                cropped,
+                keep,
+                total_frames=totals,
+                window_frames=context,
+                keep_frames=context // 2,
+                sampling=sampling,
+                generator=generator,
+            )
         rows = []
         for i in range(out.codes.shape[0]):
             tokens = out.codes[i, int(keep[i]) : int(out.lengths[i])]

@@ -20,13 +20,22 @@ from .plots import save_spectrogram_png
 EVAL_FILE = "eval.json"
 
 
-def run_demo(pipeline_dir: Path, out: Path, *, prompt_seconds: float = 2.0, seconds: float = 3.0, seed: int = 0,
-             console: Console | None = None) -> dict[str, float]:
+def run_demo(
+    pipeline_dir: Path,
+    out: Path,
+    *,
+    prompt_seconds: float = 2.0,
+    seconds: float = 3.0,
+    seed: int = 0,
+    console: Console | None = None,
+) -> dict[str, float]:
     """Continue the pipeline's held-out prompt; returns the metrics it prints."""
     console = console or Console()
     spec = PipelineSpec.read(pipeline_dir)
     if spec.prompt is None or not spec.prompt.is_file():
-        raise PipelineError(f"the pipeline in {pipeline_dir} has no demo prompt (\"prompt\" in its pipeline.json)")
+        raise PipelineError(
+            f'the pipeline in {pipeline_dir} has no demo prompt ("prompt" in its pipeline.json)'
+        )
     if prompt_seconds <= 0 or seconds <= 0:
         raise PipelineError("--prompt-seconds and --seconds must be > 0")
     start = time.perf_counter()
@@ -43,9 +52,13 @@ def run_demo(pipeline_dir: Path, out: Path, *, prompt_seconds: float = 2.0, seco
     save(out / "prompt.wav", prompt, rate)
     save(out / "continuation.wav", generated, rate)
     save(out / "prompt_and_continuation.wav", torch.cat([prompt, generated], -1), rate)
-    save_spectrogram_png(torch.cat([prompt, generated], -1), rate, out / "spectrogram.png",
-                         title="prompt | generated",
-                         sections=[("prompt", 0.0), ("generated", prompt.shape[-1] / rate)])
+    save_spectrogram_png(
+        torch.cat([prompt, generated], -1),
+        rate,
+        out / "spectrogram.png",
+        title="prompt | generated",
+        sections=[("prompt", 0.0), ("generated", prompt.shape[-1] / rate)],
+    )
     metrics = {
         "prompt_seconds": prompt.shape[-1] / rate,
         "generated_seconds": generated.shape[-1] / rate,
@@ -58,7 +71,9 @@ def run_demo(pipeline_dir: Path, out: Path, *, prompt_seconds: float = 2.0, seco
     if spec.has("phoneme_recognizer"):
         from cadence.evaluation import PhonemeRecognizer
 
-        recognizer = load_component(spec.path("phoneme_recognizer"), "phoneme_recognizer", PhonemeRecognizer)
+        recognizer = load_component(
+            spec.path("phoneme_recognizer"), "phoneme_recognizer", PhonemeRecognizer
+        )
         recognized = " ".join(recognizer.transcribe(generated, sample_rate=rate)[0])
     table = Table(title="this run")
     table.add_column("metric")
@@ -71,7 +86,9 @@ def run_demo(pipeline_dir: Path, out: Path, *, prompt_seconds: float = 2.0, seco
     eval_file = Path(pipeline_dir) / EVAL_FILE
     if eval_file.is_file():
         report = json.loads(eval_file.read_text())
-        shipped = Table(title=f"evaluation of these checkpoints ({report.get('setup', {}).get('utterances', '?')} held-out utterances, `cadence eval`)")
+        shipped = Table(
+            title=f"evaluation of these checkpoints ({report.get('setup', {}).get('utterances', '?')} held-out utterances, `cadence eval`)"
+        )
         shipped.add_column("model")
         shipped.add_column("metric")
         shipped.add_column("value", justify="right")
@@ -81,5 +98,7 @@ def run_demo(pipeline_dir: Path, out: Path, *, prompt_seconds: float = 2.0, seco
             for key, value in values.items():
                 shipped.add_row(model, key, f"{value:.3g}")
         console.print(shipped)
-    console.print(f"wrote {out / 'continuation.wav'}, {out / 'prompt_and_continuation.wav'}, {out / 'spectrogram.png'}")
+    console.print(
+        f"wrote {out / 'continuation.wav'}, {out / 'prompt_and_continuation.wav'}, {out / 'spectrogram.png'}"
+    )
     return metrics

@@ -69,11 +69,21 @@ class EvalSet:
 
     def voice(self, index: int) -> Tensor:
         """The voice prompt of utterance ``index``: the first ``prompt_seconds`` of its partner."""
-        return self.audios[self.voice_of[index]][..., : round(self.prompt_seconds * self.sample_rate)]
+        return self.audios[self.voice_of[index]][
+            ..., : round(self.prompt_seconds * self.sample_rate)
+        ]
 
     @classmethod
-    def read(cls, corpus: Path, sample_rate: int, channels: int, *, limit: int | None, prompt_seconds: float,
-             seed: int) -> EvalSet:
+    def read(
+        cls,
+        corpus: Path,
+        sample_rate: int,
+        channels: int,
+        *,
+        limit: int | None,
+        prompt_seconds: float,
+        seed: int,
+    ) -> EvalSet:
         from cadence.evaluation import normalize_phonemes
 
         manifest = corpus / "valid.jsonl"
@@ -83,10 +93,19 @@ class EvalSet:
         if not items:
             raise PipelineError(f"{manifest} is empty")
         items = items[:limit] if limit else items
-        audios = [load(corpus / item["path"], sample_rate=sample_rate, channels=channels)[0] for item in items]
-        return cls(items=items, audios=audios, references=[normalize_phonemes(i["phonemes"]) for i in items],
-                   voice_of=_voice_partners(items), sample_rate=sample_rate, prompt_seconds=prompt_seconds,
-                   seed=seed)
+        audios = [
+            load(corpus / item["path"], sample_rate=sample_rate, channels=channels)[0]
+            for item in items
+        ]
+        return cls(
+            items=items,
+            audios=audios,
+            references=[normalize_phonemes(i["phonemes"]) for i in items],
+            voice_of=_voice_partners(items),
+            sample_rate=sample_rate,
+            prompt_seconds=prompt_seconds,
+            seed=seed,
+        )
 
 
 def _voice_partners(items: list[dict[str, Any]]) -> list[int]:
@@ -121,7 +140,9 @@ class Listener:
 
     def hear(self, system: str, index: int, audio: Tensor) -> None:
         if self.recognizer is not None:
-            self.hypotheses[system][index] = self.recognizer.transcribe(audio, sample_rate=self.sample_rate)[0]
+            self.hypotheses[system][index] = self.recognizer.transcribe(
+                audio, sample_rate=self.sample_rate
+            )[0]
         if self.keep is not None:
             self.keep(system, index, audio)
 
@@ -131,7 +152,9 @@ class Listener:
         out = {}
         for system, hyps in self.hypotheses.items():
             keys = sorted(hyps)
-            out[f"per_{system}"] = phoneme_error_rate([self.references[k] for k in keys], [hyps[k] for k in keys])
+            out[f"per_{system}"] = phoneme_error_rate(
+                [self.references[k] for k in keys], [hyps[k] for k in keys]
+            )
         return out
 
 
@@ -141,7 +164,9 @@ Progress = Callable[[Iterable, str], Iterable]
 # ----------------------------------------------------------------------------- evaluators
 
 
-def evaluate_codec(data: EvalSet, codec, listener: Listener, progress: Progress) -> tuple[dict[str, float], list[Tensor]]:
+def evaluate_codec(
+    data: EvalSet, codec, listener: Listener, progress: Progress
+) -> tuple[dict[str, float], list[Tensor]]:
     """Resynthesis metrics of the codec; also returns each utterance's codes ``(n, q)``."""
     from cadence.codec.metrics import codec_metrics
 
@@ -165,18 +190,36 @@ def evaluate_semantic_lm(lm, semantic: list[Tensor], progress: Progress) -> dict
     for tokens in progress(semantic, "semantic_lm"):
         tokens = tokens[: lm.config.max_frames]
         ends = torch.tensor([tokens.shape[0] < lm.config.max_frames])
-        loss = stage_step(lm, {"tokens": tokens[None], "tokens_lengths": torch.tensor([tokens.shape[0]]), "ends": ends}).loss
+        loss = stage_step(
+            lm,
+            {
+                "tokens": tokens[None],
+                "tokens_lengths": torch.tensor([tokens.shape[0]]),
+                "ends": ends,
+            },
+        ).loss
         n = tokens.shape[0] + int(ends[0])  # predicted positions: every token, plus EOS at the end
         nll, count = nll + float(loss) * n, count + n
     unigram = Counter(int(t) for tokens in semantic for t in tokens)
     size = sum(unigram.values())
     entropy = -sum(c / size * math.log(c / size) for c in unigram.values())
-    return {"perplexity": math.exp(nll / count), "unigram_perplexity": math.exp(entropy),
-            "codebook_size": float(lm.config.codebook_size)}
+    return {
+        "perplexity": math.exp(nll / count),
+        "unigram_perplexity": math.exp(entropy),
+        "codebook_size": float(lm.config.codebook_size),
+    }
 
 
-def evaluate_soundstorm(data: EvalSet, storm, codec, tokenizer, codes_all: list[Tensor], semantic: list[Tensor],
-                        listener: Listener, progress: Progress) -> dict[str, float]:
+def evaluate_soundstorm(
+    data: EvalSet,
+    storm,
+    codec,
+    tokenizer,
+    codes_all: list[Tensor],
+    semantic: list[Tensor],
+    listener: Listener,
+    progress: Progress,
+) -> dict[str, float]:
     """SoundStorm with ground-truth semantic tokens and an acoustic prompt of the utterance itself."""
     from cadence.codec.metrics import mel_distance
 
@@ -185,12 +228,19 @@ def evaluate_soundstorm(data: EvalSet, storm, codec, tokenizer, codes_all: list[
     correct, total_frames = torch.zeros(storm.config.num_quantizers), 0
     storm_mel, codec_mel = [], []
     ratio = tokenizer.frame_rate / codec.frame_rate
-    for i, (audio, codes, tokens) in enumerate(progress(list(zip(data.audios, codes_all, semantic)), "soundstorm")):
+    for i, (audio, codes, tokens) in enumerate(
+        progress(list(zip(data.audios, codes_all, semantic)), "soundstorm")
+    ):
         n = codes.shape[0]
         p = min(round(data.prompt_seconds * codec.frame_rate), n // 2)
         ps = round(p * ratio)
-        out = storm.generate(tokens[None, ps:], num_frames=n - p, prompt_codes=codes[None, :p],
-                             prompt_semantic=tokens[None, :ps], generator=generator)
+        out = storm.generate(
+            tokens[None, ps:],
+            num_frames=n - p,
+            prompt_codes=codes[None, :p],
+            prompt_semantic=tokens[None, :ps],
+            generator=generator,
+        )
         correct += (out.codes[0, : n - p] == codes[p:]).float().sum(0)
         total_frames += n - p
         decoded = codec.decode(out.sequence[:, :n])[..., : audio.shape[-1]]
@@ -200,15 +250,20 @@ def evaluate_soundstorm(data: EvalSet, storm, codec, tokenizer, codes_all: list[
         codec_mel.append(float(mel_distance(resynth[..., span], audio[None, :, span], rate).mean()))
         listener.hear("soundstorm", i, decoded[0])
     accuracy = correct / max(total_frames, 1)
-    return {**{f"accuracy_level_{k}": float(a) for k, a in enumerate(accuracy)},
-            "mel_distance": _mean(storm_mel), "mel_distance_codec_resynthesis": _mean(codec_mel)}
+    return {
+        **{f"accuracy_level_{k}": float(a) for k, a in enumerate(accuracy)},
+        "mel_distance": _mean(storm_mel),
+        "mel_distance_codec_resynthesis": _mean(codec_mel),
+    }
 
 
 def evaluate_tts(data: EvalSet, tts, listener: Listener, progress: Progress) -> dict[str, float]:
     """NaturalSpeech 2 says each transcript in the voice of another utterance of its speaker."""
     ratios = []
     for i, item in enumerate(progress(data.items, "naturalspeech2")):
-        speech = tts.synthesize(item["text"], data.voice(i), sample_rate=data.sample_rate, seed=data.seed + i)
+        speech = tts.synthesize(
+            item["text"], data.voice(i), sample_rate=data.sample_rate, seed=data.seed + i
+        )
         ratios.append(speech.shape[-1] / data.audios[i].shape[-1])
         listener.hear("naturalspeech2", i, speech)
     return {"length_ratio": _mean(ratios)}
@@ -220,9 +275,17 @@ def evaluate_flow(data: EvalSet, vc, listener: Listener, progress: Progress) -> 
 
     mels = []
     for i, audio in enumerate(progress(data.audios, "flowmatching")):
-        converted = vc.convert(audio, data.voice(i), sample_rate=data.sample_rate, steps=16, seed=data.seed + i)
+        converted = vc.convert(
+            audio, data.voice(i), sample_rate=data.sample_rate, steps=16, seed=data.seed + i
+        )
         length = min(converted.shape[-1], audio.shape[-1])
-        mels.append(float(mel_distance(converted[None, :, :length], audio[None, :, :length], data.sample_rate).mean()))
+        mels.append(
+            float(
+                mel_distance(
+                    converted[None, :, :length], audio[None, :, :length], data.sample_rate
+                ).mean()
+            )
+        )
         listener.hear("flowmatching", i, converted)
     return {"mel_distance": _mean(mels)}
 
@@ -249,26 +312,45 @@ def evaluate_pipeline(
     spec = PipelineSpec.read(pipeline_dir)
     corpus = Path(corpus)
     codec = spec.load("codec")
-    data = EvalSet.read(corpus, codec.sample_rate, codec.channels, limit=limit, prompt_seconds=prompt_seconds,
-                        seed=seed)
+    data = EvalSet.read(
+        corpus,
+        codec.sample_rate,
+        codec.channels,
+        limit=limit,
+        prompt_seconds=prompt_seconds,
+        seed=seed,
+    )
     recognizer = spec.load("phoneme_recognizer") if spec.has("phoneme_recognizer") else None
     listener = Listener(recognizer, data.references, data.sample_rate, keep=keep)
-    bar: Progress = (lambda it, desc: tqdm(it, desc=desc, leave=False)) if progress else (lambda it, desc: it)
-    report: dict[str, Any] = {"setup": {"utterances": len(data.items), "corpus": str(corpus), "seed": seed,
-                                        "prompt_seconds": prompt_seconds}}
+    bar: Progress = (
+        (lambda it, desc: tqdm(it, desc=desc, leave=False)) if progress else (lambda it, desc: it)
+    )
+    report: dict[str, Any] = {
+        "setup": {
+            "utterances": len(data.items),
+            "corpus": str(corpus),
+            "seed": seed,
+            "prompt_seconds": prompt_seconds,
+        }
+    }
 
     report["codec"], codes_all = evaluate_codec(data, codec, listener, bar)
     tokenizer = spec.load("semantic_tokenizer") if spec.has("semantic_tokenizer") else None
-    semantic = [tokenizer.tokenize(a[None])[0] for a in data.audios] if tokenizer is not None else None
+    semantic = (
+        [tokenizer.tokenize(a[None])[0] for a in data.audios] if tokenizer is not None else None
+    )
     if spec.has("semantic_lm") and semantic is not None:
         report["semantic_lm"] = evaluate_semantic_lm(spec.load("semantic_lm"), semantic, bar)
     if spec.has("soundstorm") and semantic is not None:
-        report["soundstorm"] = evaluate_soundstorm(data, spec.load("soundstorm"), codec, tokenizer, codes_all,
-                                                   semantic, listener, bar)
+        report["soundstorm"] = evaluate_soundstorm(
+            data, spec.load("soundstorm"), codec, tokenizer, codes_all, semantic, listener, bar
+        )
     if spec.has("naturalspeech2"):
         from .synthesis import TextToSpeech
 
-        report["naturalspeech2"] = evaluate_tts(data, TextToSpeech.from_pretrained(spec.directory), listener, bar)
+        report["naturalspeech2"] = evaluate_tts(
+            data, TextToSpeech.from_pretrained(spec.directory), listener, bar
+        )
     if spec.has("flowmatching") and tokenizer is not None and hasattr(codec, "latent_dim"):
         from .synthesis import VoiceConversion
 

@@ -64,7 +64,7 @@ class PipelineSpec:
             have = ", ".join(sorted(self.components)) or "nothing"
             raise PipelineError(
                 f"the pipeline in {self.directory} has no {role!r} component (it has {have}); "
-                f"add \"{role}\": \"<checkpoint dir>\" to its {PIPELINE_FILE}"
+                f'add "{role}": "<checkpoint dir>" to its {PIPELINE_FILE}'
             )
         return self.components[role]
 
@@ -76,7 +76,7 @@ class PipelineSpec:
         name = self.extra.get("held_out")
         if not isinstance(name, str) or not (self.directory / name / "valid.jsonl").is_file():
             raise PipelineError(
-                f"the pipeline in {self.directory} ships no held-out set (\"held_out\" in its {PIPELINE_FILE}); "
+                f'the pipeline in {self.directory} ships no held-out set ("held_out" in its {PIPELINE_FILE}); '
                 "give one with --corpus DIR (a directory with valid.jsonl)"
             )
         return (self.directory / name).resolve()
@@ -90,8 +90,14 @@ class PipelineSpec:
         directory = Path(directory)
         path = directory / PIPELINE_FILE
         if directory.is_file():
-            hint = f"; give the directory that holds it: {directory.parent}" if directory.name == PIPELINE_FILE else ""
-            raise PipelineError(f"{directory} is a file, but a pipeline is a directory holding {PIPELINE_FILE}{hint}")
+            hint = (
+                f"; give the directory that holds it: {directory.parent}"
+                if directory.name == PIPELINE_FILE
+                else ""
+            )
+            raise PipelineError(
+                f"{directory} is a file, but a pipeline is a directory holding {PIPELINE_FILE}{hint}"
+            )
         if not directory.is_dir():
             raise PipelineError(f"pipeline directory not found: {directory}")
         if not path.is_file():
@@ -104,9 +110,13 @@ class PipelineSpec:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise PipelineError(f"{path} is not valid JSON: {err}") from err
         if not isinstance(data, dict):
-            raise PipelineError(f"{path} must hold a JSON object, not a {type(data).__name__}; see docs/pipeline.md")
+            raise PipelineError(
+                f"{path} must hold a JSON object, not a {type(data).__name__}; see docs/pipeline.md"
+            )
         if data.get("format") != FORMAT:
-            raise PipelineError(f"{path} is not a Cadence pipeline file (format {data.get('format')!r})")
+            raise PipelineError(
+                f"{path} is not a Cadence pipeline file (format {data.get('format')!r})"
+            )
         version = data.get("version", 0)
         if isinstance(version, bool) or not isinstance(version, int):
             raise PipelineError(f"{path}: version must be a whole number, got {version!r}")
@@ -117,10 +127,16 @@ class PipelineSpec:
             raise PipelineError(f"{path} names no components")
         unknown = sorted(set(components) - set(COMPONENTS))
         if unknown:
-            raise PipelineError(f"{path}: unknown components {unknown}; known: {', '.join(COMPONENTS)}")
-        bad = sorted(role for role, value in components.items() if not isinstance(value, str) or not value)
+            raise PipelineError(
+                f"{path}: unknown components {unknown}; known: {', '.join(COMPONENTS)}"
+            )
+        bad = sorted(
+            role for role, value in components.items() if not isinstance(value, str) or not value
+        )
         if bad:
-            raise PipelineError(f"{path}: the components {bad} must name checkpoint directories (strings)")
+            raise PipelineError(
+                f"{path}: the components {bad} must name checkpoint directories (strings)"
+            )
         resolved = {role: (directory / p).resolve() for role, p in components.items()}
         prompt = data.get("prompt")
         if prompt is not None and not isinstance(prompt, str):
@@ -130,7 +146,11 @@ class PipelineSpec:
             components=resolved,
             prompt=(directory / prompt).resolve() if prompt else None,
             description=data.get("description", ""),
-            extra={k: v for k, v in data.items() if k not in ("format", "version", "components", "prompt", "description")},
+            extra={
+                k: v
+                for k, v in data.items()
+                if k not in ("format", "version", "components", "prompt", "description")
+            },
         )
 
 
@@ -148,7 +168,12 @@ def write_pipeline(
         raise PipelineError(f"unknown components {unknown}; known: {', '.join(COMPONENTS)}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "version": VERSION, "description": description, "components": components}
+    data = {
+        "format": FORMAT,
+        "version": VERSION,
+        "description": description,
+        "components": components,
+    }
     if prompt:
         data["prompt"] = prompt
     data.update(extra)

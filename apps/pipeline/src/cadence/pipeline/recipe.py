@@ -28,7 +28,9 @@ from .evaluation import evaluate_pipeline
 from .pipeline import PIPELINE_FILE, write_pipeline
 from .training import TrainJob, run_job, tokenize_corpus
 
-_ADVERSARIAL_OFF = 10**9  # the toy codec trains on reconstruction losses only (no GAN on a CPU budget)
+_ADVERSARIAL_OFF = (
+    10**9
+)  # the toy codec trains on reconstruction losses only (no GAN on a CPU budget)
 
 # Each job: its stage, the inputs it needs, and its model and trainer settings.
 TOY_JOBS: dict[str, dict[str, Any]] = {
@@ -41,10 +43,17 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
             "quantizer": {"num_quantizers": 4, "codebook_size": 256},
         },
         "trainer": {
-            "max_steps": 1600, "batch_size": 8, "generator_lr": 1e-3, "warmup_steps": 50,
-            "schedule": "cosine", "discriminator_start_step": _ADVERSARIAL_OFF,
-            "adversarial_start_step": _ADVERSARIAL_OFF, "ema_decay": 0.99, "save_every": 400,
-            "eval_batch_size": 8, "log_every": 20,
+            "max_steps": 1600,
+            "batch_size": 8,
+            "generator_lr": 1e-3,
+            "warmup_steps": 50,
+            "schedule": "cosine",
+            "discriminator_start_step": _ADVERSARIAL_OFF,
+            "adversarial_start_step": _ADVERSARIAL_OFF,
+            "ema_decay": 0.99,
+            "save_every": 400,
+            "eval_batch_size": 8,
+            "log_every": 20,
         },
     },
     "semantic_tokenizer": {
@@ -55,43 +64,112 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
         "stage": "semantic_lm",
         # 170 utterances overfit fast: held-out perplexity was 9.9 after 200 steps of this
         # model and 17.8 after 600 (a unigram model: 47); 1200 steps of a dim-192 one gave 330.
-        "model": {"dim": 128, "depth": 3, "heads": 4, "dim_head": 32, "max_seq_len": 256,
-                  "ff_dropout": 0.2, "attn_dropout": 0.2},
-        "trainer": {"max_steps": 250, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 50,
-                    "weight_decay": 0.1, "ema_decay": 0.99, "save_every": 250, "log_every": 20},
+        "model": {
+            "dim": 128,
+            "depth": 3,
+            "heads": 4,
+            "dim_head": 32,
+            "max_seq_len": 256,
+            "ff_dropout": 0.2,
+            "attn_dropout": 0.2,
+        },
+        "trainer": {
+            "max_steps": 250,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "warmup_steps": 50,
+            "weight_decay": 0.1,
+            "ema_decay": 0.99,
+            "save_every": 250,
+            "log_every": 20,
+        },
     },
     "soundstorm": {
         "stage": "soundstorm",
-        "model": {"backbone": {"kind": "conformer", "dim": 192, "depth": 4, "heads": 4,
-                               "ff_mult": 2.0, "conv_kernel_size": 15}},
-        "trainer": {"max_steps": 1500, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 100,
-                    "ema_decay": 0.99, "save_every": 500, "log_every": 20},
+        "model": {
+            "backbone": {
+                "kind": "conformer",
+                "dim": 192,
+                "depth": 4,
+                "heads": 4,
+                "ff_mult": 2.0,
+                "conv_kernel_size": 15,
+            }
+        },
+        "trainer": {
+            "max_steps": 1500,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "warmup_steps": 100,
+            "ema_decay": 0.99,
+            "save_every": 500,
+            "log_every": 20,
+        },
     },
     "naturalspeech2": {
         "stage": "naturalspeech2",
         "model": {"tiny": True, "dim": 128, "wavenet_channels": 96, "wavenet_depth": 8},
-        "trainer": {"max_steps": 1200, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 100,
-                    "ema_decay": 0.99, "save_every": 400, "log_every": 20},
+        "trainer": {
+            "max_steps": 1200,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "warmup_steps": 100,
+            "ema_decay": 0.99,
+            "save_every": 400,
+            "log_every": 20,
+        },
     },
     "flowmatching": {
         "stage": "flowmatching",
         "max_frames": 200,
-        "model": {"flow": {"semantic_dim": 128,
-                           "backbone": {"kind": "conformer", "dim": 160, "depth": 4, "heads": 4,
-                                        "conv_kernel_size": 15, "cond_dim": 160}}},
-        "trainer": {"max_steps": 1200, "batch_size": 16, "learning_rate": 1e-3, "warmup_steps": 100,
-                    "ema_decay": 0.99, "save_every": 400, "log_every": 20},
+        "model": {
+            "flow": {
+                "semantic_dim": 128,
+                "backbone": {
+                    "kind": "conformer",
+                    "dim": 160,
+                    "depth": 4,
+                    "heads": 4,
+                    "conv_kernel_size": 15,
+                    "cond_dim": 160,
+                },
+            }
+        },
+        "trainer": {
+            "max_steps": 1200,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "warmup_steps": 100,
+            "ema_decay": 0.99,
+            "save_every": 400,
+            "log_every": 20,
+        },
     },
     "phoneme_recognizer": {
         "stage": "phoneme_recognizer",
-        "trainer": {"max_steps": 1000, "batch_size": 8, "learning_rate": 2e-3, "warmup_steps": 30,
-                    "ema_decay": 0.99, "save_every": 250, "log_every": 20},
+        "trainer": {
+            "max_steps": 1000,
+            "batch_size": 8,
+            "learning_rate": 2e-3,
+            "warmup_steps": 30,
+            "ema_decay": 0.99,
+            "save_every": 250,
+            "log_every": 20,
+        },
     },
 }
 
 # The order jobs run in; "tokenize" writes the shards the token-level models train on.
-ORDER = ("codec", "semantic_tokenizer", "tokenize", "semantic_lm", "soundstorm", "naturalspeech2",
-         "flowmatching", "phoneme_recognizer")
+ORDER = (
+    "codec",
+    "semantic_tokenizer",
+    "tokenize",
+    "semantic_lm",
+    "soundstorm",
+    "naturalspeech2",
+    "flowmatching",
+    "phoneme_recognizer",
+)
 
 
 def _toml_value(value: Any) -> str:
@@ -142,7 +220,11 @@ def write_jobs(out: Path, corpus: Path, *, steps_scale: float = 1.0) -> dict[str
             "corpus": str(corpus.resolve()),
             "output": f"../pipeline/{name}",
             "run_dir": f"../runs/{name}",
-            **({"shards": "../shards"} if name in ("semantic_lm", "soundstorm", "flowmatching") else {}),
+            **(
+                {"shards": "../shards"}
+                if name in ("semantic_lm", "soundstorm", "flowmatching")
+                else {}
+            ),
             **({"codec": "../pipeline/codec"} if name == "naturalspeech2" else {}),
             **spec,
         }
@@ -161,12 +243,18 @@ def copy_held_out(corpus: Path, destination: Path) -> Path:
     ``cadence eval`` and ``cadence demo`` then need no corpus: the wheel carries speakers and
     sentences no model trained on.
     """
-    rows = [json.loads(line) for line in (corpus / "valid.jsonl").read_text().splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in (corpus / "valid.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     for row in rows:
         target = destination / row["path"]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(corpus / row["path"], target)
-    write_text(destination / "valid.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text(
+        destination / "valid.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    )
     return destination
 
 
@@ -178,9 +266,15 @@ def _held_out_prompt(corpus: Path, destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     target = destination / f"prompt{source.suffix}"
     shutil.copyfile(source, target)
-    write_text(destination / "prompt.json", json.dumps(
-        {k: item[k] for k in ("id", "text", "phonemes", "speaker") if k in item}, indent=2,
-        ensure_ascii=False) + "\n")
+    write_text(
+        destination / "prompt.json",
+        json.dumps(
+            {k: item[k] for k in ("id", "text", "phonemes", "speaker") if k in item},
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n",
+    )
     return target
 
 
@@ -197,7 +291,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _run_in_parallel(out: Path, corpus: Path, steps_scale: float, workers: int, console: Console) -> None:
+def _run_in_parallel(
+    out: Path, corpus: Path, steps_scale: float, workers: int, console: Console
+) -> None:
     """Run the steps as ``workers`` concurrent processes of one thread each, in dependency order.
 
     On a CPU, models this small use two cores better as two one-thread processes than as one
@@ -216,10 +312,27 @@ def _run_in_parallel(out: Path, corpus: Path, steps_scale: float, workers: int, 
         for stage in [s for s in pending if all(n in finished for n in NEEDS[s])]:
             if len(running) >= workers:
                 break
-            command = [sys.executable, "-m", "cadence.pipeline.cli", "recipe", "toy", "--out", str(out),
-                       "--corpus", str(corpus), "--steps-scale", str(steps_scale), "--only", stage]
+            command = [
+                sys.executable,
+                "-m",
+                "cadence.pipeline.cli",
+                "recipe",
+                "toy",
+                "--out",
+                str(out),
+                "--corpus",
+                str(corpus),
+                "--steps-scale",
+                str(steps_scale),
+                "--only",
+                stage,
+            ]
             log = open(logs / f"{stage}.log", "w")  # noqa: SIM115 (closed when the process ends)
-            running[stage] = (subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), time.time(), log)
+            running[stage] = (
+                subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT),
+                time.time(),
+                log,
+            )
             pending.remove(stage)
             console.print(f"[bold]{stage}[/]: started (log: {logs / f'{stage}.log'})")
         time.sleep(1.0)
@@ -231,7 +344,9 @@ def _run_in_parallel(out: Path, corpus: Path, steps_scale: float, workers: int, 
             if process.returncode != 0:
                 for other, _, _ in running.values():
                     other.terminate()
-                raise PipelineError(f"recipe step {stage!r} failed (exit {process.returncode}); see {logs / f'{stage}.log'}")
+                raise PipelineError(
+                    f"recipe step {stage!r} failed (exit {process.returncode}); see {logs / f'{stage}.log'}"
+                )
             finished.add(stage)
             console.print(f"[bold]{stage}[/]: done in {(time.time() - start) / 60:.1f} min")
 
@@ -270,17 +385,25 @@ def run_toy_recipe(
             for split in ("train", "valid"):
                 if (out / "shards" / split / "manifest.json").is_file():
                     continue
-                console.print(f"[bold]tokenize[/] {split}: codec codes, latents and semantic tokens")
-                tokenize_corpus(corpus / f"{split}.jsonl", out / "shards" / split,
-                                codec=pipeline_dir / "codec", tokenizer=pipeline_dir / "semantic_tokenizer",
-                                latents=True)
+                console.print(
+                    f"[bold]tokenize[/] {split}: codec codes, latents and semantic tokens"
+                )
+                tokenize_corpus(
+                    corpus / f"{split}.jsonl",
+                    out / "shards" / split,
+                    codec=pipeline_dir / "codec",
+                    tokenizer=pipeline_dir / "semantic_tokenizer",
+                    latents=True,
+                )
         else:
             job = TrainJob.from_toml(paths[stage])
             if _done(Path(job.output)):
                 console.print(f"[dim]{stage}: done ({job.output})[/]")
                 continue
             console.rule(f"[bold]{stage}")
-            (pipeline_dir / EVAL_FILE).unlink(missing_ok=True)  # the metrics no longer describe the pipeline
+            (pipeline_dir / EVAL_FILE).unlink(
+                missing_ok=True
+            )  # the metrics no longer describe the pipeline
             metrics = run_job(job)
             console.print(f"{stage}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         elapsed = time.perf_counter() - start
@@ -294,9 +417,14 @@ def run_toy_recipe(
         copy_held_out(corpus, pipeline_dir / "held_out")
         for name in TOY_JOBS:
             halve_weights(pipeline_dir / name)
-        write_pipeline(pipeline_dir, {name: name for name in TOY_JOBS}, prompt="prompts/prompt.flac",
-                       description="toy recipe on the committed toy corpus", weights_dtype="float16",
-                       held_out="held_out")
+        write_pipeline(
+            pipeline_dir,
+            {name: name for name in TOY_JOBS},
+            prompt="prompts/prompt.flac",
+            description="toy recipe on the committed toy corpus",
+            weights_dtype="float16",
+            held_out="held_out",
+        )
         eval_file = pipeline_dir / EVAL_FILE
         if not eval_file.is_file():
             console.rule("[bold]evaluate")

@@ -45,7 +45,13 @@ class VoiceConversion:
     maps the source's tokens to codec latents, prompted by the target's latents.
     """
 
-    def __init__(self, codec: Codec, tokenizer: SemanticTokenizer, model: torch.nn.Module, method: ConversionMethod):
+    def __init__(
+        self,
+        codec: Codec,
+        tokenizer: SemanticTokenizer,
+        model: torch.nn.Module,
+        method: ConversionMethod,
+    ):
         if method not in ("soundstorm", "flow"):
             raise PipelineError(f"unknown conversion method {method!r}; use 'soundstorm' or 'flow'")
         role = "flowmatching" if method == "flow" else "soundstorm"
@@ -53,8 +59,13 @@ class VoiceConversion:
         self.codec, self.tokenizer, self.model, self.method = codec, tokenizer, model, method
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, *, method: ConversionMethod = "soundstorm",
-                        device: str | torch.device = "cpu") -> VoiceConversion:
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        method: ConversionMethod = "soundstorm",
+        device: str | torch.device = "cpu",
+    ) -> VoiceConversion:
         if method not in ("soundstorm", "flow"):
             raise PipelineError(f"unknown conversion method {method!r}; use 'soundstorm' or 'flow'")
         spec = PipelineSpec.read(directory)
@@ -67,8 +78,16 @@ class VoiceConversion:
         return self.codec.sample_rate
 
     @torch.inference_mode()
-    def convert(self, source: Tensor, target: Tensor, *, sample_rate: int, steps: int = 16,
-                guidance_scale: float = 1.0, seed: int | None = None) -> Tensor:
+    def convert(
+        self,
+        source: Tensor,
+        target: Tensor,
+        *,
+        sample_rate: int,
+        steps: int = 16,
+        guidance_scale: float = 1.0,
+        seed: int | None = None,
+    ) -> Tensor:
         """``(c, t)`` source and target audio at ``sample_rate`` -> ``(c, t')`` at :attr:`sample_rate`.
 
         ``steps``: SoundStorm's passes on the first level, or the flow's ODE steps.
@@ -77,31 +96,56 @@ class VoiceConversion:
         _check_guidance(guidance_scale)
         generator = _generator(self.model, seed)
         device = next(self.model.parameters()).device
-        src, _ = batch_audio([source], sample_rate, target_rate=self.sample_rate, channels=self.codec.channels,
-                             what="source")
-        tgt, _ = batch_audio([target], sample_rate, target_rate=self.sample_rate, channels=self.codec.channels,
-                             what="target voice")
+        src, _ = batch_audio(
+            [source],
+            sample_rate,
+            target_rate=self.sample_rate,
+            channels=self.codec.channels,
+            what="source",
+        )
+        tgt, _ = batch_audio(
+            [target],
+            sample_rate,
+            target_rate=self.sample_rate,
+            channels=self.codec.channels,
+            what="target voice",
+        )
         src, tgt = src.to(device), tgt.to(device)
         if self.method == "flow":
             from cadence.flowmatching import voice_conversion
 
-            audio = voice_conversion(self.model, self.tokenizer, self.codec, src, tgt, sample_rate=self.sample_rate,
-                                     steps=steps, method="midpoint", guidance_scale=guidance_scale,
-                                     generator=generator)
+            audio = voice_conversion(
+                self.model,
+                self.tokenizer,
+                self.codec,
+                src,
+                tgt,
+                sample_rate=self.sample_rate,
+                steps=steps,
+                method="midpoint",
+                guidance_scale=guidance_scale,
+                generator=generator,
+            )
             return audio[0].cpu()
         from cadence.soundstorm import default_iterations
 
-        codes = self.model.convert(self.tokenizer.tokenize(src), self.codec.encode(tgt),
-                                   prompt_semantic=self.tokenizer.tokenize(tgt),
-                                   iterations=default_iterations(self.model.config.num_quantizers, first=steps),
-                                   guidance_scale=guidance_scale, generator=generator)
+        codes = self.model.convert(
+            self.tokenizer.tokenize(src),
+            self.codec.encode(tgt),
+            prompt_semantic=self.tokenizer.tokenize(tgt),
+            iterations=default_iterations(self.model.config.num_quantizers, first=steps),
+            guidance_scale=guidance_scale,
+            generator=generator,
+        )
         return self.codec.decode(codes)[0].cpu()
 
 
 def _load_codec(spec: PipelineSpec, *, latents: bool, device: str | torch.device) -> Codec:
     from .components import load_component
 
-    return load_component(spec.path("codec"), "codec", LatentCodec if latents else Codec, device=device)
+    return load_component(
+        spec.path("codec"), "codec", LatentCodec if latents else Codec, device=device
+    )
 
 
 class TextToSpeech:
@@ -112,17 +156,30 @@ class TextToSpeech:
         self.codec, self.model = codec, model
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> TextToSpeech:
+    def from_pretrained(
+        cls, directory: str | os.PathLike, *, device: str | torch.device = "cpu"
+    ) -> TextToSpeech:
         spec = PipelineSpec.read(directory)
-        return cls(_load_codec(spec, latents=True, device=device), spec.load("naturalspeech2", device=device))
+        return cls(
+            _load_codec(spec, latents=True, device=device),
+            spec.load("naturalspeech2", device=device),
+        )
 
     @property
     def sample_rate(self) -> int:
         return self.codec.sample_rate
 
     @torch.inference_mode()
-    def synthesize(self, text: str, prompt: Tensor, *, sample_rate: int, steps: int = 32,
-                   guidance_scale: float = 1.5, seed: int | None = None) -> Tensor:
+    def synthesize(
+        self,
+        text: str,
+        prompt: Tensor,
+        *,
+        sample_rate: int,
+        steps: int = 32,
+        guidance_scale: float = 1.5,
+        seed: int | None = None,
+    ) -> Tensor:
         """``text`` in the voice of ``prompt`` ``(c, t)`` -> ``(c, t')`` audio at :attr:`sample_rate`."""
         if not text or not text.strip():
             raise PipelineError("no text to synthesize: give a non-empty sentence")
@@ -130,12 +187,22 @@ class TextToSpeech:
         _check_guidance(guidance_scale)
         generator = _generator(self.model, seed)
         device = next(self.model.parameters()).device
-        voice, _ = batch_audio([prompt], sample_rate, target_rate=self.sample_rate, channels=self.codec.channels,
-                               what="voice prompt")
+        voice, _ = batch_audio(
+            [prompt],
+            sample_rate,
+            target_rate=self.sample_rate,
+            channels=self.codec.channels,
+            what="voice prompt",
+        )
         prompt_latents = self.codec.encode_latents(voice.to(device))[0]
         try:
-            latents = self.model.synthesize(text, prompt_latents, steps=steps, guidance_scale=guidance_scale,
-                                            generator=generator)
+            latents = self.model.synthesize(
+                text,
+                prompt_latents,
+                steps=steps,
+                guidance_scale=guidance_scale,
+                generator=generator,
+            )
         except (KeyError, ValueError) as err:
             raise PipelineError(f"cannot synthesize {text!r}: {err}") from err
         return self.codec.decode_latents(latents)[0].cpu()

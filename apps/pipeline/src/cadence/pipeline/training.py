@@ -83,9 +83,11 @@ class TrainJob:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise PipelineError(f"unknown stage {self.stage!r}; the stages are {', '.join(STAGES)}")
-        needs = {"corpus": ("codec", "semantic_tokenizer", "naturalspeech2", "phoneme_recognizer"),
-                 "shards": ("semantic_lm", "soundstorm", "flowmatching"),
-                 "codec": ("naturalspeech2",)}
+        needs = {
+            "corpus": ("codec", "semantic_tokenizer", "naturalspeech2", "phoneme_recognizer"),
+            "shards": ("semantic_lm", "soundstorm", "flowmatching"),
+            "codec": ("naturalspeech2",),
+        }
         for key, stages in needs.items():
             if self.stage in stages and getattr(self, key) is None:
                 raise PipelineError(f"stage {self.stage!r} needs `{key} = ...` in its config")
@@ -152,7 +154,11 @@ def _open_shards(job: TrainJob, split: str) -> ShardReader:
 def _write_summary(job: TrainJob, metrics: dict[str, float]) -> None:
     if _is_main():
         path = Path(job.output) / "training.json"
-        summary = {"stage": job.stage, "num_processes": int(os.environ.get("WORLD_SIZE", "1")), "metrics": metrics}
+        summary = {
+            "stage": job.stage,
+            "num_processes": int(os.environ.get("WORLD_SIZE", "1")),
+            "metrics": metrics,
+        }
         write_json(path, summary)
 
 
@@ -164,12 +170,19 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
 
     config = _config(SoundStreamConfig, job.model, "model")
     trainer_config = _config(CodecTrainerConfig, job.trainer, "trainer")
-    train = AudioDataset(_manifest(job.corpus, "train"), sample_rate=config.sample_rate,
-                         crop_seconds=job.crop_seconds)
-    valid = AudioDataset(_manifest(job.corpus, "valid"), sample_rate=config.sample_rate,
-                         crop_seconds=max(job.crop_seconds, 2.0))
-    trainer = CodecTrainer(SoundStream(config), train, trainer_config, output_dir=job.run_path,
-                           eval_data=valid)
+    train = AudioDataset(
+        _manifest(job.corpus, "train"),
+        sample_rate=config.sample_rate,
+        crop_seconds=job.crop_seconds,
+    )
+    valid = AudioDataset(
+        _manifest(job.corpus, "valid"),
+        sample_rate=config.sample_rate,
+        crop_seconds=max(job.crop_seconds, 2.0),
+    )
+    trainer = CodecTrainer(
+        SoundStream(config), train, trainer_config, output_dir=job.run_path, eval_data=valid
+    )
     trainer.train(resume_from="latest")
     metrics = trainer.evaluate()
     if trainer.accelerator.is_main_process:
@@ -183,7 +196,9 @@ def _train_semantic_tokenizer(job: TrainJob) -> dict[str, float]:
 
     features = _config(MFCCFeatureConfig, job.model.get("features", {}), "model.features")
     train = _config(KMeansTrainConfig, job.trainer, "trainer")
-    data = AudioDataset(_manifest(job.corpus, "train"), sample_rate=features.sample_rate, crop_seconds=None)
+    data = AudioDataset(
+        _manifest(job.corpus, "train"), sample_rate=features.sample_rate, crop_seconds=None
+    )
     tokenizer = MFCCKMeansTokenizer.fit(data, train, features=features, state_dir=job.run_path)
     if _is_main():
         tokenizer.save_pretrained(job.output)
@@ -212,13 +227,24 @@ def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
 
     train, valid = _open_shards(job, "train"), _open_shards(job, "valid")
     meta = train.metadata
-    config = _config(SemanticTransformerConfig, job.model, "model",
-                     codebook_size=meta["tokenizer_codebook_size"], frame_rate=meta["tokenizer_frame_rate"])
+    config = _config(
+        SemanticTransformerConfig,
+        job.model,
+        "model",
+        codebook_size=meta["tokenizer_codebook_size"],
+        frame_rate=meta["tokenizer_frame_rate"],
+    )
     model = SemanticTransformer(config)
     step = StageTrainStep(_config(AudioLMTrainConfig, job.train, "train"))
-    trainer = Trainer(model, step, StageDataset(train, config), _trainer_config(job),
-                      output_dir=job.run_path, collate_fn=collate_stage,
-                      eval_dataset=StageDataset(valid, config))
+    trainer = Trainer(
+        model,
+        step,
+        StageDataset(train, config),
+        _trainer_config(job),
+        output_dir=job.run_path,
+        collate_fn=collate_stage,
+        eval_dataset=StageDataset(valid, config),
+    )
     trainer.train(resume_from="latest")
     metrics = _release(trainer, job)
     if "loss" in metrics:
@@ -231,14 +257,23 @@ def _train_soundstorm(job: TrainJob) -> dict[str, float]:
 
     meta = _open_shards(job, "train").metadata
     config = _config(
-        SoundStormConfig, job.model, "model",
-        num_quantizers=meta["num_quantizers"], codebook_size=meta["codebook_size"],
-        frame_rate=meta["frame_rate"], semantic_codebook_size=meta["tokenizer_codebook_size"],
+        SoundStormConfig,
+        job.model,
+        "model",
+        num_quantizers=meta["num_quantizers"],
+        codebook_size=meta["codebook_size"],
+        frame_rate=meta["frame_rate"],
+        semantic_codebook_size=meta["tokenizer_codebook_size"],
         semantic_frame_rate=meta["tokenizer_frame_rate"],
     )
-    trainer = train_soundstorm(config, Path(job.shards) / "train", _trainer_config(job),
-                               train_config=_config(SoundStormTrainConfig, job.train, "train"),
-                               output_dir=job.run_path, valid_dir=Path(job.shards) / "valid")
+    trainer = train_soundstorm(
+        config,
+        Path(job.shards) / "train",
+        _trainer_config(job),
+        train_config=_config(SoundStormTrainConfig, job.train, "train"),
+        output_dir=job.run_path,
+        valid_dir=Path(job.shards) / "valid",
+    )
     return _release(trainer, job)
 
 
@@ -253,19 +288,34 @@ def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
         preprocess_corpus,
     )
 
-    codec = load_component(job.codec, "codec", LatentCodec)  # NaturalSpeech 2 diffuses the codec's latents
+    codec = load_component(
+        job.codec, "codec", LatentCodec
+    )  # NaturalSpeech 2 diffuses the codec's latents
     shard_dir = job.run_path / "shards"
     train = preprocess_corpus(job.corpus, codec, shard_dir / "train", split="train")
-    valid = preprocess_corpus(job.corpus, codec, shard_dir / "valid", split="valid",
-                              vocabulary=config_from_shards(train).vocabulary)
+    valid = preprocess_corpus(
+        job.corpus,
+        codec,
+        shard_dir / "valid",
+        split="valid",
+        vocabulary=config_from_shards(train).vocabulary,
+    )
     try:
         config = config_from_shards(train, **job.model)
     except (ConfigError, TypeError, ValueError) as err:
         raise PipelineError(f"[model] does not make a valid NaturalSpeech2Config: {err}") from err
-    trainer = Trainer(NaturalSpeech2(config), NaturalSpeech2TrainStep(_config(NaturalSpeech2TrainConfig, job.train, "train"),
-                                                                codebooks=codebooks_from_codec(codec)), train,
-                      _trainer_config(job), output_dir=job.run_path, collate_fn=collate_ns2,
-                      eval_dataset=valid)
+    trainer = Trainer(
+        NaturalSpeech2(config),
+        NaturalSpeech2TrainStep(
+            _config(NaturalSpeech2TrainConfig, job.train, "train"),
+            codebooks=codebooks_from_codec(codec),
+        ),
+        train,
+        _trainer_config(job),
+        output_dir=job.run_path,
+        collate_fn=collate_ns2,
+        eval_dataset=valid,
+    )
     trainer.train(resume_from="latest")
     return _release(trainer, job)
 
@@ -282,19 +332,31 @@ def _train_flowmatching(job: TrainJob) -> dict[str, float]:
     train, valid = _open_shards(job, "train"), _open_shards(job, "valid")
     meta = train.metadata
     if "latents" not in train.fields:
-        raise PipelineError("flowmatching needs latents in the shards: run `cadence tokenize --latents`")
+        raise PipelineError(
+            "flowmatching needs latents in the shards: run `cadence tokenize --latents`"
+        )
     model_values = dict(job.model)
     flow = dict(model_values.pop("flow", {}))
     flow.setdefault("latent_dim", meta["latent_dim"])
-    config = _config(HierarchicalFlowMatcherConfig, {**model_values, "flow": flow}, "model",
-                     codebook_size=meta["tokenizer_codebook_size"],
-                     semantic_frame_rate=meta["tokenizer_frame_rate"],
-                     latent_frame_rate=meta["latent_frame_rate"])
+    config = _config(
+        HierarchicalFlowMatcherConfig,
+        {**model_values, "flow": flow},
+        "model",
+        codebook_size=meta["tokenizer_codebook_size"],
+        semantic_frame_rate=meta["tokenizer_frame_rate"],
+        latent_frame_rate=meta["latent_frame_rate"],
+    )
     model = HierarchicalConditionalFlowMatcher(config)
     fit_latent_statistics(model, train)
-    trainer = build_trainer(model, train, _trainer_config(job), output_dir=job.run_path,
-                            eval_shards=valid, max_frames=job.max_frames,
-                            train_config=_config(FlowMatchingTrainConfig, job.train, "train"))
+    trainer = build_trainer(
+        model,
+        train,
+        _trainer_config(job),
+        output_dir=job.run_path,
+        eval_shards=valid,
+        max_frames=job.max_frames,
+        train_config=_config(FlowMatchingTrainConfig, job.train, "train"),
+    )
     trainer.train(resume_from="latest")
     return _release(trainer, job)
 
@@ -306,8 +368,12 @@ def _train_phoneme_recognizer(job: TrainJob) -> dict[str, float]:
     try:
         config = PhonemeRecognizerConfig.from_corpus(manifests, **job.model)
     except (ConfigError, TypeError, ValueError) as err:
-        raise PipelineError(f"[model] does not make a valid PhonemeRecognizerConfig: {err}") from err
-    model, metrics = train_phoneme_recognizer(job.corpus, job.run_path, _trainer_config(job), config=config)
+        raise PipelineError(
+            f"[model] does not make a valid PhonemeRecognizerConfig: {err}"
+        ) from err
+    model, metrics = train_phoneme_recognizer(
+        job.corpus, job.run_path, _trainer_config(job), config=config
+    )
     if _is_main():
         model.save_pretrained(job.output)
     return {k: float(v) for k, v in metrics.items()}
@@ -349,13 +415,17 @@ def tokenize_corpus(
     and/or a semantic tokenizer given as checkpoint directories; see ``cadence.core.data.precompute``.
     """
     if codec is None and tokenizer is None:
-        raise PipelineError("give a codec, a semantic tokenizer or both (--codec DIR, --tokenizer DIR)")
+        raise PipelineError(
+            "give a codec, a semantic tokenizer or both (--codec DIR, --tokenizer DIR)"
+        )
     codec_model = None
     if codec is not None:
         # --latents needs a codec that exposes them (a LatentCodec such as SoundStream)
         codec_model = load_component(codec, "codec", LatentCodec if latents else Codec)
     elif latents:
-        raise PipelineError("--latents needs a codec with latents (--codec DIR, e.g. a SoundStream)")
+        raise PipelineError(
+            "--latents needs a codec with latents (--codec DIR, e.g. a SoundStream)"
+        )
     token_model = load_component(tokenizer, "semantic_tokenizer") if tokenizer is not None else None
     data = Path(data)
     if not data.exists():
@@ -363,7 +433,12 @@ def tokenize_corpus(
     sample_rate = (codec_model or token_model).sample_rate
     dataset = AudioDataset(data, sample_rate=sample_rate, crop_seconds=None)
     return precompute(
-        dataset, output_dir, codec=codec_model, tokenizer=token_model,
-        latent_codec=codec_model if latents else None, batch_size=batch_size,
-        accelerator=accelerator, progress=progress,
+        dataset,
+        output_dir,
+        codec=codec_model,
+        tokenizer=token_model,
+        latent_codec=codec_model if latents else None,
+        batch_size=batch_size,
+        accelerator=accelerator,
+        progress=progress,
     )

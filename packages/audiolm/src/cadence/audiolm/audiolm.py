@@ -84,9 +84,14 @@ class AudioLM:
         fine: FineTransformer | None = None,
         text_encoder: TextEncoder | None = None,
     ):
-        for name, obj, proto in (("tokenizer", tokenizer, SemanticTokenizer), ("codec", codec, Codec)):
+        for name, obj, proto in (
+            ("tokenizer", tokenizer, SemanticTokenizer),
+            ("codec", codec, Codec),
+        ):
             if not isinstance(obj, proto):
-                raise TypeError(f"AudioLM: `{name}` must conform to cadence.core.interfaces.{proto.__name__}")
+                raise TypeError(
+                    f"AudioLM: `{name}` must conform to cadence.core.interfaces.{proto.__name__}"
+                )
         self.tokenizer, self.codec = tokenizer, codec
         self.semantic, self.coarse, self.fine = semantic, coarse, fine
         self.text_encoder = text_encoder
@@ -94,7 +99,11 @@ class AudioLM:
 
     def _check(self) -> None:
         tok, codec = self.tokenizer, self.codec
-        sem, crs, fin = self.semantic.config, self.coarse.config, None if self.fine is None else self.fine.config
+        sem, crs, fin = (
+            self.semantic.config,
+            self.coarse.config,
+            None if self.fine is None else self.fine.config,
+        )
         problems = []
         if sem.codebook_size != tok.codebook_size:
             problems.append(
@@ -106,7 +115,9 @@ class AudioLM:
                 f"CoarseTransformer reads {crs.semantic_codebook_size} semantic tokens but the tokenizer makes "
                 f"{tok.codebook_size}: use CoarseTransformerConfig(semantic_codebook_size={tok.codebook_size})"
             )
-        if not _close(sem.frame_rate, tok.frame_rate) or not _close(crs.semantic_frame_rate, tok.frame_rate):
+        if not _close(sem.frame_rate, tok.frame_rate) or not _close(
+            crs.semantic_frame_rate, tok.frame_rate
+        ):
             problems.append(
                 f"semantic frame rates differ: tokenizer {tok.frame_rate}/s, SemanticTransformer "
                 f"{sem.frame_rate}/s, CoarseTransformer.semantic_frame_rate {crs.semantic_frame_rate}/s; "
@@ -146,7 +157,9 @@ class AudioLM:
                     f"{codec.num_quantizers - crs.num_coarse_quantizers}"
                 )
             if not _close(fin.frame_rate, codec.frame_rate):
-                problems.append(f"FineTransformer.frame_rate={fin.frame_rate} but the codec runs at {codec.frame_rate}")
+                problems.append(
+                    f"FineTransformer.frame_rate={fin.frame_rate} but the codec runs at {codec.frame_rate}"
+                )
         if self.text_encoder is not None:
             for stage in self.stages:
                 cond_dim = stage.config.cond_dim
@@ -204,7 +217,9 @@ class AudioLM:
         cond = (None, None)
         if texts is not None:
             if self.text_encoder is None:
-                raise ValueError("texts given but AudioLM has no text_encoder; pass text_encoder=... at construction")
+                raise ValueError(
+                    "texts given but AudioLM has no text_encoder; pass text_encoder=... at construction"
+                )
             cond = self.text_encoder.encode(list(texts))
             cond = (cond[0].to(device), cond[1].to(device))
             batch_size = len(texts)
@@ -223,18 +238,26 @@ class AudioLM:
         if semantic_prompt is not None:
             total_semantic = max(total_semantic, semantic_prompt.shape[1])
         semantic = self.semantic.generate_long(
-            semantic_prompt, total_frames=total_semantic, batch_size=batch_size,
-            **self._stage_options(self.semantic, options[0], cond), **extra,
+            semantic_prompt,
+            total_frames=total_semantic,
+            batch_size=batch_size,
+            **self._stage_options(self.semantic, options[0], cond),
+            **extra,
         )
         # 2. coarse codes of the rows' semantic tokens, rows of different lengths in one batch
         coarse = self.coarse.generate_long(
-            semantic.codes, semantic.lengths, prompt=coarse_prompt,
-            **self._stage_options(self.coarse, options[1], cond), **extra,
+            semantic.codes,
+            semantic.lengths,
+            prompt=coarse_prompt,
+            **self._stage_options(self.coarse, options[1], cond),
+            **extra,
         )
         coarse_codes, frames = coarse.codes, coarse.lengths
         # 3. fine
         if self.fine is not None:
-            fine = self.fine.generate_long(coarse_codes, frames, **self._stage_options(self.fine, options[2], cond), **extra)
+            fine = self.fine.generate_long(
+                coarse_codes, frames, **self._stage_options(self.fine, options[2], cond), **extra
+            )
             codes = torch.cat([coarse_codes, fine.codes[:, : coarse_codes.shape[1]]], dim=-1)
         else:
             codes = coarse_codes
@@ -243,22 +266,39 @@ class AudioLM:
         hop = codec.sample_rate / codec.frame_rate
         lengths = torch.clamp(torch.round(frames * hop).long(), max=audio.shape[-1])
         audio = audio * lengths_to_mask(lengths.to(audio.device), audio.shape[-1])[:, None, :]
-        return AudioLMOutput(audio=audio, lengths=lengths, semantic=semantic.codes, codes=codes, frames=frames)
+        return AudioLMOutput(
+            audio=audio, lengths=lengths, semantic=semantic.codes, codes=codes, frames=frames
+        )
 
-    def _prompt(self, prompt_audio: Tensor, sample_rate: int | None, device: torch.device) -> tuple[Tensor, Tensor]:
+    def _prompt(
+        self, prompt_audio: Tensor, sample_rate: int | None, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
         """The semantic tokens ``(b, s)`` and coarse codes ``(b, n, q)`` of the prompt audio."""
         codec, tok = self.codec, self.tokenizer
         check_audio(prompt_audio, channels=codec.channels)
         rate = sample_rate or codec.sample_rate
-        audio_tok = prompt_audio if rate == tok.sample_rate else resample(prompt_audio, rate, tok.sample_rate)
-        audio_codec = prompt_audio if rate == codec.sample_rate else resample(prompt_audio, rate, codec.sample_rate)
+        audio_tok = (
+            prompt_audio
+            if rate == tok.sample_rate
+            else resample(prompt_audio, rate, tok.sample_rate)
+        )
+        audio_codec = (
+            prompt_audio
+            if rate == codec.sample_rate
+            else resample(prompt_audio, rate, codec.sample_rate)
+        )
         semantic = tok.tokenize(audio_tok.to(device)).to(device)
         codes = codec.encode(audio_codec.to(device)).to(device)
-        frames = min(codes.shape[1], math.floor(semantic.shape[1] * self.coarse.config.frames_per_semantic + 1e-6))
+        frames = min(
+            codes.shape[1],
+            math.floor(semantic.shape[1] * self.coarse.config.frames_per_semantic + 1e-6),
+        )
         return semantic, codes[:, :frames, : self.coarse.config.num_coarse_quantizers]
 
 
-def _per_stage(sampling: SamplingOptions | Sequence[SamplingOptions] | None) -> tuple[SamplingOptions, ...]:
+def _per_stage(
+    sampling: SamplingOptions | Sequence[SamplingOptions] | None,
+) -> tuple[SamplingOptions, ...]:
     if sampling is None:
         return DEFAULT_SAMPLING
     if isinstance(sampling, SamplingOptions):

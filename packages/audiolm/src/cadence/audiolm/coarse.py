@@ -49,15 +49,24 @@ class CoarseTransformerConfig(StageConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if min(self.semantic_codebook_size, self.codebook_size, self.num_coarse_quantizers) < 1:
-            raise ConfigError("CoarseTransformerConfig: vocabulary sizes and num_coarse_quantizers must be >= 1")
+            raise ConfigError(
+                "CoarseTransformerConfig: vocabulary sizes and num_coarse_quantizers must be >= 1"
+            )
         if self.semantic_frame_rate <= 0 or self.frame_rate <= 0:
             raise ConfigError("CoarseTransformerConfig: frame rates must be > 0")
 
     @classmethod
     def tiny(cls, **changes) -> CoarseTransformerConfig:
         base = cls(
-            dim=64, depth=2, heads=4, dim_head=16, max_seq_len=256, semantic_codebook_size=32,
-            codebook_size=64, num_coarse_quantizers=2, max_cond_len=8,
+            dim=64,
+            depth=2,
+            heads=4,
+            dim_head=16,
+            max_seq_len=256,
+            semantic_codebook_size=32,
+            codebook_size=64,
+            num_coarse_quantizers=2,
+            max_cond_len=8,
         )
         return base.replace(**changes)
 
@@ -69,7 +78,9 @@ class CoarseTransformerConfig(StageConfig):
     @property
     def max_frames(self) -> int:
         """Most acoustic frames whose sequence (with their semantic tokens) fits ``max_seq_len``."""
-        prefix = self.max_cond_len if self.cond_dim is not None and self.cond_mode == "prefix" else 0
+        prefix = (
+            self.max_cond_len if self.cond_dim is not None and self.cond_mode == "prefix" else 0
+        )
         per_frame = self.num_coarse_quantizers + 1 / self.frames_per_semantic
         # START, SEP, and one semantic token of rounding slack
         return max(1, math.floor((self.max_seq_len - prefix - 3) / per_frame))
@@ -104,11 +115,15 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
         ids.scatter_(1, (lengths + 1)[:, None], self.sep_id)
         return ids, lengths + 2
 
-    def _check_inputs(self, semantic: Tensor, codes: Tensor | None, what: str = "codes") -> tuple[Tensor, Tensor | None]:
+    def _check_inputs(
+        self, semantic: Tensor, codes: Tensor | None, what: str = "codes"
+    ) -> tuple[Tensor, Tensor | None]:
         """The semantic tokens and coarse codes as long ids, checked against the config."""
         name = type(self).__name__
         cfg = self.config
-        semantic = check_ids(semantic, cfg.semantic_codebook_size, name=f"{name} semantic tokens", ndim=2)
+        semantic = check_ids(
+            semantic, cfg.semantic_codebook_size, name=f"{name} semantic tokens", ndim=2
+        )
         if codes is not None:
             codes = check_ids(codes, cfg.codebook_size, name=f"{name} {what}", ndim=3)
             if codes.shape[-1] != cfg.num_coarse_quantizers:
@@ -156,7 +171,9 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
         )
         lengths = check_lengths(lengths, b, codes.shape[1], name="lengths", device=codes.device)
         prefix, prefix_lengths = self._prefix(semantic, semantic_lengths)
-        return self.target_logits(prefix, prefix_lengths, codes, lengths, cond=cond, cond_mask=cond_mask, keep=keep)
+        return self.target_logits(
+            prefix, prefix_lengths, codes, lengths, cond=cond, cond_mask=cond_mask, keep=keep
+        )
 
     @torch.inference_mode()
     def generate(
@@ -189,17 +206,32 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
         """
         semantic, prompt = self._check_inputs(semantic, prompt, "prompt")
         b, device = semantic.shape[0], semantic.device
-        semantic_lengths = check_lengths(semantic_lengths, b, semantic.shape[1], name="semantic_lengths", device=device)
+        semantic_lengths = check_lengths(
+            semantic_lengths, b, semantic.shape[1], name="semantic_lengths", device=device
+        )
         if prompt is None:
-            prompt = torch.zeros(b, 0, self.config.num_coarse_quantizers, dtype=torch.long, device=device)
-        prompt_lengths = check_lengths(prompt_lengths, b, prompt.shape[1], name="prompt_lengths", device=device)
+            prompt = torch.zeros(
+                b, 0, self.config.num_coarse_quantizers, dtype=torch.long, device=device
+            )
+        prompt_lengths = check_lengths(
+            prompt_lengths, b, prompt.shape[1], name="prompt_lengths", device=device
+        )
         if max_frames is None:
             max_frames = torch.maximum(self._frames_spanned(semantic_lengths), prompt_lengths)
         max_frames = torch.as_tensor(max_frames, device=device).long().expand(b)
         prefix, prefix_lengths = self._prefix(semantic, semantic_lengths)
         return self.generate_flat(
-            prefix, prefix_lengths, prompt, prompt_lengths, max_frames, cond=cond, cond_mask=cond_mask,
-            sampling=sampling, generator=generator, return_logits=return_logits, progress=progress,
+            prefix,
+            prefix_lengths,
+            prompt,
+            prompt_lengths,
+            max_frames,
+            cond=cond,
+            cond_mask=cond_mask,
+            sampling=sampling,
+            generator=generator,
+            return_logits=return_logits,
+            progress=progress,
         )
 
     @torch.inference_mode()
@@ -245,24 +277,41 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
         check_window(window, keep)
         semantic, prompt = self._check_inputs(semantic, prompt, "prompt")
         b, device = semantic.shape[0], semantic.device
-        semantic_lengths = check_lengths(semantic_lengths, b, semantic.shape[1], name="semantic_lengths", device=device)
+        semantic_lengths = check_lengths(
+            semantic_lengths, b, semantic.shape[1], name="semantic_lengths", device=device
+        )
         if prompt is None:
             prompt = torch.zeros(b, 0, cfg.num_coarse_quantizers, dtype=torch.long, device=device)
-        prompt_lengths = check_lengths(prompt_lengths, b, prompt.shape[1], name="prompt_lengths", device=device)
+        prompt_lengths = check_lengths(
+            prompt_lengths, b, prompt.shape[1], name="prompt_lengths", device=device
+        )
         ratio = cfg.frames_per_semantic
         semantic_frames = semantic_lengths.tolist()
         totals = [math.ceil(s * ratio - 1e-6) for s in semantic_frames]
 
-        def run(rows: Tensor, starts: list[int], ends: list[int], window_prompt: Tensor, lengths: Tensor) -> GenerateOutput:
+        def run(
+            rows: Tensor, starts: list[int], ends: list[int], window_prompt: Tensor, lengths: Tensor
+        ) -> GenerateOutput:
             # the semantic tokens of each window, aligned to its first acoustic frame
             first = [math.floor(start / ratio + 1e-9) for start in starts]
-            last = [min(semantic_frames[i], math.ceil(end / ratio - 1e-9)) for i, end in zip(rows.tolist(), ends)]
-            tokens, token_lengths = take_rows(semantic[rows], first, [e - s for s, e in zip(first, last)])
+            last = [
+                min(semantic_frames[i], math.ceil(end / ratio - 1e-9))
+                for i, end in zip(rows.tolist(), ends)
+            ]
+            tokens, token_lengths = take_rows(
+                semantic[rows], first, [e - s for s, e in zip(first, last)]
+            )
             return self.generate(
-                tokens, token_lengths, prompt=window_prompt, prompt_lengths=lengths,
+                tokens,
+                token_lengths,
+                prompt=window_prompt,
+                prompt_lengths=lengths,
                 max_frames=torch.tensor([e - s for s, e in zip(starts, ends)], device=device),
-                cond=select_rows(cond, rows), cond_mask=select_rows(cond_mask, rows),
-                sampling=sampling, generator=generator, progress=progress,
+                cond=select_rows(cond, rows),
+                cond_mask=select_rows(cond_mask, rows),
+                sampling=sampling,
+                generator=generator,
+                progress=progress,
             )
 
         return slide_windows(prompt, prompt_lengths, totals, window=window, keep=keep, run=run)

@@ -74,10 +74,18 @@ class FastDecoder:
                 self.layers.append(_AttnWeights("a", norm, w_in, None, block.to_out.weight, None))
             elif kind == "c":
                 w_kv = torch.cat([block.to_k.weight, block.to_v.weight])
-                self.layers.append(_AttnWeights("c", norm, block.to_q.weight, None, block.to_out.weight, None, w_kv))
+                self.layers.append(
+                    _AttnWeights(
+                        "c", norm, block.to_q.weight, None, block.to_out.weight, None, w_kv
+                    )
+                )
             elif kind == "f":
                 lin_in, lin_out = block.ff[0][0], block.ff[2]
-                self.layers.append(_AttnWeights("f", norm, lin_in.weight, lin_in.bias, lin_out.weight, lin_out.bias))
+                self.layers.append(
+                    _AttnWeights(
+                        "f", norm, lin_in.weight, lin_in.bias, lin_out.weight, lin_out.bias
+                    )
+                )
             else:  # pragma: no cover - StageTransformer never builds other layer types
                 raise NotImplementedError(f"layer type {kind!r}")
         fn = decoder.final_norm
@@ -97,8 +105,12 @@ class FastDecoder:
         ref = self.final_norm
         h, e = self.heads, self.dim_head
         state: dict = {
-            "k": torch.empty(self.num_self, batch, h, max_len, e, dtype=ref.dtype, device=ref.device),
-            "v": torch.empty(self.num_self, batch, h, max_len, e, dtype=ref.dtype, device=ref.device),
+            "k": torch.empty(
+                self.num_self, batch, h, max_len, e, dtype=ref.dtype, device=ref.device
+            ),
+            "v": torch.empty(
+                self.num_self, batch, h, max_len, e, dtype=ref.dtype, device=ref.device
+            ),
             "length": 0,
             "max_len": max_len,
         }
@@ -134,7 +146,9 @@ class FastDecoder:
         start = state["length"]
         end = start + n
         if end > state["max_len"]:
-            raise RuntimeError(f"decoding state holds {state['max_len']} positions; asked for {end}")
+            raise RuntimeError(
+                f"decoding state holds {state['max_len']} positions; asked for {end}"
+            )
         cos = state["cos"][start:end]
         sin = state["sin"][start:end]
         key_valid = state["key_valid"]
@@ -163,7 +177,9 @@ class FastDecoder:
                 cache_v = state["v"][self_index]
                 cache_k[:, :, start:end] = k
                 cache_v[:, :, start:end] = v
-                out = F.scaled_dot_product_attention(q, cache_k[:, :, :end], cache_v[:, :, :end], attn_mask=mask)
+                out = F.scaled_dot_product_attention(
+                    q, cache_k[:, :, :end], cache_v[:, :, :end], attn_mask=mask
+                )
                 x = x + F.linear(rearrange(out, "b h n e -> b n (h e)"), layer.w_out)
                 self_index += 1
             elif layer.kind == "c":

@@ -47,22 +47,33 @@ class FineTransformerConfig(StageConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if min(self.codebook_size, self.num_coarse_quantizers, self.num_fine_quantizers) < 1:
-            raise ConfigError("FineTransformerConfig: codebook_size and quantizer counts must be >= 1")
+            raise ConfigError(
+                "FineTransformerConfig: codebook_size and quantizer counts must be >= 1"
+            )
         if self.frame_rate <= 0:
             raise ConfigError("FineTransformerConfig.frame_rate must be > 0")
 
     @classmethod
     def tiny(cls, **changes) -> FineTransformerConfig:
         base = cls(
-            dim=64, depth=2, heads=4, dim_head=16, max_seq_len=256, codebook_size=64,
-            num_coarse_quantizers=2, num_fine_quantizers=2, max_cond_len=8,
+            dim=64,
+            depth=2,
+            heads=4,
+            dim_head=16,
+            max_seq_len=256,
+            codebook_size=64,
+            num_coarse_quantizers=2,
+            num_fine_quantizers=2,
+            max_cond_len=8,
         )
         return base.replace(**changes)
 
     @property
     def max_frames(self) -> int:
         """Most frames whose coarse + fine sequence fits ``max_seq_len``."""
-        prefix = self.max_cond_len if self.cond_dim is not None and self.cond_mode == "prefix" else 0
+        prefix = (
+            self.max_cond_len if self.cond_dim is not None and self.cond_mode == "prefix" else 0
+        )
         per_frame = self.num_coarse_quantizers + self.num_fine_quantizers
         return max(1, (self.max_seq_len - prefix - 2) // per_frame)
 
@@ -93,7 +104,9 @@ class FineTransformer(PretrainedMixin, StageTransformer):
         ids.scatter_(1, (lengths * c + 1)[:, None], self.sep_id)
         return ids, lengths * c + 2
 
-    def _check(self, coarse: Tensor, fine: Tensor | None, what: str = "fine codes") -> tuple[Tensor, Tensor | None]:
+    def _check(
+        self, coarse: Tensor, fine: Tensor | None, what: str = "fine codes"
+    ) -> tuple[Tensor, Tensor | None]:
         """The coarse and fine codes as long ids, checked against the config."""
         name, cfg = type(self).__name__, self.config
         coarse = check_ids(coarse, cfg.codebook_size, name=f"{name} coarse codes", ndim=3)
@@ -110,7 +123,9 @@ class FineTransformer(PretrainedMixin, StageTransformer):
                     f"num_fine_quantizers={cfg.num_fine_quantizers}"
                 )
             if fine.shape[0] != coarse.shape[0] or fine.shape[1] > coarse.shape[1]:
-                raise ValueError(f"{name}: {what} {tuple(fine.shape)} do not fit coarse codes {tuple(coarse.shape)}")
+                raise ValueError(
+                    f"{name}: {what} {tuple(fine.shape)} do not fit coarse codes {tuple(coarse.shape)}"
+                )
         return coarse, fine
 
     def forward(
@@ -139,7 +154,9 @@ class FineTransformer(PretrainedMixin, StageTransformer):
         b, n, _ = coarse.shape
         lengths = check_lengths(lengths, b, n, name="lengths", device=coarse.device)
         prefix, prefix_lengths = self._prefix(coarse, lengths)
-        return self.target_logits(prefix, prefix_lengths, fine, lengths, cond=cond, cond_mask=cond_mask, keep=keep)
+        return self.target_logits(
+            prefix, prefix_lengths, fine, lengths, cond=cond, cond_mask=cond_mask, keep=keep
+        )
 
     @torch.inference_mode()
     def generate(
@@ -172,13 +189,25 @@ class FineTransformer(PretrainedMixin, StageTransformer):
         device = coarse.device
         lengths = check_lengths(lengths, b, n, name="lengths", device=device)
         if prompt is None:
-            prompt = torch.zeros(b, 0, self.config.num_fine_quantizers, dtype=torch.long, device=device)
-        prompt_lengths = check_lengths(prompt_lengths, b, prompt.shape[1], name="prompt_lengths", device=device)
+            prompt = torch.zeros(
+                b, 0, self.config.num_fine_quantizers, dtype=torch.long, device=device
+            )
+        prompt_lengths = check_lengths(
+            prompt_lengths, b, prompt.shape[1], name="prompt_lengths", device=device
+        )
         prefix, prefix_lengths = self._prefix(coarse, lengths)
         return self.generate_flat(
-            prefix, prefix_lengths, prompt, prompt_lengths, torch.maximum(lengths, prompt_lengths),
-            cond=cond, cond_mask=cond_mask, sampling=sampling, generator=generator,
-            return_logits=return_logits, progress=progress,
+            prefix,
+            prefix_lengths,
+            prompt,
+            prompt_lengths,
+            torch.maximum(lengths, prompt_lengths),
+            cond=cond,
+            cond_mask=cond_mask,
+            sampling=sampling,
+            generator=generator,
+            return_logits=return_logits,
+            progress=progress,
         )
 
     @torch.inference_mode()
@@ -217,15 +246,34 @@ class FineTransformer(PretrainedMixin, StageTransformer):
         lengths = check_lengths(lengths, b, n, name="lengths", device=device)
         prompt = torch.zeros(b, 0, self.config.num_fine_quantizers, dtype=torch.long, device=device)
 
-        def run(rows: Tensor, starts: list[int], ends: list[int], window_prompt: Tensor, prompt_lengths: Tensor) -> GenerateOutput:
-            window_coarse, window_lengths = take_rows(coarse[rows], starts, [e - s for s, e in zip(starts, ends)])
+        def run(
+            rows: Tensor,
+            starts: list[int],
+            ends: list[int],
+            window_prompt: Tensor,
+            prompt_lengths: Tensor,
+        ) -> GenerateOutput:
+            window_coarse, window_lengths = take_rows(
+                coarse[rows], starts, [e - s for s, e in zip(starts, ends)]
+            )
             return self.generate(
-                window_coarse, window_lengths, prompt=window_prompt, prompt_lengths=prompt_lengths,
-                cond=select_rows(cond, rows), cond_mask=select_rows(cond_mask, rows),
-                sampling=sampling, generator=generator, progress=progress,
+                window_coarse,
+                window_lengths,
+                prompt=window_prompt,
+                prompt_lengths=prompt_lengths,
+                cond=select_rows(cond, rows),
+                cond_mask=select_rows(cond_mask, rows),
+                sampling=sampling,
+                generator=generator,
+                progress=progress,
             )
 
         # the rule of every stage: a window past the first starts `keep` frames back
         return slide_windows(
-            prompt, torch.zeros(b, dtype=torch.long), lengths.tolist(), window=window, keep=keep_frames, run=run
+            prompt,
+            torch.zeros(b, dtype=torch.long),
+            lengths.tolist(),
+            window=window,
+            keep=keep_frames,
+            run=run,
         )

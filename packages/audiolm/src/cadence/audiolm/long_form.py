@@ -46,16 +46,26 @@ def take_rows(x: Tensor, starts: list[int], lengths: list[int]) -> tuple[Tensor,
     width = max(lengths, default=0)
     if width == 0:
         return x[:, :0], length
-    index = torch.tensor(starts, dtype=torch.long, device=device)[:, None] + torch.arange(width, device=device)
+    index = torch.tensor(starts, dtype=torch.long, device=device)[:, None] + torch.arange(
+        width, device=device
+    )
     index = index.clamp(max=x.shape[1] - 1)
     valid = lengths_to_mask(length, width)
     trailing = x.shape[2:]
-    gathered = x.gather(1, index.view(*index.shape, *([1] * len(trailing))).expand(-1, -1, *trailing))
+    gathered = x.gather(
+        1, index.view(*index.shape, *([1] * len(trailing))).expand(-1, -1, *trailing)
+    )
     return gathered.masked_fill(~valid.view(*valid.shape, *([1] * len(trailing))), 0), length
 
 
 def slide_windows(
-    prompt: Tensor, prompt_lengths: Tensor, totals: list[int], *, window: int, keep: int, run: WindowRunner
+    prompt: Tensor,
+    prompt_lengths: Tensor,
+    totals: list[int],
+    *,
+    window: int,
+    keep: int,
+    run: WindowRunner,
 ) -> GenerateOutput:
     """Generate every row to ``totals[i]`` frames (or its EOS) window by window.
 
@@ -81,7 +91,9 @@ def slide_windows(
         starts = [0 if lengths[i] < window else lengths[i] - keep for i in active]
         ends = [min(start + window, totals[i]) for start, i in zip(starts, active)]
         rows = torch.tensor(active, dtype=torch.long, device=prompt.device)
-        window_prompt, window_lengths = take_rows(codes[rows], starts, [lengths[i] - s for s, i in zip(starts, active)])
+        window_prompt, window_lengths = take_rows(
+            codes[rows], starts, [lengths[i] - s for s, i in zip(starts, active)]
+        )
         out = run(rows, starts, ends, window_prompt, window_lengths)
         running = []
         for j, (i, start, end) in enumerate(zip(active, starts, ends)):
@@ -94,7 +106,9 @@ def slide_windows(
     length = torch.tensor(lengths, dtype=torch.long, device=prompt.device)
     width = max(lengths, default=0)
     mask = lengths_to_mask(length, width)
-    return GenerateOutput(codes=codes[:, :width].masked_fill(~mask[..., None], 0), lengths=length, mask=mask)
+    return GenerateOutput(
+        codes=codes[:, :width].masked_fill(~mask[..., None], 0), lengths=length, mask=mask
+    )
 
 
 def select_rows(x: Tensor | None, rows: Tensor) -> Tensor | None:

@@ -47,17 +47,34 @@ class SamplingOptions(Config):
     def __post_init__(self) -> None:
         for name in ("temperature", "guidance_scale"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"SamplingOptions.{name} must be a finite number >= 0, got {value!r}")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1):
-            raise ConfigError(f"SamplingOptions.top_k must be an integer >= 1 or None, got {self.top_k!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ConfigError(
+                    f"SamplingOptions.{name} must be a finite number >= 0, got {value!r}"
+                )
+        if self.top_k is not None and (
+            isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1
+        ):
+            raise ConfigError(
+                f"SamplingOptions.top_k must be an integer >= 1 or None, got {self.top_k!r}"
+            )
         if self.top_p is not None:
             p = self.top_p
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not (math.isfinite(p) and 0 < p <= 1):
+            if (
+                isinstance(p, bool)
+                or not isinstance(p, (int, float))
+                or not (math.isfinite(p) and 0 < p <= 1)
+            ):
                 raise ConfigError(f"SamplingOptions.top_p must be in (0, 1] or None, got {p!r}")
         for name in ("use_cache", "allow_eos"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"SamplingOptions.{name} must be True or False, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"SamplingOptions.{name} must be True or False, got {getattr(self, name)!r}"
+                )
 
     @property
     def guided(self) -> bool:

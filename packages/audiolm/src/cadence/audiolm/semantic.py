@@ -39,17 +39,23 @@ class SemanticTransformerConfig(StageConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.codebook_size < 1 or self.frame_rate <= 0:
-            raise ConfigError("SemanticTransformerConfig: codebook_size must be >= 1 and frame_rate > 0")
+            raise ConfigError(
+                "SemanticTransformerConfig: codebook_size must be >= 1 and frame_rate > 0"
+            )
 
     @classmethod
     def tiny(cls, **changes) -> SemanticTransformerConfig:
-        base = cls(dim=64, depth=2, heads=4, dim_head=16, max_seq_len=192, codebook_size=32, max_cond_len=8)
+        base = cls(
+            dim=64, depth=2, heads=4, dim_head=16, max_seq_len=192, codebook_size=32, max_cond_len=8
+        )
         return base.replace(**changes)
 
     @property
     def max_frames(self) -> int:
         """Most tokens that fit in ``max_seq_len`` (START and a prefix condition take room)."""
-        prefix = self.max_cond_len if self.cond_dim is not None and self.cond_mode == "prefix" else 0
+        prefix = (
+            self.max_cond_len if self.cond_dim is not None and self.cond_mode == "prefix" else 0
+        )
         return self.max_seq_len - 1 - prefix
 
 
@@ -80,7 +86,9 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
         return ids, torch.ones(batch, dtype=torch.long, device=device)
 
     def _tokens(self, tokens: Tensor, what: str) -> Tensor:
-        return check_ids(tokens, self.config.codebook_size, name=f"{type(self).__name__} {what}", ndim=2)
+        return check_ids(
+            tokens, self.config.codebook_size, name=f"{type(self).__name__} {what}", ndim=2
+        )
 
     def forward(
         self,
@@ -107,7 +115,15 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
         b, s = tokens.shape
         lengths = check_lengths(lengths, b, s, name="lengths", device=tokens.device)
         prefix, prefix_lengths = self._prefix(b, tokens.device)
-        return self.target_logits(prefix, prefix_lengths, tokens[..., None], lengths, cond=cond, cond_mask=cond_mask, keep=keep)
+        return self.target_logits(
+            prefix,
+            prefix_lengths,
+            tokens[..., None],
+            lengths,
+            cond=cond,
+            cond_mask=cond_mask,
+            keep=keep,
+        )
 
     @torch.inference_mode()
     def generate(
@@ -152,8 +168,17 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
         max_frames = torch.as_tensor(max_frames, device=device).long().expand(b)
         prefix, prefix_lengths = self._prefix(b, device)
         out = self.generate_flat(
-            prefix, prefix_lengths, prompt[..., None], prompt_lengths, max_frames, cond=cond, cond_mask=cond_mask,
-            sampling=sampling, generator=generator, return_logits=return_logits, progress=progress,
+            prefix,
+            prefix_lengths,
+            prompt[..., None],
+            prompt_lengths,
+            max_frames,
+            cond=cond,
+            cond_mask=cond_mask,
+            sampling=sampling,
+            generator=generator,
+            return_logits=return_logits,
+            progress=progress,
         )
         return replace(out, codes=out.codes[..., 0])
 
@@ -205,13 +230,23 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
         prompt_lengths = check_lengths(prompt_lengths, b, p, name="prompt_lengths", device=device)
         totals = torch.as_tensor(total_frames).long().expand(b).tolist()
 
-        def run(rows: Tensor, starts: list[int], ends: list[int], window_prompt: Tensor, lengths: Tensor) -> GenerateOutput:
+        def run(
+            rows: Tensor, starts: list[int], ends: list[int], window_prompt: Tensor, lengths: Tensor
+        ) -> GenerateOutput:
             budget = torch.tensor([e - s for s, e in zip(starts, ends)], device=device)
             out = self.generate(
-                window_prompt[..., 0], lengths, max_frames=budget, cond=select_rows(cond, rows),
-                cond_mask=select_rows(cond_mask, rows), sampling=sampling, generator=generator, progress=progress,
+                window_prompt[..., 0],
+                lengths,
+                max_frames=budget,
+                cond=select_rows(cond, rows),
+                cond_mask=select_rows(cond_mask, rows),
+                sampling=sampling,
+                generator=generator,
+                progress=progress,
             )
             return replace(out, codes=out.codes[..., None])
 
-        out = slide_windows(prompt[..., None], prompt_lengths, totals, window=window, keep=keep, run=run)
+        out = slide_windows(
+            prompt[..., None], prompt_lengths, totals, window=window, keep=keep, run=run
+        )
         return replace(out, codes=out.codes[..., 0])

@@ -48,12 +48,14 @@ class T5TextEncoder:
         device: where the encoder runs.
     """
 
-    def __init__(self, path: str | os.PathLike, *, max_length: int = 64, device: str | torch.device = "cpu"):
+    def __init__(
+        self, path: str | os.PathLike, *, max_length: int = 64, device: str | torch.device = "cpu"
+    ):
         try:
             from transformers import AutoTokenizer, T5EncoderModel
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "T5TextEncoder needs the `t5` extra: pip install \"cadence-audiolm[t5]\" "
+                'T5TextEncoder needs the `t5` extra: pip install "cadence-audiolm[t5]" '
                 "(transformers and sentencepiece)"
             ) from err
         path = Path(path)
@@ -75,7 +77,11 @@ class T5TextEncoder:
             raise ValueError("encode needs at least one text")
         device = next(self.model.parameters()).device
         batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
         )
         ids = batch["input_ids"].to(device)
         mask = batch["attention_mask"].to(device).bool()

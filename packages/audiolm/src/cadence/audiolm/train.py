@@ -74,7 +74,14 @@ class StageDataset(Dataset):
         seed: crops depend on ``(seed, epoch, index)`` only.
     """
 
-    def __init__(self, shards: ShardReader, config: StageConfigs, *, max_frames: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        shards: ShardReader,
+        config: StageConfigs,
+        *,
+        max_frames: int | None = None,
+        seed: int = 0,
+    ):
         self.shards = shards
         self.config = config
         self.max_frames = min(max_frames or config.max_frames, config.max_frames)
@@ -84,8 +91,10 @@ class StageDataset(Dataset):
 
     def _check(self) -> None:
         cfg, meta, fields = self.config, self.shards.manifest["metadata"], self.shards.fields
-        need = {"tokens"} if isinstance(cfg, SemanticTransformerConfig) else (
-            {"tokens", "codes"} if isinstance(cfg, CoarseTransformerConfig) else {"codes"}
+        need = (
+            {"tokens"}
+            if isinstance(cfg, SemanticTransformerConfig)
+            else ({"tokens", "codes"} if isinstance(cfg, CoarseTransformerConfig) else {"codes"})
         )
         missing = need - set(fields)
         if missing:
@@ -96,18 +105,24 @@ class StageDataset(Dataset):
             )
         expected: dict[str, Any] = {}
         if isinstance(cfg, SemanticTransformerConfig):
-            expected.update(tokenizer_codebook_size=cfg.codebook_size, tokenizer_frame_rate=cfg.frame_rate)
+            expected.update(
+                tokenizer_codebook_size=cfg.codebook_size, tokenizer_frame_rate=cfg.frame_rate
+            )
         elif isinstance(cfg, CoarseTransformerConfig):
             expected.update(
-                tokenizer_codebook_size=cfg.semantic_codebook_size, tokenizer_frame_rate=cfg.semantic_frame_rate,
-                codebook_size=cfg.codebook_size, frame_rate=cfg.frame_rate,
+                tokenizer_codebook_size=cfg.semantic_codebook_size,
+                tokenizer_frame_rate=cfg.semantic_frame_rate,
+                codebook_size=cfg.codebook_size,
+                frame_rate=cfg.frame_rate,
             )
         else:
             expected.update(codebook_size=cfg.codebook_size, frame_rate=cfg.frame_rate)
         self.shards.check_compatible(**{k: v for k, v in expected.items() if k in meta})
         if "codes" in need:
             levels = fields["codes"].trailing_shape[0]
-            want = cfg.num_coarse_quantizers + (cfg.num_fine_quantizers if isinstance(cfg, FineTransformerConfig) else 0)
+            want = cfg.num_coarse_quantizers + (
+                cfg.num_fine_quantizers if isinstance(cfg, FineTransformerConfig) else 0
+            )
             if levels < want:
                 raise ShardMismatchError(
                     f"the shards hold {levels} code levels but {type(cfg).__name__} needs {want}; "
@@ -163,7 +178,9 @@ class StageDataset(Dataset):
 
 def collate_stage(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Pad :class:`StageDataset` items into a batch (``<field>`` and ``<field>_lengths``)."""
-    return collate_sequences(items, [k for k in items[0] if k != "ends"] if "ends" in items[0] else None)
+    return collate_sequences(
+        items, [k for k in items[0] if k != "ends"] if "ends" in items[0] else None
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,7 +203,9 @@ class AudioLMTrainConfig(Config):
             raise ConfigError(f"AudioLMTrainConfig.cond_drop_prob must be in [0, 1), got {p!r}")
 
 
-def next_token_loss(out: StageOutput, targets: Tensor, ends: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def next_token_loss(
+    out: StageOutput, targets: Tensor, ends: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Cross-entropy and accuracy of a stage's predictions, averaged over predicted tokens.
 
     Args:
@@ -203,7 +222,11 @@ def next_token_loss(out: StageOutput, targets: Tensor, ends: Tensor | None = Non
     labels = targets.to(logits.device).long()[out.mask].flatten()
     if out.eos_logits is not None:
         eos = out.eos_logits
-        ends = torch.ones(eos.shape[0], dtype=torch.bool, device=eos.device) if ends is None else ends.to(eos.device).bool()
+        ends = (
+            torch.ones(eos.shape[0], dtype=torch.bool, device=eos.device)
+            if ends is None
+            else ends.to(eos.device).bool()
+        )
         logits = torch.cat([logits, eos[ends]])
         labels = torch.cat([labels, labels.new_full((int(ends.sum()),), eos.shape[-1] - 1)])
     loss = F.cross_entropy(logits, labels)
@@ -223,8 +246,15 @@ def _stage_inputs(batch: Mapping[str, Any]) -> tuple[tuple, dict[str, Any], Tens
         return (batch["semantic"], codes), kwargs, codes, lengths.sum() * codes.shape[-1]
     if "coarse" in batch:
         fine, lengths = batch["fine"], batch["coarse_lengths"]
-        return (batch["coarse"], fine), {"lengths": lengths, **cond}, fine, lengths.sum() * fine.shape[-1]
-    raise KeyError(f"stage_step: unknown batch fields {sorted(batch)}; use StageDataset + collate_stage")
+        return (
+            (batch["coarse"], fine),
+            {"lengths": lengths, **cond},
+            fine,
+            lengths.sum() * fine.shape[-1],
+        )
+    raise KeyError(
+        f"stage_step: unknown batch fields {sorted(batch)}; use StageDataset + collate_stage"
+    )
 
 
 class StageTrainStep:
@@ -241,7 +271,9 @@ class StageTrainStep:
     def __init__(self, config: AudioLMTrainConfig | None = None):
         self.config = config if config is not None else AudioLMTrainConfig()
 
-    def condition_keep(self, model: nn.Module, batch: Mapping[str, Any], targets: Tensor) -> Tensor | None:
+    def condition_keep(
+        self, model: nn.Module, batch: Mapping[str, Any], targets: Tensor
+    ) -> Tensor | None:
         """``(b,)`` bool, False where a training example's condition is dropped; None: keep all."""
         p = self.config.cond_drop_prob
         if "cond" not in batch or not model.training or p <= 0:

@@ -98,9 +98,13 @@ class StageConfig(Config):
     def __post_init__(self) -> None:
         for name in ("dim", "depth", "heads", "dim_head", "ff_mult", "max_seq_len", "max_cond_len"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{type(self).__name__}.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"{type(self).__name__}.{name} must be >= 1, got {getattr(self, name)}"
+                )
         if self.dim_head % 2:
-            raise ConfigError(f"{type(self).__name__}.dim_head must be even (rotary), got {self.dim_head}")
+            raise ConfigError(
+                f"{type(self).__name__}.dim_head must be even (rotary), got {self.dim_head}"
+            )
         if self.cond_dim is not None and self.cond_dim < 1:
             raise ConfigError(f"{type(self).__name__}.cond_dim must be >= 1 or None")
         for name in ("attn_dropout", "ff_dropout"):
@@ -162,7 +166,9 @@ class StageTransformer(nn.Module):
         )
         # One head per target level: (q, d, v) weights, used with einsum / indexing so a step
         # computes only the level it needs.
-        self.head_weight = nn.Parameter(torch.randn(num_levels, config.dim, num_classes) * config.dim**-0.5)
+        self.head_weight = nn.Parameter(
+            torch.randn(num_levels, config.dim, num_classes) * config.dim**-0.5
+        )
         self.head_bias = nn.Parameter(torch.zeros(num_levels, num_classes))
         if config.cond_dim is not None:
             self.cond_proj = nn.Linear(config.cond_dim, config.dim)
@@ -198,10 +204,17 @@ class StageTransformer(nn.Module):
                 f"{self.config.max_cond_len}; truncate it or raise max_cond_len"
             )
         if cond_mask is not None and cond_mask.shape != cond.shape[:2]:
-            raise ValueError(f"{name}: cond_mask must be {tuple(cond.shape[:2])}, got {tuple(cond_mask.shape)}")
+            raise ValueError(
+                f"{name}: cond_mask must be {tuple(cond.shape[:2])}, got {tuple(cond_mask.shape)}"
+            )
 
     def condition_inputs(
-        self, cond: Tensor | None, cond_mask: Tensor | None, keep: Tensor | None, batch: int, device: torch.device
+        self,
+        cond: Tensor | None,
+        cond_mask: Tensor | None,
+        keep: Tensor | None,
+        batch: int,
+        device: torch.device,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """The condition as the decoder sees it: ``(prefix, context, context_mask)``.
 
@@ -218,7 +231,11 @@ class StageTransformer(nn.Module):
             real = torch.zeros(batch, 0, dtype=torch.bool, device=device)
         else:
             cond_emb = self.cond_proj(cond)
-            real = cond_mask if cond_mask is not None else torch.ones(cond.shape[:2], dtype=torch.bool, device=device)
+            real = (
+                cond_mask
+                if cond_mask is not None
+                else torch.ones(cond.shape[:2], dtype=torch.bool, device=device)
+            )
             if keep is not None:
                 real = real & keep[:, None]
         if cfg.cond_mode == "prefix":
@@ -229,7 +246,9 @@ class StageTransformer(nn.Module):
             real = F.pad(real, (0, extra), value=False)
         if cfg.cond_mode == "cross":
             context = torch.cat([null.expand(batch, 1, -1), cond_emb], dim=1)
-            context_mask = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=device), real], dim=1)
+            context_mask = torch.cat(
+                [torch.ones(batch, 1, dtype=torch.bool, device=device), real], dim=1
+            )
             return None, context, context_mask
         # prefix: dropped or padded condition slots hold the null embedding
         prefix = torch.where(real[..., None], cond_emb, null.to(cond_emb.dtype))
@@ -272,7 +291,12 @@ class StageTransformer(nn.Module):
         return x, lengths, context, context_mask
 
     def run_decoder(
-        self, x: Tensor, *, start_pos: Tensor | None = None, context: Tensor | None = None, context_mask: Tensor | None = None
+        self,
+        x: Tensor,
+        *,
+        start_pos: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
     ) -> Tensor:
         """The x-transformers decoder over embedded positions ``(b, positions, d)`` (left
         padding masked through ``start_pos``)."""
@@ -308,7 +332,9 @@ class StageTransformer(nn.Module):
         return rearrange(codes + levels + self.target_offset, "b n q -> b (n q)")
 
     @staticmethod
-    def join(first: Tensor, first_lengths: Tensor, second: Tensor, second_lengths: Tensor) -> Tensor:
+    def join(
+        first: Tensor, first_lengths: Tensor, second: Tensor, second_lengths: Tensor
+    ) -> Tensor:
         """Concatenate two right-padded ``(b, positions)`` id batches row by row (right-padded result)."""
         b, n1 = first.shape
         n2 = second.shape[1]
@@ -347,10 +373,14 @@ class StageTransformer(nn.Module):
         b, n, q = codes.shape
         self.check_condition(cond, cond_mask, b)
         if keep is not None and (keep.shape != (b,) or keep.dtype != torch.bool):
-            raise ValueError(f"{type(self).__name__}: keep must be a (b={b},) bool tensor, got {keep.dtype} {tuple(keep.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: keep must be a (b={b},) bool tensor, got {keep.dtype} {tuple(keep.shape)}"
+            )
         tokens = frames * q
         ids = self.join(prefix, prefix_lengths, self.target_ids(codes), tokens)
-        x, _, context, context_mask = self.embed(ids, prefix_lengths + tokens, cond=cond, cond_mask=cond_mask, keep=keep)
+        x, _, context, context_mask = self.embed(
+            ids, prefix_lengths + tokens, cond=cond, cond_mask=cond_mask, keep=keep
+        )
         h = self.run_decoder(x, context=context, context_mask=context_mask)
         m = x.shape[1] - ids.shape[1]
         # The position of SEP (the last prefix token) predicts target token 0, and so on; one
@@ -364,7 +394,9 @@ class StageTransformer(nn.Module):
             # the row's token count is a multiple of q: these are level-0 (EOS-capable) logits
             eos_logits = logits[torch.arange(b, device=h.device), tokens.to(h.device)]
         logits = rearrange(logits[:, : n * q], "b (n q) v -> b n q v", q=q)
-        return StageOutput(logits=logits, mask=lengths_to_mask(frames.to(h.device), n), eos_logits=eos_logits)
+        return StageOutput(
+            logits=logits, mask=lengths_to_mask(frames.to(h.device), n), eos_logits=eos_logits
+        )
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -412,7 +444,9 @@ class StageTransformer(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            batch = self._prompt_batch(prefix, prefix_lengths, prompt, prompt_frames, cond, cond_mask, sampling)
+            batch = self._prompt_batch(
+                prefix, prefix_lengths, prompt, prompt_frames, cond, cond_mask, sampling
+            )
             tokens, new_frames, logits = self._sample(
                 batch, max_frames - prompt_frames, sampling, generator, return_logits, progress
             )
@@ -444,11 +478,23 @@ class StageTransformer(nn.Module):
         keep = None
         if guided:
             # one batch of 2b rows: the conditional ones first, then the same rows unconditioned
-            ids, lengths, cond = torch.cat([ids, ids]), torch.cat([lengths, lengths]), torch.cat([cond, cond])
+            ids, lengths, cond = (
+                torch.cat([ids, ids]),
+                torch.cat([lengths, lengths]),
+                torch.cat([cond, cond]),
+            )
             cond_mask = None if cond_mask is None else torch.cat([cond_mask, cond_mask])
             keep = torch.arange(2 * b, device=ids.device) < b
-        x, lengths, context, context_mask = self.embed(ids, lengths, cond=cond, cond_mask=cond_mask, keep=keep, left_pad=True)
-        return _PromptBatch(x=x, start_pos=x.shape[1] - lengths, context=context, context_mask=context_mask, guided=guided)
+        x, lengths, context, context_mask = self.embed(
+            ids, lengths, cond=cond, cond_mask=cond_mask, keep=keep, left_pad=True
+        )
+        return _PromptBatch(
+            x=x,
+            start_pos=x.shape[1] - lengths,
+            context=context,
+            context_mask=context_mask,
+            guided=guided,
+        )
 
     def _sample(
         self,
@@ -486,7 +532,11 @@ class StageTransformer(nn.Module):
             if return_logits:
                 all_logits.append(logits)
             token = sample_logits(
-                logits, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, generator=generator
+                logits,
+                temperature=sampling.temperature,
+                top_k=sampling.top_k,
+                top_p=sampling.top_p,
+                generator=generator,
             )
             if self.has_eos and level == 0:
                 finished = finished | (token == k)
@@ -506,7 +556,9 @@ class StageTransformer(nn.Module):
         """``(b, v)`` logits of the next token of each row, guided and EOS-masked."""
         logits = self.step_logits(h, level)
         if sampling.guided:
-            logits = classifier_free_guidance(logits[:batch], logits[batch:], sampling.guidance_scale)
+            logits = classifier_free_guidance(
+                logits[:batch], logits[batch:], sampling.guidance_scale
+            )
         if self.has_eos and (level != 0 or not sampling.allow_eos):
             # EOS only ends a frame (level 0), and only where allowed; masked after guidance
             # so that no -inf enters the mix
@@ -514,7 +566,12 @@ class StageTransformer(nn.Module):
         return logits
 
     def _assemble(
-        self, prompt: Tensor, prompt_frames: Tensor, tokens: Tensor, new_frames: Tensor, logits: Tensor | None
+        self,
+        prompt: Tensor,
+        prompt_frames: Tensor,
+        tokens: Tensor,
+        new_frames: Tensor,
+        logits: Tensor | None,
     ) -> GenerateOutput:
         """Prompt + generated frames per row, right-padded with 0."""
         b, q = prompt.shape[0], self.num_levels
@@ -526,11 +583,16 @@ class StageTransformer(nn.Module):
         codes[:, :p] = prompt[:, :p]
         if generated.shape[1] > 0:
             rows = torch.arange(b, device=codes.device)[:, None]
-            cols = prompt_frames[:, None] + torch.arange(generated.shape[1], device=codes.device)[None, :]
+            cols = (
+                prompt_frames[:, None]
+                + torch.arange(generated.shape[1], device=codes.device)[None, :]
+            )
             inside = cols < width
             codes[rows.expand_as(cols)[inside], cols[inside]] = generated[inside]
         mask = lengths_to_mask(total, width)
-        return GenerateOutput(codes=codes.masked_fill(~mask[..., None], 0), lengths=total, mask=mask, logits=logits)
+        return GenerateOutput(
+            codes=codes.masked_fill(~mask[..., None], 0), lengths=total, mask=mask, logits=logits
+        )
 
     # -- cached decoding ------------------------------------------------------------------
 
@@ -564,8 +626,11 @@ class _StepDecoder:
         self.fast = model.fast_decoder() if use_cache else None
         if self.fast is not None:
             self.state = self.fast.start(
-                batch.x.shape[0], batch.x.shape[1] + steps, start_pos=batch.start_pos,
-                context=batch.context, context_mask=batch.context_mask,
+                batch.x.shape[0],
+                batch.x.shape[1] + steps,
+                start_pos=batch.start_pos,
+                context=batch.context,
+                context_mask=batch.context_mask,
             )
 
     def prefill(self) -> Tensor:
@@ -587,7 +652,12 @@ class _StepDecoder:
 
     def _reference(self) -> Tensor:
         batch = self.batch
-        h = self.model.run_decoder(self.x, start_pos=batch.start_pos, context=batch.context, context_mask=batch.context_mask)
+        h = self.model.run_decoder(
+            self.x,
+            start_pos=batch.start_pos,
+            context=batch.context,
+            context_mask=batch.context_mask,
+        )
         return h[:, -1]
 
 

@@ -76,7 +76,9 @@ class Balancer:
             self._fix[key] = self._fix.get(key, 0.0) * self.ema_decay + count
         return {key: self._total[key] / self._fix[key] for key in norms}
 
-    def gradient(self, losses: Mapping[str, Tensor], output: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def gradient(
+        self, losses: Mapping[str, Tensor], output: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
         """The balanced gradient w.r.t. ``output``, and each loss's averaged gradient norm.
 
         Updates the norm averages; does not backpropagate.
@@ -101,7 +103,9 @@ class Balancer:
         out = torch.zeros_like(output)
         for name, grad in grads.items():
             if self.balance_grads:
-                scale = self.weights[name] / total_weight * self.total_norm / (self.epsilon + avg[name])
+                scale = (
+                    self.weights[name] / total_weight * self.total_norm / (self.epsilon + avg[name])
+                )
             else:
                 scale = self.weights[name]
             out = out + scale * grad

@@ -95,12 +95,20 @@ class StreamableConv1d(nn.Module):
     ):
         super().__init__()
         conv = nn.Conv1d(
-            in_channels, out_channels, kernel_size, stride, dilation=dilation, groups=groups, bias=bias
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
         )
         self.conv = weight_norm(conv) if norm == "weight_norm" else conv
         if norm == "time_group_norm":
             if causal:
-                raise ValueError("time_group_norm normalizes over time and cannot be causal; use weight_norm")
+                raise ValueError(
+                    "time_group_norm normalizes over time and cannot be causal; use weight_norm"
+                )
             self.norm: nn.Module = nn.GroupNorm(1, out_channels)
         else:
             self.norm = nn.Identity()
@@ -158,7 +166,11 @@ class StreamableConv1d(nn.Module):
         if final:
             _, extra = self._paddings(state.length)
             buffer = pad1d(buffer, (0, extra), self.pad_mode)
-        n_out = (buffer.shape[-1] - self.kernel_size) // self.stride + 1 if buffer.shape[-1] >= self.kernel_size else 0
+        n_out = (
+            (buffer.shape[-1] - self.kernel_size) // self.stride + 1
+            if buffer.shape[-1] >= self.kernel_size
+            else 0
+        )
         if n_out <= 0:
             state.buffer = None if final else buffer
             return buffer.new_empty(buffer.shape[0], self._out_channels, 0)
@@ -166,7 +178,9 @@ class StreamableConv1d(nn.Module):
         if state.weight is None:
             state.weight = self.conv.weight.detach()
         conv = self.conv
-        y = F.conv1d(buffer[..., :used], state.weight, conv.bias, self.stride, 0, conv.dilation, conv.groups)
+        y = F.conv1d(
+            buffer[..., :used], state.weight, conv.bias, self.stride, 0, conv.dilation, conv.groups
+        )
         state.buffer = None if final else buffer[..., n_out * self.stride :]
         return y  # causal models use no time norm, so nothing more to apply
 
@@ -210,7 +224,9 @@ class StreamableConvTranspose1d(nn.Module):
         self.conv = weight_norm(conv) if norm == "weight_norm" else conv
         if norm == "time_group_norm":
             if causal:
-                raise ValueError("time_group_norm normalizes over time and cannot be causal; use weight_norm")
+                raise ValueError(
+                    "time_group_norm normalizes over time and cannot be causal; use weight_norm"
+                )
             self.norm: nn.Module = nn.GroupNorm(1, out_channels)
         else:
             self.norm = nn.Identity()

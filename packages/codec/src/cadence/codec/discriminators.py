@@ -165,7 +165,12 @@ class MultiScaleSTFTDiscriminator(_DiscriminatorSet):
             raise ValueError("n_ffts, hop_lengths and win_lengths must have the same length")
         self.discriminators = nn.ModuleList(
             STFTDiscriminator(
-                filters=filters, in_channels=in_channels, n_fft=n, hop_length=h, win_length=w, **kwargs
+                filters=filters,
+                in_channels=in_channels,
+                n_fft=n,
+                hop_length=h,
+                win_length=w,
+                **kwargs,
             )
             for n, h, w in zip(n_ffts, hop_lengths, win_lengths)
         )
@@ -243,9 +248,7 @@ class WaveformDiscriminator(nn.Module):
     ):
         super().__init__()
         layers = [
-            nn.Sequential(
-                nn.ReflectionPad1d(7), _norm(nn.Conv1d(in_channels, filters, 15), norm)
-            )
+            nn.Sequential(nn.ReflectionPad1d(7), _norm(nn.Conv1d(in_channels, filters, 15), norm))
         ]
         chs = filters
         for factor in downsample_factors:
@@ -284,7 +287,9 @@ class MultiScaleDiscriminator(_DiscriminatorSet):
 
     def __init__(self, *, num_scales: int = 3, **kwargs):
         super().__init__()
-        self.discriminators = nn.ModuleList(WaveformDiscriminator(**kwargs) for _ in range(num_scales))
+        self.discriminators = nn.ModuleList(
+            WaveformDiscriminator(**kwargs) for _ in range(num_scales)
+        )
         self.pool = nn.AvgPool1d(4, stride=2, padding=1, count_include_pad=False)
 
     def _inputs(self, audio: Tensor) -> Iterator[Tensor]:
@@ -372,7 +377,10 @@ class CodecDiscriminator(PretrainedMixin, nn.Module):
                 )
             elif kind == "mpd":
                 families[kind] = MultiPeriodDiscriminator(
-                    periods=c.periods, in_channels=c.channels, channels=c.period_channels, norm=c.norm
+                    periods=c.periods,
+                    in_channels=c.channels,
+                    channels=c.period_channels,
+                    norm=c.norm,
                 )
             else:
                 families[kind] = MultiScaleDiscriminator(
@@ -388,7 +396,9 @@ class CodecDiscriminator(PretrainedMixin, nn.Module):
     def forward(self, audio: Tensor) -> DiscriminatorOutput:
         # STFTs without centering need at least one full window.
         shortest = max(self.config.n_ffts) if "msstft" in self.config.kinds else 1
-        check_audio(audio, channels=self.config.channels, min_samples=shortest, what="discriminator input")
+        check_audio(
+            audio, channels=self.config.channels, min_samples=shortest, what="discriminator input"
+        )
         logits: list[Tensor] = []
         fmaps: list[list[Tensor]] = []
         for family in self.families.values():

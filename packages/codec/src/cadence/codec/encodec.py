@@ -76,7 +76,10 @@ class EnCodecConfig(Config):
             )
         if self.codebook_size < 2:
             raise ConfigError("codebook_size must be at least 2")
-        if max(self.target_bandwidths) and self.quantizers_for(max(self.target_bandwidths)) > self.n_codebooks:
+        if (
+            max(self.target_bandwidths)
+            and self.quantizers_for(max(self.target_bandwidths)) > self.n_codebooks
+        ):
             raise ConfigError(
                 f"target bandwidth {max(self.target_bandwidths)} kbps needs "
                 f"{self.quantizers_for(max(self.target_bandwidths))} codebooks but n_codebooks={self.n_codebooks}"
@@ -89,7 +92,13 @@ class EnCodecConfig(Config):
         if from_version < 2 and "seanet" not in data:
             if "ratios" in data:  # decoder order then, encoder order now
                 data["strides"] = list(reversed(data.pop("ratios")))
-            nest_format1(data, "seanet", SEANetConfig, renames={"dimension": "latent_dim"}, base=_official_seanet())
+            nest_format1(
+                data,
+                "seanet",
+                SEANetConfig,
+                renames={"dimension": "latent_dim"},
+                base=_official_seanet(),
+            )
         return data
 
     @property
@@ -171,7 +180,11 @@ class EuclideanResidualVQ(nn.Module):
         indices = []
         for level in range(n_q):
             embed = codebooks[level]
-            dist = -(residual.pow(2).sum(1, keepdim=True) - 2 * residual @ embed.t() + squared_norms[level])
+            dist = -(
+                residual.pow(2).sum(1, keepdim=True)
+                - 2 * residual @ embed.t()
+                + squared_norms[level]
+            )
             index = dist.max(dim=-1).indices
             residual = residual - F.embedding(index, embed)
             indices.append(index)
@@ -205,7 +218,9 @@ class EnCodec(PretrainedMixin, nn.Module):
         self.config = config
         self.encoder = SEANetEncoder(config.seanet)
         self.decoder = SEANetDecoder(config.seanet)
-        self.quantizer = EuclideanResidualVQ(config.n_codebooks, config.codebook_size, config.seanet.latent_dim)
+        self.quantizer = EuclideanResidualVQ(
+            config.n_codebooks, config.codebook_size, config.seanet.latent_dim
+        )
         self.bandwidth = config.bandwidth
 
     # -- Codec attributes ---------------------------------------------------------------------

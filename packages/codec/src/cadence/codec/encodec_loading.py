@@ -58,7 +58,11 @@ def _weight_norm_to_ours(key: str) -> str:
 
 
 def _codebook_key(key: str, layout: Layout) -> tuple[int, str] | None:
-    pattern = r"quantizer\.vq\.layers\.(\d+)\._codebook\.(\w+)" if layout == "original" else r"quantizer\.layers\.(\d+)\.codebook\.(\w+)"
+    pattern = (
+        r"quantizer\.vq\.layers\.(\d+)\._codebook\.(\w+)"
+        if layout == "original"
+        else r"quantizer\.layers\.(\d+)\.codebook\.(\w+)"
+    )
     match = re.fullmatch(pattern, key)
     return (int(match.group(1)), match.group(2)) if match else None
 
@@ -66,9 +70,13 @@ def _codebook_key(key: str, layout: Layout) -> tuple[int, str] | None:
 def detect_layout(state: dict[str, Tensor], where: str) -> Layout:
     """Which published layout a state dict uses; CheckpointError when it is neither."""
     keys = list(state)
-    if any(k.startswith("quantizer.vq.layers.") for k in keys) and any(k.startswith("encoder.model.") for k in keys):
+    if any(k.startswith("quantizer.vq.layers.") for k in keys) and any(
+        k.startswith("encoder.model.") for k in keys
+    ):
         return "original"
-    if any(k.startswith("quantizer.layers.") for k in keys) and any(k.startswith("encoder.layers.") for k in keys):
+    if any(k.startswith("quantizer.layers.") for k in keys) and any(
+        k.startswith("encoder.layers.") for k in keys
+    ):
         return "hf"
     if "quantizer.codebooks" in state:
         raise CheckpointError(
@@ -97,7 +105,9 @@ def from_official_state_dict(state: dict[str, Tensor], layout: Layout) -> dict[s
             if name == "embed":
                 codebooks[index] = value
             elif name not in _TRAINING_ONLY:
-                raise CheckpointError(f"unexpected quantizer entry {key!r} in an EnCodec checkpoint")
+                raise CheckpointError(
+                    f"unexpected quantizer entry {key!r} in an EnCodec checkpoint"
+                )
             continue
         if layout == "original":
             new = re.sub(r"\.(conv|convtr)\.(conv|convtr)\.", ".conv.", key)
@@ -113,7 +123,10 @@ def from_official_state_dict(state: dict[str, Tensor], layout: Layout) -> dict[s
 
 
 def to_official_state_dict(
-    model: EnCodec, layout: Layout = "original", *, weight_norm_names: Literal["g_v", "parametrizations"] = "g_v"
+    model: EnCodec,
+    layout: Layout = "original",
+    *,
+    weight_norm_names: Literal["g_v", "parametrizations"] = "g_v",
 ) -> dict[str, Tensor]:
     """Our weights under an official layout's keys (the inverse of :func:`from_official_state_dict`).
 
@@ -158,7 +171,9 @@ def to_official_state_dict(
     return out
 
 
-def config_from_hf(data: dict[str, Any], *, bandwidth: float = 6.0, where: str = "config.json") -> EnCodecConfig:
+def config_from_hf(
+    data: dict[str, Any], *, bandwidth: float = 6.0, where: str = "config.json"
+) -> EnCodecConfig:
     """An :class:`EnCodecConfig` from a transformers ``EncodecConfig`` JSON dict."""
     model_type = data.get("model_type")
     if model_type != "encodec":
@@ -172,7 +187,9 @@ def config_from_hf(data: dict[str, Any], *, bandwidth: float = 6.0, where: str =
         )
     dim = data.get("hidden_size", 128)
     if data.get("codebook_dim") not in (None, dim):
-        raise CheckpointError(f"{where}: codebook_dim {data['codebook_dim']} != hidden_size {dim} is not supported")
+        raise CheckpointError(
+            f"{where}: codebook_dim {data['codebook_dim']} != hidden_size {dim} is not supported"
+        )
     bandwidths = tuple(float(b) for b in data.get("target_bandwidths", (1.5, 3.0, 6.0, 12.0, 24.0)))
     config = EnCodecConfig(
         sample_rate=data.get("sampling_rate", 24000),
@@ -243,15 +260,21 @@ def _config_from_original(state: dict[str, Tensor], bandwidth: float, where: str
             f"{where} is the 48 kHz EnCodec (time group norm, chunked and loudness-normalized), "
             "which Cadence does not support yet; use encodec_24khz-d7cc33bc.th"
         )
-    first = state.get("encoder.model.0.conv.conv.weight_v", state.get("encoder.model.0.conv.conv.weight"))
+    first = state.get(
+        "encoder.model.0.conv.conv.weight_v", state.get("encoder.model.0.conv.conv.weight")
+    )
     embed = state.get("quantizer.vq.layers.0._codebook.embed")
     if first is None or embed is None:
         _not_encodec(list(state), where)
     n_codebooks = sum(1 for k in state if k.endswith("._codebook.embed"))
     # The original files carry no config: everything but the channel count, codebook shape and
     # count is the published 24 kHz architecture (strict key/shape matching checks the rest).
-    config = EnCodecConfig(codebook_size=embed.shape[0], n_codebooks=n_codebooks, bandwidth=bandwidth)
-    return config.replace(seanet=config.seanet.replace(channels=first.shape[1], latent_dim=embed.shape[1]))
+    config = EnCodecConfig(
+        codebook_size=embed.shape[0], n_codebooks=n_codebooks, bandwidth=bandwidth
+    )
+    return config.replace(
+        seanet=config.seanet.replace(channels=first.shape[1], latent_dim=embed.shape[1])
+    )
 
 
 def _load_into(model: EnCodec, state: dict[str, Tensor], where: str) -> EnCodec:
@@ -308,7 +331,9 @@ def load_official(
                 state = _load_tensor_file(path / name)
                 break
         else:
-            raise CheckpointError(f"{path} has no model.safetensors or pytorch_model.bin; the download is incomplete")
+            raise CheckpointError(
+                f"{path} has no model.safetensors or pytorch_model.bin; the download is incomplete"
+            )
         where = str(path)
         layout = detect_layout(state, where)
     else:

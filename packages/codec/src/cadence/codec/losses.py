@@ -120,7 +120,9 @@ def feature_matching_loss(
     return total / count
 
 
-def generator_adversarial_loss(logits_fake: list[Tensor], kind: AdversarialLoss = "hinge") -> Tensor:
+def generator_adversarial_loss(
+    logits_fake: list[Tensor], kind: AdversarialLoss = "hinge"
+) -> Tensor:
     """The generator's adversarial loss, averaged over sub-discriminators.
 
     hinge: ``mean(relu(1 - D(x_hat)))`` (EnCodec eq. 2); lsgan: ``mean((1 - D(x_hat))^2)``.

@@ -109,7 +109,9 @@ def pesq(estimate: Tensor, reference: Tensor, sample_rate: int) -> Tensor:
     return torch.tensor(scores, dtype=torch.float32)
 
 
-def stoi(estimate: Tensor, reference: Tensor, sample_rate: int, *, extended: bool = False) -> Tensor:
+def stoi(
+    estimate: Tensor, reference: Tensor, sample_rate: int, *, extended: bool = False
+) -> Tensor:
     """STOI (Taal et al. 2011; ESTOI with ``extended``) per item ``(b,)``, on mono audio.
 
     Raises:
@@ -122,7 +124,10 @@ def stoi(estimate: Tensor, reference: Tensor, sample_rate: int, *, extended: boo
             "STOI needs the `pystoi` package: pip install 'cadence-codec[metrics]'"
         ) from err
     est, ref = _pair(estimate, reference)
-    est_np, ref_np = _mono_numpy(est, sample_rate, sample_rate), _mono_numpy(ref, sample_rate, sample_rate)
+    est_np, ref_np = (
+        _mono_numpy(est, sample_rate, sample_rate),
+        _mono_numpy(ref, sample_rate, sample_rate),
+    )
     scores = [_stoi(r, e, sample_rate, extended=extended) for r, e in zip(ref_np, est_np)]
     return torch.tensor(scores, dtype=torch.float32)
 

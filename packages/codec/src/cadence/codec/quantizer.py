@@ -49,14 +49,20 @@ class CodeRangeError(IdRangeError):
     """Codes given to a decoder are malformed: wrong rank, out of range, too many levels."""
 
 
-def check_code_values(codes: Tensor, codebook_size: int, *, lengths: Tensor | None = None) -> Tensor:
+def check_code_values(
+    codes: Tensor, codebook_size: int, *, lengths: Tensor | None = None
+) -> Tensor:
     """Refuse codes that are not ``(b, n, q)`` integers in ``[0, codebook_size)``.
 
     Only the real frames (``lengths`` ``(b,)`` per item, default all) are range-checked;
     padding may hold anything. Raises :class:`CodeRangeError`; returns the codes as long.
     """
-    if isinstance(codes, Tensor) and (codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool):
-        raise CodeRangeError(f"codes must be integers (torch.long), got dtype {codes.dtype}; use codes.long()")
+    if isinstance(codes, Tensor) and (
+        codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool
+    ):
+        raise CodeRangeError(
+            f"codes must be integers (torch.long), got dtype {codes.dtype}; use codes.long()"
+        )
     return check_ids(
         codes,
         codebook_size,
@@ -114,20 +120,30 @@ class QuantizerConfig(Config):
 
     def __post_init__(self) -> None:
         if self.num_quantizers < 1:
-            raise ConfigError(f"QuantizerConfig.num_quantizers must be >= 1, got {self.num_quantizers}")
+            raise ConfigError(
+                f"QuantizerConfig.num_quantizers must be >= 1, got {self.num_quantizers}"
+            )
         if not 0 <= self.quantize_dropout_cutoff_index < self.num_quantizers:
             raise ConfigError(
                 f"QuantizerConfig.quantize_dropout_cutoff_index must be in [0, {self.num_quantizers}), "
                 f"got {self.quantize_dropout_cutoff_index}"
             )
         if self.kind != "grouped_rvq" and self.groups != 1:
-            raise ConfigError(f"groups={self.groups} > 1 needs kind='grouped_rvq', got kind={self.kind!r}")
+            raise ConfigError(
+                f"groups={self.groups} > 1 needs kind='grouped_rvq', got kind={self.kind!r}"
+            )
         if self.groups < 1:
             raise ConfigError(f"QuantizerConfig.groups must be >= 1, got {self.groups}")
-        if self.kind == "fsq" and (not self.fsq_levels or any(level < 2 for level in self.fsq_levels)):
-            raise ConfigError(f"QuantizerConfig.fsq_levels must be >= 2 each, got {self.fsq_levels}")
+        if self.kind == "fsq" and (
+            not self.fsq_levels or any(level < 2 for level in self.fsq_levels)
+        ):
+            raise ConfigError(
+                f"QuantizerConfig.fsq_levels must be >= 2 each, got {self.fsq_levels}"
+            )
         if self.kind != "fsq" and self.codebook_size < 2:
-            raise ConfigError(f"QuantizerConfig.codebook_size must be >= 2, got {self.codebook_size}")
+            raise ConfigError(
+                f"QuantizerConfig.codebook_size must be >= 2, got {self.codebook_size}"
+            )
 
 
 @dataclass
@@ -218,7 +234,8 @@ class ResidualQuantizer(nn.Module):
         # stay as it is (zeros under k-means init, so it adds nothing) rather than be fitted
         # to whatever is being encoded, which would make encoding change the model.
         pending = [
-            m for m in self.modules()
+            m
+            for m in self.modules()
             if isinstance(getattr(m, "initted", None), Tensor) and not bool(m.initted)
         ]
         for m in pending:

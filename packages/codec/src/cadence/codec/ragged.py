@@ -65,7 +65,11 @@ def by_length(
 
 
 def encode_ragged(
-    fn: Callable[[Tensor], Tensor], audio: Tensor, lengths: Tensor | None, *, num_frames: Callable[[int], int]
+    fn: Callable[[Tensor], Tensor],
+    audio: Tensor,
+    lengths: Tensor | None,
+    *,
+    num_frames: Callable[[int], int],
 ) -> Tensor:
     """``fn``: ``(b, c, t)`` audio -> ``(b, n, ...)`` frames, each item on its ``lengths[i]`` samples."""
     return by_length(fn, audio, lengths, axis=-1, out_axis=1, out_length=num_frames)

@@ -78,8 +78,16 @@ class SEANetConfig(Config):
     trim_right_ratio: float = 1.0
 
     def __post_init__(self) -> None:
-        positive = ("channels", "latent_dim", "n_filters", "kernel_size", "residual_kernel_size",
-                    "last_kernel_size", "dilation_base", "compress")
+        positive = (
+            "channels",
+            "latent_dim",
+            "n_filters",
+            "kernel_size",
+            "residual_kernel_size",
+            "last_kernel_size",
+            "dilation_base",
+            "compress",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"SEANetConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -92,7 +100,9 @@ class SEANetConfig(Config):
                 "time_group_norm looks at the whole clip; a causal model needs weight_norm or none"
             )
         if not 0.0 <= self.trim_right_ratio <= 1.0:
-            raise ConfigError(f"SEANetConfig.trim_right_ratio must be in [0, 1], got {self.trim_right_ratio}")
+            raise ConfigError(
+                f"SEANetConfig.trim_right_ratio must be in [0, 1], got {self.trim_right_ratio}"
+            )
         if not self.causal and self.trim_right_ratio != 1.0:
             raise ConfigError("trim_right_ratio != 1.0 only makes sense for a causal model")
         _activation_class(self.activation)
@@ -106,7 +116,9 @@ class SEANetConfig(Config):
 def _activation_class(name: str) -> type[nn.Module]:
     cls = getattr(nn, name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ConfigError(f"unknown activation {name!r}; give the name of a torch.nn module such as 'ELU'")
+        raise ConfigError(
+            f"unknown activation {name!r}; give the name of a torch.nn module such as 'ELU'"
+        )
     return cls
 
 
@@ -144,7 +156,13 @@ class SEANetResnetBlock(nn.Module):
             block += [
                 _activation(activation),
                 StreamableConv1d(
-                    in_ch, out_ch, kernel_size, dilation=dilation, norm=norm, causal=causal, pad_mode=pad_mode
+                    in_ch,
+                    out_ch,
+                    kernel_size,
+                    dilation=dilation,
+                    norm=norm,
+                    causal=causal,
+                    pad_mode=pad_mode,
                 ),
             ]
         self.block = nn.Sequential(*block)
@@ -222,12 +240,17 @@ class SEANetEncoder(_SEANet):
             layers += _residual_units(c, width)
             layers += [
                 _activation(c.activation),
-                StreamableConv1d(width, width * 2, kernel_size=2 * stride, stride=stride, **conv_kw),
+                StreamableConv1d(
+                    width, width * 2, kernel_size=2 * stride, stride=stride, **conv_kw
+                ),
             ]
             width *= 2
         if c.lstm:
             layers.append(StreamableLSTM(width, num_layers=c.lstm))
-        layers += [_activation(c.activation), StreamableConv1d(width, c.latent_dim, c.last_kernel_size, **conv_kw)]
+        layers += [
+            _activation(c.activation),
+            StreamableConv1d(width, c.latent_dim, c.last_kernel_size, **conv_kw),
+        ]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -254,13 +277,21 @@ class SEANetDecoder(_SEANet):
             layers += [
                 _activation(c.activation),
                 StreamableConvTranspose1d(
-                    width, width // 2, kernel_size=2 * stride, stride=stride, norm=c.norm,
-                    causal=c.causal, trim_right_ratio=c.trim_right_ratio,
+                    width,
+                    width // 2,
+                    kernel_size=2 * stride,
+                    stride=stride,
+                    norm=c.norm,
+                    causal=c.causal,
+                    trim_right_ratio=c.trim_right_ratio,
                 ),
             ]
             layers += _residual_units(c, width // 2)
             width //= 2
-        layers += [_activation(c.activation), StreamableConv1d(c.n_filters, c.channels, c.last_kernel_size, **conv_kw)]
+        layers += [
+            _activation(c.activation),
+            StreamableConv1d(c.n_filters, c.channels, c.last_kernel_size, **conv_kw),
+        ]
         self.model = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -323,4 +354,6 @@ def stream_step(module: nn.Module, x: Tensor, state: Any, final: bool = False) -
 
 def _is_pointwise(module: nn.Module) -> bool:
     # Activations act on each time step alone (torch.nn.modules.activation holds them all).
-    return isinstance(module, nn.Identity) or type(module).__module__ == "torch.nn.modules.activation"
+    return (
+        isinstance(module, nn.Identity) or type(module).__module__ == "torch.nn.modules.activation"
+    )

@@ -57,7 +57,9 @@ class SoundStreamConfig(Config):
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
-            raise ConfigError(f"SoundStreamConfig.sample_rate must be positive, got {self.sample_rate}")
+            raise ConfigError(
+                f"SoundStreamConfig.sample_rate must be positive, got {self.sample_rate}"
+            )
         if self.quantizer.kind == "grouped_rvq" and self.seanet.latent_dim % self.quantizer.groups:
             raise ConfigError(
                 f"quantizer.groups ({self.quantizer.groups}) must divide seanet.latent_dim "
@@ -100,12 +102,16 @@ class SoundStreamConfig(Config):
     @classmethod
     def speech_16khz(cls, **changes: Any) -> SoundStreamConfig:
         """SoundStream's speech setting: 16 kHz, 50 frames/s, 8 x 1024 codes (4 kbps)."""
-        return with_changes(cls(sample_rate=16000, seanet=SEANetConfig(strides=(2, 4, 5, 8))), changes)
+        return with_changes(
+            cls(sample_rate=16000, seanet=SEANetConfig(strides=(2, 4, 5, 8))), changes
+        )
 
     @classmethod
     def general_24khz(cls, **changes: Any) -> SoundStreamConfig:
         """24 kHz, 75 frames/s (EnCodec's rate), 8 x 1024 codes (6 kbps)."""
-        return with_changes(cls(sample_rate=24000, seanet=SEANetConfig(strides=(2, 4, 5, 8))), changes)
+        return with_changes(
+            cls(sample_rate=24000, seanet=SEANetConfig(strides=(2, 4, 5, 8))), changes
+        )
 
 
 @dataclass

@@ -96,7 +96,9 @@ class StreamingEncoder:
         if self.samples_in == 0:
             raise ValueError("no audio was given to this stream; call encode_chunk first")
         param = next(self.encoder.parameters())
-        empty = torch.zeros(self._batch, self.encoder.channels, 0, dtype=param.dtype, device=param.device)
+        empty = torch.zeros(
+            self._batch, self.encoder.channels, 0, dtype=param.dtype, device=param.device
+        )
         out = self._run(empty, final=True)
         self._closed = True
         return out
@@ -110,7 +112,9 @@ class StreamingDecoder:
         dequantize: codes ``(b, n, q)`` -> latents ``(b, n, d)``; ``None`` takes latents.
     """
 
-    def __init__(self, decoder: SEANetDecoder, dequantize: Callable[[Tensor], Tensor] | None = None):
+    def __init__(
+        self, decoder: SEANetDecoder, dequantize: Callable[[Tensor], Tensor] | None = None
+    ):
         if not decoder.causal:
             raise ValueError("streaming needs a causal decoder; build the model with causal=True")
         self.decoder = decoder
@@ -124,7 +128,9 @@ class StreamingDecoder:
         if self._closed:
             raise RuntimeError("this stream was flushed; start a new one for new codes")
         with torch.inference_mode():
-            return stream_step(self.decoder, rearrange(latents, "b n d -> b d n"), self.state, final)
+            return stream_step(
+                self.decoder, rearrange(latents, "b n d -> b d n"), self.state, final
+            )
 
     def decode_chunk(self, codes: Tensor) -> Tensor:
         """Codes ``(b, n, q)`` (or latents ``(b, n, d)``) -> audio ``(b, c, t_new)``.
@@ -136,7 +142,9 @@ class StreamingDecoder:
         elif codes.ndim == 3 and codes.shape[1] == 0:
             # nothing to dequantize (decoders refuse empty codes); the stream just waits
             param = next(self.decoder.parameters())
-            latents = torch.zeros(codes.shape[0], 0, self.decoder.latent_dim, dtype=param.dtype, device=codes.device)
+            latents = torch.zeros(
+                codes.shape[0], 0, self.decoder.latent_dim, dtype=param.dtype, device=codes.device
+            )
         else:
             latents = self.dequantize(codes)
         self.frames_in += latents.shape[1]
@@ -148,7 +156,9 @@ class StreamingDecoder:
         """End of codes: the remaining samples (total ``n * hop_length``, as offline)."""
         if self._batch is None:
             raise ValueError("no codes were given to this stream; call decode_chunk first")
-        empty = torch.zeros(self._batch, 0, self.decoder.latent_dim, dtype=self._dtype, device=self._device)
+        empty = torch.zeros(
+            self._batch, 0, self.decoder.latent_dim, dtype=self._dtype, device=self._device
+        )
         out = self._run(empty, final=True)
         self._closed = True
         return out
@@ -192,7 +202,11 @@ def _progress(iterable: Iterable[Any], total: int | None, desc: str, show: bool)
 
 
 def encode_chunked(
-    model: StreamableCodec, audio: Tensor, *, chunk_samples: int | None = None, progress: bool = False
+    model: StreamableCodec,
+    audio: Tensor,
+    *,
+    chunk_samples: int | None = None,
+    progress: bool = False,
 ) -> Tensor:
     """Encode ``(b, c, t)`` audio chunk by chunk (default chunks: 10 s); equals ``model.encode``."""
     chunk = chunk_samples or 10 * model.sample_rate
@@ -282,7 +296,9 @@ def decode_to_file(
     import soundfile as sf
 
     if codes.ndim != 3 or codes.shape[0] != 1:
-        raise ValueError(f"decode_to_file takes the codes of one file, shape (1, n, q); got {tuple(codes.shape)}")
+        raise ValueError(
+            f"decode_to_file takes the codes of one file, shape (1, n, q); got {tuple(codes.shape)}"
+        )
     path = Path(path)
     limit = num_samples if num_samples is not None else codes.shape[1] * model.hop_length
     written = 0
@@ -290,9 +306,12 @@ def decode_to_file(
     starts = range(0, codes.shape[1], chunk_frames)
     # Written under a temporary name and renamed when complete: an interrupted decode never
     # leaves a truncated file at `path`.
-    with atomic_file(path) as tmp, sf.SoundFile(
-        str(tmp), "w", samplerate=model.sample_rate, channels=model.channels, subtype=subtype
-    ) as f:
+    with (
+        atomic_file(path) as tmp,
+        sf.SoundFile(
+            str(tmp), "w", samplerate=model.sample_rate, channels=model.channels, subtype=subtype
+        ) as f,
+    ):
 
         def write(audio: Tensor) -> None:
             nonlocal written

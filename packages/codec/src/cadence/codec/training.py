@@ -73,7 +73,9 @@ __all__ = ["CodecTrainer", "CodecTrainerConfig"]
 
 logger = logging.getLogger(__name__)
 
-TRAINER_KIND = "cadence.codec.CodecTrainer"  # written in each checkpoint: resume with this loop only
+TRAINER_KIND = (
+    "cadence.codec.CodecTrainer"  # written in each checkpoint: resume with this loop only
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +122,9 @@ class CodecTrainerConfig(Config):
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"CodecTrainerConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"CodecTrainerConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
         for name in ("eval_every", "save_every", "keep_last_checkpoints"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -131,7 +135,9 @@ class CodecTrainerConfig(Config):
                 "(the generator cannot learn from a discriminator that has not started)"
             )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ConfigError(f"CodecTrainerConfig.ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+            raise ConfigError(
+                f"CodecTrainerConfig.ema_decay must be in (0, 1) or None, got {self.ema_decay}"
+            )
         weights = (self.mel_weight, self.l1_weight, self.adversarial_weight, self.feature_weight)
         if any(w < 0 for w in weights):
             raise ConfigError("CodecTrainerConfig: loss weights must be >= 0")
@@ -200,7 +206,9 @@ class CodecTrainer:
         sample_rate = getattr(generator, "sample_rate", None)
         channels = getattr(generator, "channels", None)
         if sample_rate is None or channels is None:
-            raise TypeError(f"{type(generator).__name__} needs `sample_rate` and `channels` attributes")
+            raise TypeError(
+                f"{type(generator).__name__} needs `sample_rate` and `channels` attributes"
+            )
         if cfg.discriminator.channels != channels:
             raise ValueError(
                 f"the discriminators take {cfg.discriminator.channels}-channel audio but the codec "
@@ -213,10 +221,16 @@ class CodecTrainer:
         set_seed(cfg.seed)
         discriminator = CodecDiscriminator(cfg.discriminator)
         opt_g = build_optimizer(
-            generator, learning_rate=cfg.generator_lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+            generator,
+            learning_rate=cfg.generator_lr,
+            betas=cfg.betas,
+            weight_decay=cfg.weight_decay,
         )
         opt_d = build_optimizer(
-            discriminator, learning_rate=cfg.discriminator_lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+            discriminator,
+            learning_rate=cfg.discriminator_lr,
+            betas=cfg.betas,
+            weight_decay=cfg.weight_decay,
         )
         # Stepped by us once per update (not through accelerate), as core's Trainer does.
         schedule = dict(
@@ -237,16 +251,21 @@ class CodecTrainer:
             )
         )
         acc = self.accelerator
-        self.generator, self.discriminator, self.opt_g, self.opt_d, self.train_dataloader = acc.prepare(
-            generator, discriminator, opt_g, opt_d, loader
+        self.generator, self.discriminator, self.opt_g, self.opt_d, self.train_dataloader = (
+            acc.prepare(generator, discriminator, opt_g, opt_d, loader)
         )
         self.eval_dataloader = (
             None
             if eval_data is None
-            else DataLoader(eval_data, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate_fn)
+            else DataLoader(
+                eval_data, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate_fn
+            )
         )
         self.mel_loss = MultiScaleMelLoss(
-            self.sample_rate, range_start=cfg.mel_range[0], range_end=cfg.mel_range[1], n_mels=cfg.mel_bins
+            self.sample_rate,
+            range_start=cfg.mel_range[0],
+            range_end=cfg.mel_range[1],
+            n_mels=cfg.mel_bins,
         ).to(acc.device)
         self.ema = self._new_ema() if cfg.ema_decay is not None else None
         self.balancers = {
@@ -315,7 +334,8 @@ class CodecTrainer:
                 if self.global_step % cfg.log_every == 0:
                     now = time.perf_counter()
                     bar.set_postfix(
-                        mel=f"{row['mel']:.3g}", d=f"{row.get('d_loss', 0.0):.3g}",
+                        mel=f"{row['mel']:.3g}",
+                        d=f"{row.get('d_loss', 0.0):.3g}",
                         steps_s=f"{cfg.log_every / max(now - clock, 1e-9):.2f}",
                     )
                     clock = now
@@ -327,7 +347,9 @@ class CodecTrainer:
                     break
             else:
                 if self.batch_in_epoch == 0:
-                    raise RuntimeError("the training data yields no batches (fewer items than batch_size?)")
+                    raise RuntimeError(
+                        "the training data yields no batches (fewer items than batch_size?)"
+                    )
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 continue
@@ -392,7 +414,9 @@ class CodecTrainer:
             total = sum(weights[k] * losses[k] for k in weights) + commit
             acc.backward(total)
         if cfg.max_grad_norm is not None:
-            row["g_grad_norm"] = float(acc.clip_grad_norm_(self.generator.parameters(), cfg.max_grad_norm))
+            row["g_grad_norm"] = float(
+                acc.clip_grad_norm_(self.generator.parameters(), cfg.max_grad_norm)
+            )
         self.opt_g.step()
         self.scheduler_g.step()
         if self.ema is not None:
@@ -420,7 +444,9 @@ class CodecTrainer:
         if loader is None:
             raise ValueError("no evaluation data: pass eval_data to CodecTrainer or data here")
         if not isinstance(loader, DataLoader):
-            loader = DataLoader(loader, batch_size=self.config.eval_batch_size, collate_fn=collate_audio)
+            loader = DataLoader(
+                loader, batch_size=self.config.eval_batch_size, collate_fn=collate_audio
+            )
         model = self.unwrapped_generator
         was_training = model.training
         model.eval()
@@ -469,7 +495,11 @@ class CodecTrainer:
     def load_checkpoint(self, checkpoint: str | os.PathLike) -> Path | None:
         """Restore both networks, optimizers, schedules, EMA, balancers and data position."""
         loaded = load_resume_checkpoint(
-            self.accelerator, checkpoint, output_dir=self.output_dir, kind=TRAINER_KIND, ema=self.ema
+            self.accelerator,
+            checkpoint,
+            output_dir=self.output_dir,
+            kind=TRAINER_KIND,
+            ema=self.ema,
         )
         if loaded is None:
             return None

@@ -100,11 +100,17 @@ def _check_path(path: Path, what: str = "audio") -> None:
     if not path.exists():
         raise AudioNotFoundError(f"{what} file not found: {path}")
     if path.is_dir():
-        raise NotAnAudioFileError(f"{what} {path} is a directory; give an audio file ({', '.join(SUPPORTED_FORMATS)})")
+        raise NotAnAudioFileError(
+            f"{what} {path} is a directory; give an audio file ({', '.join(SUPPORTED_FORMATS)})"
+        )
     if not path.is_file():
-        raise NotAnAudioFileError(f"{what} {path} is not a regular file; give an audio file ({', '.join(SUPPORTED_FORMATS)})")
+        raise NotAnAudioFileError(
+            f"{what} {path} is not a regular file; give an audio file ({', '.join(SUPPORTED_FORMATS)})"
+        )
     if not os.access(path, os.R_OK):
-        raise AudioDecodeError(f"cannot read {what} {path}: permission denied; check the file's permissions")
+        raise AudioDecodeError(
+            f"cannot read {what} {path}: permission denied; check the file's permissions"
+        )
 
 
 def load(
@@ -192,7 +198,13 @@ def save(
         raise EmptyAudioError(f"refusing to save empty audio to {path}")
     _check_finite(audio, f"audio to save to {path}")
     with atomic_file(path) as tmp:
-        sf.write(str(tmp), audio.T.numpy(), sample_rate, format=SUPPORTED_FORMATS[suffix], subtype=subtype)
+        sf.write(
+            str(tmp),
+            audio.T.numpy(),
+            sample_rate,
+            format=SUPPORTED_FORMATS[suffix],
+            subtype=subtype,
+        )
     return path
 
 
@@ -262,7 +274,11 @@ def check_audio(
     if not isinstance(audio, Tensor):
         raise TypeError(f"{what} must be a torch.Tensor (b, c, t), got {type(audio).__name__}")
     if audio.ndim != 3:
-        hint = " (add a batch/channel axis: audio[None] or audio[None, None])" if audio.ndim < 3 else ""
+        hint = (
+            " (add a batch/channel axis: audio[None] or audio[None, None])"
+            if audio.ndim < 3
+            else ""
+        )
         raise AudioError(f"{what} must have shape (b, c, t), got {tuple(audio.shape)}{hint}")
     if not audio.is_floating_point():
         raise AudioError(f"{what} must be floating point in [-1, 1], got dtype {audio.dtype}")

@@ -123,7 +123,9 @@ def save_pretrained(
     with atomic_directory(directory) as tmp:
         (tmp / CONFIG_NAME).write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
         # save_model handles tied/shared tensors (they are stored once and re-tied on load).
-        save_model(model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "class": header["class"]})
+        save_model(
+            model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "class": header["class"]}
+        )
     return directory
 
 
@@ -143,7 +145,9 @@ def halve_weights(directory: str | os.PathLike) -> int:
     state = load_file(str(path))
     limit = torch.finfo(torch.float16).max
     for name, tensor in state.items():
-        if tensor.dtype == torch.float32 and (tensor.numel() == 0 or float(tensor.abs().max()) < limit):
+        if tensor.dtype == torch.float32 and (
+            tensor.numel() == 0 or float(tensor.abs().max()) < limit
+        ):
             state[name] = tensor.half()
     with atomic_file(path) as tmp:
         save_file(state, str(tmp), metadata={**metadata, "stored_dtype": "float16"})
@@ -170,22 +174,30 @@ def read_checkpoint_config(directory: str | os.PathLike) -> dict[str, Any]:
     try:
         header = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err}); the checkpoint is corrupt") from err
+        raise CheckpointError(
+            f"{path} is not valid JSON ({err}); the checkpoint is corrupt"
+        ) from err
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path} holds a JSON {type(header).__name__}, not an object; it is not a Cadence checkpoint")
+        raise CheckpointError(
+            f"{path} holds a JSON {type(header).__name__}, not an object; it is not a Cadence checkpoint"
+        )
     for key in ("class", "format_version", "config"):
         if key not in header:
             raise CheckpointError(f"{path} lacks {key!r}; it is not a Cadence checkpoint")
     version = header["format_version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{path}: format_version must be a whole number >= 1, got {version!r}; the checkpoint is corrupt")
+        raise CheckpointError(
+            f"{path}: format_version must be a whole number >= 1, got {version!r}; the checkpoint is corrupt"
+        )
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{directory} uses checkpoint format {version}, newer than this "
             f"cadence-core understands ({FORMAT_VERSION}); upgrade cadence-core"
         )
     if not isinstance(header["class"], str) or not isinstance(header["config"], dict):
-        raise CheckpointError(f"{path}: 'class' must be a string and 'config' an object; the checkpoint is corrupt")
+        raise CheckpointError(
+            f"{path}: 'class' must be a string and 'config' an object; the checkpoint is corrupt"
+        )
     return header
 
 
@@ -298,7 +310,9 @@ def _check_shapes_before_building(
     except Exception:  # a model whose __init__ cannot run on meta: checked after loading
         return
     wrong = [
-        f"{k}: checkpoint {shapes[k]} vs config {own[k]}" for k in own.keys() & shapes.keys() if own[k] != shapes[k]
+        f"{k}: checkpoint {shapes[k]} vs config {own[k]}"
+        for k in own.keys() & shapes.keys()
+        if own[k] != shapes[k]
     ]
     if wrong:
         raise CheckpointError(
@@ -307,7 +321,9 @@ def _check_shapes_before_building(
         )
 
 
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor], *, strict: bool, where: str) -> None:
+def _load_state(
+    model: nn.Module, state: dict[str, torch.Tensor], *, strict: bool, where: str
+) -> None:
     own = model.state_dict()
     # Tied tensors are stored once by save_model; fill the aliases from their twin.
     aliases = _shared_aliases(model)
@@ -360,7 +376,9 @@ class PretrainedMixin:
     config_class: type[Config]
 
     @classmethod
-    def upgrade_state_dict(cls, state: dict[str, torch.Tensor], from_version: int) -> dict[str, torch.Tensor]:
+    def upgrade_state_dict(
+        cls, state: dict[str, torch.Tensor], from_version: int
+    ) -> dict[str, torch.Tensor]:
         """Rename or drop weights saved by checkpoint format ``from_version`` (default: as is)."""
         return state
 
@@ -369,6 +387,10 @@ class PretrainedMixin:
 
     @classmethod
     def load_pretrained(
-        cls: type[M], directory: str | os.PathLike, *, device: str | torch.device = "cpu", strict: bool = True
+        cls: type[M],
+        directory: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        strict: bool = True,
     ) -> M:
         return load_pretrained(directory, cls, device=device, strict=strict)

@@ -63,8 +63,7 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
         )
     hints = get_type_hints(cls)
     kwargs = {
-        name: _coerce(hints[name], value, f"{cls.__name__}.{name}")
-        for name, value in data.items()
+        name: _coerce(hints[name], value, f"{cls.__name__}.{name}") for name, value in data.items()
     }
     try:
         return cls(**kwargs)
@@ -107,7 +106,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if args and len(args) != len(value):
             raise ConfigError(f"{where} must have {len(args)} items, got {len(value)}")
         return tuple(
-            _coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args or [Any] * len(value), value))
+            _coerce(a, v, f"{where}[{i}]")
+            for i, (a, v) in enumerate(zip(args or [Any] * len(value), value))
         )
     if origin is list:
         (arg,) = get_args(tp) or (Any,)
@@ -223,5 +223,3 @@ class Config:
         if unknown:
             raise ConfigError(f"{type(self).__name__} has no field(s) {unknown}")
         return dataclasses.replace(self, **changes)
-
-

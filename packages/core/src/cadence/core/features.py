@@ -59,12 +59,21 @@ def mel_to_hz(mel: Tensor | float, scale: MelScale = "htk") -> Tensor:
 
 @lru_cache(maxsize=32)
 def _mel_filterbank_cached(
-    n_fft: int, n_mels: int, sample_rate: int, f_min: float, f_max: float, scale: str, norm: str | None
+    n_fft: int,
+    n_mels: int,
+    sample_rate: int,
+    f_min: float,
+    f_max: float,
+    scale: str,
+    norm: str | None,
 ) -> Tensor:
     n_freqs = n_fft // 2 + 1
     fft_freqs = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)
     mel_points = torch.linspace(
-        hz_to_mel(f_min, scale).item(), hz_to_mel(f_max, scale).item(), n_mels + 2, dtype=torch.float64
+        hz_to_mel(f_min, scale).item(),
+        hz_to_mel(f_max, scale).item(),
+        n_mels + 2,
+        dtype=torch.float64,
     )
     hz_points = mel_to_hz(mel_points, scale)
     # Triangles between consecutive mel points, evaluated on the FFT bin frequencies.
@@ -93,7 +102,9 @@ def mel_filterbank(
     f_max = sample_rate / 2 if f_max is None else f_max
     if not 0 <= f_min < f_max <= sample_rate / 2:
         raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2, got {f_min}, {f_max}")
-    return _mel_filterbank_cached(n_fft, n_mels, sample_rate, float(f_min), float(f_max), scale, norm).clone()
+    return _mel_filterbank_cached(
+        n_fft, n_mels, sample_rate, float(f_min), float(f_max), scale, norm
+    ).clone()
 
 
 def spectrogram(
@@ -164,7 +175,9 @@ def mel_spectrogram(
         center=center,
         pad_mode=pad_mode,
     )
-    fb = mel_filterbank(n_fft, n_mels, sample_rate, f_min=f_min, f_max=f_max, scale=scale, norm=norm)
+    fb = mel_filterbank(
+        n_fft, n_mels, sample_rate, f_min=f_min, f_max=f_max, scale=scale, norm=norm
+    )
     return torch.einsum("...ft,fm->...mt", spec, fb.to(spec))
 
 
@@ -202,7 +215,13 @@ def mfcc(
     targets: 25 ms windows, 10 ms hop at 16 kHz.
     """
     mel = mel_spectrogram(
-        audio, sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0, **mel_kwargs
+        audio,
+        sample_rate,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        n_mels=n_mels,
+        power=2.0,
+        **mel_kwargs,
     )
     db = 10.0 * torch.log10(mel.clamp(min=1e-10))
     if top_db is not None:
@@ -237,7 +256,9 @@ class MelSpectrogram(nn.Module):
         self.power, self.log, self.floor, self.center = power, log, floor, center
         # Non-persistent: derived from the arguments, so they never enter a checkpoint.
         self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
-        fb = mel_filterbank(n_fft, n_mels, sample_rate, f_min=f_min, f_max=f_max, scale=scale, norm=norm)
+        fb = mel_filterbank(
+            n_fft, n_mels, sample_rate, f_min=f_min, f_max=f_max, scale=scale, norm=norm
+        )
         self.register_buffer("filterbank", fb, persistent=False)
 
     def forward(self, audio: Tensor) -> Tensor:

@@ -64,7 +64,9 @@ def fsync_dir(path: str | os.PathLike) -> None:
 def _temporary_name(path: Path) -> Path:
     # Hidden, unique per writer, and with the destination's suffix, so writers that pick a
     # format from the suffix (soundfile, safetensors) write the right one.
-    return path.with_name(f".{path.stem}{TMP_SUFFIX}-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+    return path.with_name(
+        f".{path.stem}{TMP_SUFFIX}-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}"
+    )
 
 
 @contextmanager
@@ -103,7 +105,9 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | os.PathLike, data: Any, *, indent: int = 2, sort_keys: bool = False) -> Path:
+def write_json(
+    path: str | os.PathLike, data: Any, *, indent: int = 2, sort_keys: bool = False
+) -> Path:
     """Write ``data`` as JSON (with a final newline) to ``path`` atomically."""
     return write_text(path, json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
 

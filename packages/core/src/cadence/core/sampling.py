@@ -58,7 +58,9 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def gumbel_noise(shape: torch.Size | tuple[int, ...], *, device=None, generator: torch.Generator | None = None) -> Tensor:
+def gumbel_noise(
+    shape: torch.Size | tuple[int, ...], *, device=None, generator: torch.Generator | None = None
+) -> Tensor:
     """Standard Gumbel(0, 1) noise."""
     u = torch.rand(shape, device=device, generator=generator)
     return -torch.log((-torch.log(u.clamp(min=1e-20))).clamp(min=1e-20))
@@ -105,7 +107,9 @@ def classifier_free_guidance(cond: Tensor, uncond: Tensor, scale: float) -> Tens
     Works on logits (AudioLM, SoundStorm) and on predicted noise/velocity (diffusion, flows).
     """
     if cond.shape != uncond.shape:
-        raise ValueError(f"guidance needs equal shapes, got {tuple(cond.shape)} and {tuple(uncond.shape)}")
+        raise ValueError(
+            f"guidance needs equal shapes, got {tuple(cond.shape)} and {tuple(uncond.shape)}"
+        )
     if scale == 1.0:
         return cond
     return uncond + scale * (cond - uncond)
@@ -168,7 +172,9 @@ def lowest_confidence_mask(
     """
     scores = confidence.float().clamp(min=1e-20).log()
     if temperature > 0:
-        scores = scores + temperature * gumbel_noise(scores.shape, device=scores.device, generator=generator)
+        scores = scores + temperature * gumbel_noise(
+            scores.shape, device=scores.device, generator=generator
+        )
     if candidates is not None:
         scores = scores.masked_fill(~candidates, float("inf"))
     b, n = scores.shape

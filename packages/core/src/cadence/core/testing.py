@@ -77,7 +77,9 @@ class FakeCodec:
     def encode_latents(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_audio(audio, channels=1)
         n = audio.shape[-1] // self.hop_length
-        frames = rearrange(audio[..., : n * self.hop_length], "b 1 (n h) -> b n h", h=self.hop_length)
+        frames = rearrange(
+            audio[..., : n * self.hop_length], "b 1 (n h) -> b n h", h=self.hop_length
+        )
         # frame-wise, so each item's real frames never see its padding
         return _zero_past(frames @ self._projection.to(frames), lengths, self.hop_length)
 
@@ -152,7 +154,9 @@ class FakeSemanticTokenizer:
         frames = rearrange(mono[:, : n * self.hop_length], "b (n h) -> b n h", h=self.hop_length)
         spectrum = torch.fft.rfft(frames, dim=-1).abs().add(1e-5).log()
         spectrum = spectrum - spectrum.mean(-1, keepdim=True)
-        return _zero_past((spectrum @ self._projection.to(spectrum)).argmax(-1), lengths, self.hop_length)
+        return _zero_past(
+            (spectrum @ self._projection.to(spectrum)).argmax(-1), lengths, self.hop_length
+        )
 
 
 def toy_corpus_dir() -> Path:
@@ -207,7 +211,9 @@ def python_examples(page: str | os.PathLike) -> list[PythonExample]:
                 body.append(lines[i])
                 i += 1
             if "notest" not in fence:
-                examples.append(PythonExample(path=path, line=start + 1, code="\n".join(body) + "\n"))
+                examples.append(
+                    PythonExample(path=path, line=start + 1, code="\n".join(body) + "\n")
+                )
         i += 1
     return examples
 

@@ -13,7 +13,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["BLANK", "STRESS_MARKS", "edit_distance", "normalize_phonemes", "phoneme_error_rate", "read_manifest"]
+__all__ = [
+    "BLANK",
+    "STRESS_MARKS",
+    "edit_distance",
+    "normalize_phonemes",
+    "phoneme_error_rate",
+    "read_manifest",
+]
 
 BLANK = 0
 STRESS_MARKS = ("ˈ", "ˌ")
@@ -34,7 +41,6 @@ def normalize_phonemes(phonemes: Sequence[str]) -> list[str]:
         if symbol:
             out.append(symbol)
     return out
-
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -291,9 +291,13 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
 
         d = self.config.flow.latent_dim
         if prompt_latents.ndim != 3 or prompt_latents.shape[-1] != d:
-            raise ValueError(f"prompt_latents must be (b, n, {d}), got {tuple(prompt_latents.shape)}")
+            raise ValueError(
+                f"prompt_latents must be (b, n, {d}), got {tuple(prompt_latents.shape)}"
+            )
         if prompt_latents.shape[0] != tokens.shape[0] or prompt_tokens.shape[0] != tokens.shape[0]:
-            raise ValueError("prompt_tokens, prompt_latents and tokens must have the same batch size")
+            raise ValueError(
+                "prompt_tokens, prompt_latents and tokens must have the same batch size"
+            )
         b, n_p = prompt_latents.shape[:2]
         p_mask = _check_mask(prompt_latents_mask, b, n_p, tokens.device, "prompt_latents_mask")
         prompt_semantic, _ = self.tokens_to_frames(

@@ -178,7 +178,9 @@ class ConditionalFlowMatcher(PretrainedMixin, nn.Module):
         """Standardize latents with these per-dimension statistics from now on."""
         d = self.config.latent_dim
         if mean.shape != (d,) or std.shape != (d,):
-            raise ValueError(f"mean and std must be ({d},), got {tuple(mean.shape)}, {tuple(std.shape)}")
+            raise ValueError(
+                f"mean and std must be ({d},), got {tuple(mean.shape)}, {tuple(std.shape)}"
+            )
         if not bool((std > 0).all()):
             raise ValueError("latent std must be > 0 in every dimension")
         self.latent_mean.copy_(mean)

@@ -80,7 +80,9 @@ def _crop(item: dict[str, Any], max_frames: int, frame_ratio: float) -> dict[str
         return item
     num_tokens = math.ceil(max_frames / frame_ratio)
     # the last token start whose latent window still fits
-    last = min(tokens.shape[0] - num_tokens, math.floor((latents.shape[0] - max_frames) / frame_ratio))
+    last = min(
+        tokens.shape[0] - num_tokens, math.floor((latents.shape[0] - max_frames) / frame_ratio)
+    )
     s0 = int(torch.randint(0, max(last, 0) + 1, ()).item())
     l0 = round(s0 * frame_ratio)
     out = dict(item)
@@ -168,7 +170,9 @@ def build_trainer(
         shuffle=True,
         drop_last=True,
         num_workers=config.num_workers,
-        collate_fn=partial(collate_flow_batch, max_frames=max_frames, frame_ratio=model.frame_ratio),
+        collate_fn=partial(
+            collate_flow_batch, max_frames=max_frames, frame_ratio=model.frame_ratio
+        ),
     )
     return Trainer(
         model,

@@ -54,14 +54,22 @@ def monotonic_alignment_search(
     Returns:
         ``(b, n, l)`` 0/1 int64 path (zeros outside the valid region).
     """
-    lp = np.asarray(log_probs.detach().cpu() if isinstance(log_probs, Tensor) else log_probs,
-                    dtype=np.float64)
+    lp = np.asarray(
+        log_probs.detach().cpu() if isinstance(log_probs, Tensor) else log_probs, dtype=np.float64
+    )
     if lp.ndim != 3:
         raise ValueError(f"log_probs must be (b, n, l), got shape {lp.shape}")
     b, num_frames, num_phonemes = lp.shape
-    frame_len = np.full(b, num_frames) if frame_lengths is None else np.asarray(frame_lengths).astype(np.int64)
-    phoneme_len = (np.full(b, num_phonemes) if phoneme_lengths is None
-                   else np.asarray(phoneme_lengths).astype(np.int64))
+    frame_len = (
+        np.full(b, num_frames)
+        if frame_lengths is None
+        else np.asarray(frame_lengths).astype(np.int64)
+    )
+    phoneme_len = (
+        np.full(b, num_phonemes)
+        if phoneme_lengths is None
+        else np.asarray(phoneme_lengths).astype(np.int64)
+    )
     if np.any(frame_len < phoneme_len) or np.any(phoneme_len < 1):
         raise ValueError(
             f"every item needs at least as many frames as phonemes (and >= 1 phoneme); got "
@@ -156,7 +164,9 @@ class AlignerConfig(Config):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.prior_scaling < 0:
-            raise ConfigError(f"prior_scaling must be >= 0 (0 turns the prior off), got {self.prior_scaling}")
+            raise ConfigError(
+                f"prior_scaling must be >= 0 (0 turns the prior off), got {self.prior_scaling}"
+            )
 
     @classmethod
     def tiny(cls, vocab_size: int = 64, feature_dim: int = 80) -> AlignerConfig:
@@ -224,9 +234,12 @@ class Aligner(PretrainedMixin, nn.Module):
         frame_lengths, phoneme_lengths = frame_mask.sum(-1), phoneme_mask.sum(-1)
         if self.config.prior_scaling > 0:
             prior = torch.zeros_like(log_attn)
-            for i, (frames_i, phonemes_i) in enumerate(zip(frame_lengths.tolist(), phoneme_lengths.tolist())):
-                prior[i, :frames_i, :phonemes_i] = beta_binomial_log_prior(frames_i, phonemes_i,
-                                                                           self.config.prior_scaling)
+            for i, (frames_i, phonemes_i) in enumerate(
+                zip(frame_lengths.tolist(), phoneme_lengths.tolist())
+            ):
+                prior[i, :frames_i, :phonemes_i] = beta_binomial_log_prior(
+                    frames_i, phonemes_i, self.config.prior_scaling
+                )
             log_attn = (log_attn + prior).masked_fill(~phoneme_mask[:, None, :], -1e4)
             log_attn = log_attn.log_softmax(-1)
         loss = forward_sum_loss(log_attn, frame_lengths, phoneme_lengths)

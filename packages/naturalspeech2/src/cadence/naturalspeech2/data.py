@@ -78,9 +78,13 @@ def codebooks_from_codec(codec: LatentCodec) -> Tensor:
     return torch.stack(levels).cpu()
 
 
-def mel_features(audio: Tensor, sample_rate: int, hop_length: int, num_frames: int, n_mels: int = 80) -> Tensor:
+def mel_features(
+    audio: Tensor, sample_rate: int, hop_length: int, num_frames: int, n_mels: int = 80
+) -> Tensor:
     """``(t,)`` audio -> ``(num_frames, n_mels)`` log-mel at the codec frame rate (aligner input)."""
-    mel = log_mel_spectrogram(audio, sample_rate, n_fft=max(1024, 2 * hop_length), hop_length=hop_length, n_mels=n_mels)
+    mel = log_mel_spectrogram(
+        audio, sample_rate, n_fft=max(1024, 2 * hop_length), hop_length=hop_length, n_mels=n_mels
+    )
     mel = mel.T[:num_frames]
     if len(mel) < num_frames:
         mel = torch.cat([mel, mel[-1:].expand(num_frames - len(mel), -1)])
@@ -142,8 +146,14 @@ def preprocess_corpus(
     return ShardReader(out_dir)
 
 
-def _utterance(corpus_dir: Path, row: dict[str, Any], codec: LatentCodec, vocabulary: PhonemeVocabulary,
-               durations: DurationSource, aligner: Aligner | None) -> dict[str, Tensor]:
+def _utterance(
+    corpus_dir: Path,
+    row: dict[str, Any],
+    codec: LatentCodec,
+    vocabulary: PhonemeVocabulary,
+    durations: DurationSource,
+    aligner: Aligner | None,
+) -> dict[str, Tensor]:
     """One corpus row -> its shard arrays (phonemes, durations, latents, codes, log_f0, voiced)."""
     audio, _ = load(corpus_dir / row["path"], sample_rate=codec.sample_rate, channels=1)
     hop = round(codec.sample_rate / codec.frame_rate)
@@ -154,17 +164,31 @@ def _utterance(corpus_dir: Path, row: dict[str, Any], codec: LatentCodec, vocabu
     ids = vocabulary.encode([SILENCE, *row["phonemes"]])
     if durations == "espeak":
         starts = row["phoneme_starts"]
-        frames = torch.from_numpy(durations_from_starts(starts, row["duration"], codec.frame_rate, n))
+        frames = torch.from_numpy(
+            durations_from_starts(starts, row["duration"], codec.frame_rate, n)
+        )
     else:
         assert aligner is not None
         mel = mel_features(audio[0], codec.sample_rate, hop, n, aligner.config.feature_dim)
         with torch.no_grad():
-            out = aligner(ids[None], torch.ones(1, len(ids), dtype=torch.bool), mel[None],
-                          torch.ones(1, n, dtype=torch.bool))
+            out = aligner(
+                ids[None],
+                torch.ones(1, len(ids), dtype=torch.bool),
+                mel[None],
+                torch.ones(1, n, dtype=torch.bool),
+            )
         frames = out.durations[0].cpu()
-    pitch = extract_pitch(audio[0].numpy(), sample_rate=codec.sample_rate, hop_length=hop, num_frames=n)
-    return dict(phonemes=ids, durations=frames.long(), latents=latents, codes=codes,
-                log_f0=torch.from_numpy(pitch.log_f0), voiced=torch.from_numpy(pitch.voiced))
+    pitch = extract_pitch(
+        audio[0].numpy(), sample_rate=codec.sample_rate, hop_length=hop, num_frames=n
+    )
+    return dict(
+        phonemes=ids,
+        durations=frames.long(),
+        latents=latents,
+        codes=codes,
+        log_f0=torch.from_numpy(pitch.log_f0),
+        voiced=torch.from_numpy(pitch.voiced),
+    )
 
 
 def _statistics(items: Sequence[dict[str, Tensor]]) -> dict[str, float]:
@@ -193,9 +217,12 @@ def config_from_shards(reader: ShardReader, **overrides: Any) -> NaturalSpeech2C
     """
     meta = reader.metadata
     base = dict(
-        phonemes=tuple(meta["phonemes"]), latent_dim=int(meta["latent_dim"]),
-        frame_rate=float(meta["frame_rate"]), latent_mean=float(meta["latent_mean"]),
-        latent_std=float(meta["latent_std"]), log_f0_mean=float(meta["log_f0_mean"]),
+        phonemes=tuple(meta["phonemes"]),
+        latent_dim=int(meta["latent_dim"]),
+        frame_rate=float(meta["frame_rate"]),
+        latent_mean=float(meta["latent_mean"]),
+        latent_std=float(meta["latent_std"]),
+        log_f0_mean=float(meta["log_f0_mean"]),
         log_f0_std=float(meta["log_f0_std"]),
     )
     tiny = overrides.pop("tiny", False)
@@ -210,8 +237,16 @@ def collate_ns2(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     latents, frame_mask = pad_sequences([it["latents"].float() for it in items])
     log_f0, _ = pad_sequences([it["log_f0"].float() for it in items])
     voiced, _ = pad_sequences([it["voiced"].bool() for it in items])
-    batch = dict(phonemes=phonemes, phoneme_mask=phoneme_mask, durations=durations, latents=latents,
-                 frame_mask=frame_mask, log_f0=log_f0, voiced=voiced, ids=[it["id"] for it in items])
+    batch = dict(
+        phonemes=phonemes,
+        phoneme_mask=phoneme_mask,
+        durations=durations,
+        latents=latents,
+        frame_mask=frame_mask,
+        log_f0=log_f0,
+        voiced=voiced,
+        ids=[it["id"] for it in items],
+    )
     if "codes" in items[0]:
         batch["codes"], _ = pad_sequences([it["codes"] for it in items])
     return batch

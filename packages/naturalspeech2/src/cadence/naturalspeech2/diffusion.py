@@ -33,8 +33,9 @@ Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x_t (b, n, d), t (b,) long) ->
 def alphas_cumprod(num_steps: int, schedule: Literal["cosine", "linear"] = "cosine") -> Tensor:
     """``(num_steps,)`` float64 cumulative signal fractions ``abar_t``, t = 0 .. num_steps-1."""
     if schedule == "linear":
-        betas = torch.linspace(1e-4 * 1000 / num_steps, 0.02 * 1000 / num_steps, num_steps,
-                               dtype=torch.float64)
+        betas = torch.linspace(
+            1e-4 * 1000 / num_steps, 0.02 * 1000 / num_steps, num_steps, dtype=torch.float64
+        )
     elif schedule == "cosine":  # Nichol & Dhariwal 2021
         s = 0.008
         x = torch.linspace(0, num_steps, num_steps + 1, dtype=torch.float64)
@@ -97,7 +98,9 @@ def sample(
             x0 = denoise(x, torch.full((b,), t, device=device, dtype=torch.long))
             a_t, a_prev = at(t), at(t - 1)
             beta = 1 - a_t / a_prev
-            mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * x
+            mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + (
+                (1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)
+            ) * x
             if t > 0:
                 var = beta * (1 - a_prev) / (1 - a_t)
                 x = (mean + var.sqrt() * noise()).to(dtype)
@@ -124,7 +127,12 @@ def sample(
             if s < 0:  # sigma_s = 0: the ODE's end point is the data prediction itself
                 return x0.to(dtype)
             a_t, a_s = at(t), at(s)
-            alpha_t, sigma_t, alpha_s, sigma_s = a_t.sqrt(), (1 - a_t).sqrt(), a_s.sqrt(), (1 - a_s).sqrt()
+            alpha_t, sigma_t, alpha_s, sigma_s = (
+                a_t.sqrt(),
+                (1 - a_t).sqrt(),
+                a_s.sqrt(),
+                (1 - a_s).sqrt(),
+            )
             h = (alpha_s / sigma_s).log() - (alpha_t / sigma_t).log()
             if previous is None:
                 d = x0  # first step: DPM-Solver++ 1 (= DDIM)

@@ -31,8 +31,9 @@ def duration_loss(log_durations: Tensor, durations: Tensor, phoneme_mask: Tensor
     return masked_mean((log_durations - durations.float().log1p()).pow(2), phoneme_mask)
 
 
-def pitch_losses(log_f0: Tensor, voiced_logits: Tensor, target_log_f0: Tensor, voiced: Tensor,
-                 frame_mask: Tensor) -> tuple[Tensor, Tensor]:
+def pitch_losses(
+    log_f0: Tensor, voiced_logits: Tensor, target_log_f0: Tensor, voiced: Tensor, frame_mask: Tensor
+) -> tuple[Tensor, Tensor]:
     """``(f0, voiced)``: L1 of normalised log-F0 on voiced frames and BCE of the voiced flag on real frames.
 
     Args:
@@ -62,8 +63,10 @@ def ce_rvq_loss(latents: Tensor, codes: Tensor, codebooks: Tensor, mask: Tensor)
     count = mask.sum().clamp(min=1)
     for level in range(codebooks.shape[0]):
         book = codebooks[level].to(latents)
-        dist = (residual.pow(2).sum(-1, keepdim=True) - 2 * residual @ book.T + book.pow(2).sum(-1))
-        ce = F.cross_entropy(rearrange(-dist, "b n v -> b v n"), codes[..., level], reduction="none")
+        dist = residual.pow(2).sum(-1, keepdim=True) - 2 * residual @ book.T + book.pow(2).sum(-1)
+        ce = F.cross_entropy(
+            rearrange(-dist, "b n v -> b v n"), codes[..., level], reduction="none"
+        )
         total = total + (ce * mask).sum() / count
         residual = residual - book[codes[..., level]]
     return total

@@ -84,7 +84,9 @@ class NaturalSpeech2Config(Config):
 
     def __post_init__(self) -> None:
         if self.phonemes[: len(SPECIAL_SYMBOLS)] != SPECIAL_SYMBOLS:
-            raise ConfigError(f"phonemes must start with {SPECIAL_SYMBOLS}; use PhonemeVocabulary.build")
+            raise ConfigError(
+                f"phonemes must start with {SPECIAL_SYMBOLS}; use PhonemeVocabulary.build"
+            )
         if self.latent_std <= 0:
             raise ConfigError("latent_std must be > 0")
         if self.log_f0_std <= 0:
@@ -97,9 +99,18 @@ class NaturalSpeech2Config(Config):
     @classmethod
     def tiny(cls, **overrides) -> NaturalSpeech2Config:
         """A few-hundred-thousand-parameter config for tests."""
-        base = dict(dim=64, heads=2, encoder_depth=2, prompt_encoder_depth=1, predictor_depth=1,
-                    num_query_tokens=8, wavenet_channels=64, wavenet_depth=6, dropout=0.0,
-                    diffusion_steps=100)
+        base = dict(
+            dim=64,
+            heads=2,
+            encoder_depth=2,
+            prompt_encoder_depth=1,
+            predictor_depth=1,
+            num_query_tokens=8,
+            wavenet_channels=64,
+            wavenet_depth=6,
+            dropout=0.0,
+            diffusion_steps=100,
+        )
         base.update(overrides)
         return cls(**base)
 
@@ -180,13 +191,25 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
         vocab = len(c.phonemes)
         self.phoneme_embedding = nn.Embedding(vocab, c.dim, padding_idx=0)
         self.phoneme_encoder = build_backbone(
-            BackboneConfig(kind="transformer", dim=c.dim, depth=c.encoder_depth, heads=c.heads,
-                           ff_mult=4.0, dropout=c.dropout)
+            BackboneConfig(
+                kind="transformer",
+                dim=c.dim,
+                depth=c.encoder_depth,
+                heads=c.heads,
+                ff_mult=4.0,
+                dropout=c.dropout,
+            )
         )
         self.prompt_in = nn.Linear(c.latent_dim, c.dim)
         self.prompt_encoder = build_backbone(
-            BackboneConfig(kind="transformer", dim=c.dim, depth=c.prompt_encoder_depth, heads=c.heads,
-                           ff_mult=4.0, dropout=c.dropout)
+            BackboneConfig(
+                kind="transformer",
+                dim=c.dim,
+                depth=c.prompt_encoder_depth,
+                heads=c.heads,
+                ff_mult=4.0,
+                dropout=c.dropout,
+            )
         )
         # separate query sets: what the duration, pitch and denoiser modules need from the
         # prompt differs (rhythm, pitch range, timbre)
@@ -197,15 +220,22 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
         self.pitch_predictor = SequencePredictor(c.dim, c.predictor_depth, c.heads, 2, c.dropout)
         self.pitch_embedding = nn.Linear(2, c.dim)
         self.denoiser = WaveNetDenoiser(
-            latent_dim=c.latent_dim, channels=c.wavenet_channels, depth=c.wavenet_depth, cond_dim=c.dim,
-            context_dim=c.dim, heads=c.heads, kernel_size=c.wavenet_kernel_size,
-            dilation_cycle=c.dilation_cycle, attention_every=c.attention_every,
+            latent_dim=c.latent_dim,
+            channels=c.wavenet_channels,
+            depth=c.wavenet_depth,
+            cond_dim=c.dim,
+            context_dim=c.dim,
+            heads=c.heads,
+            kernel_size=c.wavenet_kernel_size,
+            dilation_cycle=c.dilation_cycle,
+            attention_every=c.attention_every,
         )
         # the "no condition" inputs of classifier-free guidance
         self.null_cond = nn.Parameter(torch.zeros(c.dim))
         self.null_prompt = nn.Parameter(torch.randn(c.num_query_tokens, c.dim) * 0.02)
-        self.register_buffer("abar", alphas_cumprod(c.diffusion_steps, c.noise_schedule).float(),
-                             persistent=False)
+        self.register_buffer(
+            "abar", alphas_cumprod(c.diffusion_steps, c.noise_schedule).float(), persistent=False
+        )
 
     # -- pieces --------------------------------------------------------------------------
 
@@ -216,8 +246,11 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
     def encode_prompt(self, prompt: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(b, p, d)`` prompt latents (codec scale) -> ``(b, m, e)`` tokens for duration, pitch, denoiser."""
         h = self.prompt_encoder(self.prompt_in(self.normalize(prompt)), prompt_mask)
-        return (self.duration_queries(h, prompt_mask), self.pitch_queries(h, prompt_mask),
-                self.denoiser_queries(h, prompt_mask))
+        return (
+            self.duration_queries(h, prompt_mask),
+            self.pitch_queries(h, prompt_mask),
+            self.denoiser_queries(h, prompt_mask),
+        )
 
     def normalize(self, latents: Tensor) -> Tensor:
         """Codec-scale latents -> the scale the diffusion models."""
@@ -262,7 +295,9 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
         frame_mask = frame_mask.bool()
         self._check_training_inputs(durations, latents, frame_mask, draw)
         voiced = voiced.bool() & frame_mask
-        prompt, prompt_mask, in_prompt = _prompt_segment(latents, draw.prompt_start, draw.prompt_lengths)
+        prompt, prompt_mask, in_prompt = _prompt_segment(
+            latents, draw.prompt_start, draw.prompt_lengths
+        )
         dur_tokens, pitch_tokens, diff_tokens = self.encode_prompt(prompt, prompt_mask)
         hidden = self.encode_phonemes(phonemes, phoneme_mask)
         log_durations = self.duration_predictor(hidden, phoneme_mask, dur_tokens)[..., 0]
@@ -274,15 +309,24 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
         x_t = q_sample(x0, draw.step, draw.noise, self.abar)
         x0_hat = self.denoiser(x_t, draw.step, cond, diff_tokens, frame_mask)
         return NaturalSpeech2Predictions(
-            log_durations=log_durations, log_f0=pitch[..., 0], voiced_logits=pitch[..., 1], x0=x0_hat,
-            phoneme_mask=phoneme_mask, frame_mask=frame_mask, voiced=voiced, target_mask=frame_mask & ~in_prompt,
+            log_durations=log_durations,
+            log_f0=pitch[..., 0],
+            voiced_logits=pitch[..., 1],
+            x0=x0_hat,
+            phoneme_mask=phoneme_mask,
+            frame_mask=frame_mask,
+            voiced=voiced,
+            target_mask=frame_mask & ~in_prompt,
         )
 
-    def _check_training_inputs(self, durations: Tensor, latents: Tensor, frame_mask: Tensor,
-                               draw: TrainingDraw) -> None:
+    def _check_training_inputs(
+        self, durations: Tensor, latents: Tensor, frame_mask: Tensor, draw: TrainingDraw
+    ) -> None:
         b, n, d = latents.shape
         if d != self.config.latent_dim:
-            raise ValueError(f"latents must be (b, n, {self.config.latent_dim}), got {tuple(latents.shape)}")
+            raise ValueError(
+                f"latents must be (b, n, {self.config.latent_dim}), got {tuple(latents.shape)}"
+            )
         lengths = frame_mask.sum(-1)
         if bool((durations.sum(-1) != lengths).any()):
             raise ValueError(
@@ -290,10 +334,14 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
                 f"{durations.sum(-1).tolist()} for frames {lengths.tolist()}"
             )
         if draw.noise.shape != latents.shape:
-            raise ValueError(f"draw.noise must be shaped like the latents, {(b, n, d)}, got {tuple(draw.noise.shape)}")
+            raise ValueError(
+                f"draw.noise must be shaped like the latents, {(b, n, d)}, got {tuple(draw.noise.shape)}"
+            )
         for name in ("prompt_start", "prompt_lengths", "step", "cond_drop"):
             if getattr(draw, name).shape != (b,):
-                raise ValueError(f"draw.{name} must be ({b},), got {tuple(getattr(draw, name).shape)}")
+                raise ValueError(
+                    f"draw.{name} must be ({b},), got {tuple(getattr(draw, name).shape)}"
+                )
         start, length = draw.prompt_start, draw.prompt_lengths
         if bool(((length < 1) | (start < 0) | (start + length > lengths)).any()):
             raise ValueError(
@@ -304,8 +352,10 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
     def _drop_conditions(self, cond: Tensor, tokens: Tensor, drop: Tensor) -> tuple[Tensor, Tensor]:
         """Classifier-free guidance training: the prompt and the frame condition are dropped together."""
         drop = drop.to(cond.device)[:, None, None]
-        return (torch.where(drop, self.null_cond.to(cond), cond),
-                torch.where(drop, self.null_prompt.to(tokens), tokens))
+        return (
+            torch.where(drop, self.null_cond.to(cond), cond),
+            torch.where(drop, self.null_prompt.to(tokens), tokens),
+        )
 
     # -- sampling ------------------------------------------------------------------------
 
@@ -358,16 +408,30 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
         cond = self._sampling_condition(frames, frame_mask, pitch_tokens, log_f0, voiced)
         denoise = self._guided_denoiser(cond, diff_tokens, frame_mask, guidance_scale)
         (b, n), d = frame_mask.shape, self.config.latent_dim
-        x = sample(denoise, (b, n, d), self.abar, sampler=sampler, steps=steps, eta=eta,
-                   generator=generator, device=device, dtype=prompt_latents.dtype)
+        x = sample(
+            denoise,
+            (b, n, d),
+            self.abar,
+            sampler=sampler,
+            steps=steps,
+            eta=eta,
+            generator=generator,
+            device=device,
+            dtype=prompt_latents.dtype,
+        )
         latents = self.denormalize(x) * frame_mask[..., None]
         return NaturalSpeech2Output(latents=latents, mask=frame_mask, durations=durations)
 
     def _check_generate_inputs(self, phonemes: Tensor, prompt_latents: Tensor) -> Tensor:
         """The phoneme ids as long on the prompt's device, once they and the prompt are valid."""
         c = self.config
-        phonemes = check_ids(phonemes, len(c.phonemes), name="phoneme ids", ndim=2,
-                             hint="encode phonemes with this model's vocabulary (model.config.vocabulary.encode)")
+        phonemes = check_ids(
+            phonemes,
+            len(c.phonemes),
+            name="phoneme ids",
+            ndim=2,
+            hint="encode phonemes with this model's vocabulary (model.config.vocabulary.encode)",
+        )
         if prompt_latents.ndim != 3 or prompt_latents.shape[-1] != c.latent_dim:
             raise ValueError(
                 f"prompt_latents must be (b, p, {c.latent_dim}) codec latents, got {tuple(prompt_latents.shape)}"
@@ -376,13 +440,21 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
             raise ValueError("phonemes and prompt_latents must have the same batch size")
         return phonemes.to(prompt_latents.device)
 
-    def _predict_durations(self, hidden: Tensor, phoneme_mask: Tensor, tokens: Tensor, scale: float) -> Tensor:
+    def _predict_durations(
+        self, hidden: Tensor, phoneme_mask: Tensor, tokens: Tensor, scale: float
+    ) -> Tensor:
         """``(b, l)`` long frames per phoneme from the duration predictor, at least 1 each."""
         log_durations = self.duration_predictor(hidden, phoneme_mask, tokens)[..., 0]
         return (torch.expm1(log_durations) * scale).round().clamp(min=1).long()
 
-    def _sampling_condition(self, frames: Tensor, frame_mask: Tensor, pitch_tokens: Tensor,
-                            log_f0: Tensor | None, voiced: Tensor | None) -> Tensor:
+    def _sampling_condition(
+        self,
+        frames: Tensor,
+        frame_mask: Tensor,
+        pitch_tokens: Tensor,
+        log_f0: Tensor | None,
+        voiced: Tensor | None,
+    ) -> Tensor:
         """The frame condition, with predicted pitch unless both ``log_f0`` and ``voiced`` are given."""
         n = frames.shape[1]
         if log_f0 is None or voiced is None:
@@ -394,11 +466,13 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
             norm_f0 = self.normalize_log_f0(log_f0.to(frames.device)[:, :n]) * voiced
         return self.frame_condition(frames, norm_f0, voiced)
 
-    def _guided_denoiser(self, cond: Tensor, tokens: Tensor, frame_mask: Tensor,
-                         guidance_scale: float) -> Callable[[Tensor, Tensor], Tensor]:
+    def _guided_denoiser(
+        self, cond: Tensor, tokens: Tensor, frame_mask: Tensor, guidance_scale: float
+    ) -> Callable[[Tensor, Tensor], Tensor]:
         """``(x_t, t) -> x0`` on the real frames; guided by a doubled batch unless the scale is 1."""
         keep = frame_mask[..., None]
         if guidance_scale == 1.0:
+
             def denoise(x: Tensor, step: Tensor) -> Tensor:
                 return self.denoiser(x, step, cond, tokens, frame_mask) * keep
 
@@ -449,12 +523,21 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
         if prompt_latents.ndim == 2:
             prompt_latents = prompt_latents[None]
         ids = self.config.vocabulary.encode(symbols)[None].to(prompt_latents.device)
-        out = self.generate(ids, prompt_latents, steps=steps, guidance_scale=guidance_scale, sampler=sampler,
-                            generator=generator, **kwargs)
+        out = self.generate(
+            ids,
+            prompt_latents,
+            steps=steps,
+            guidance_scale=guidance_scale,
+            sampler=sampler,
+            generator=generator,
+            **kwargs,
+        )
         return out.latents
 
 
-def _prompt_segment(latents: Tensor, start: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _prompt_segment(
+    latents: Tensor, start: Tensor, lengths: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
     """Each item's prompt segment: ``(b, p, d)`` latents, their ``(b, p)`` mask, ``(b, n)`` in-prompt frames."""
     n = latents.shape[1]
     positions = torch.arange(n, device=latents.device)

@@ -45,8 +45,15 @@ class SequencePredictor(nn.Module):
     def __init__(self, dim: int, depth: int, heads: int, out_dim: int, dropout: float = 0.0):
         super().__init__()
         self.backbone = build_backbone(
-            BackboneConfig(kind="transformer", dim=dim, depth=depth, heads=heads, ff_mult=2.0,
-                           dropout=dropout, cross_attn_dim=dim)
+            BackboneConfig(
+                kind="transformer",
+                dim=dim,
+                depth=depth,
+                heads=heads,
+                ff_mult=2.0,
+                dropout=dropout,
+                cross_attn_dim=dim,
+            )
         )
         self.head = nn.Linear(dim, out_dim)
 
@@ -54,7 +61,9 @@ class SequencePredictor(nn.Module):
         return self.head(self.backbone(x, mask, context=prompt_tokens))
 
 
-def length_regulate(hidden: Tensor, durations: Tensor, num_frames: int | None = None) -> tuple[Tensor, Tensor]:
+def length_regulate(
+    hidden: Tensor, durations: Tensor, num_frames: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Repeat phoneme ``i`` of ``(b, l, d)`` ``durations[:, i]`` times -> ``(b, n, d)`` and a ``(b, n)`` mask.
 
     Args:
@@ -68,7 +77,9 @@ def length_regulate(hidden: Tensor, durations: Tensor, num_frames: int | None = 
     # frame j belongs to the phoneme whose cumulative end first exceeds j
     ends = durations.cumsum(-1)  # (b, l)
     frames = torch.arange(n, device=hidden.device)
-    index = torch.searchsorted(ends, repeat(frames, "n -> b n", b=hidden.shape[0]).contiguous(), right=True)
+    index = torch.searchsorted(
+        ends, repeat(frames, "n -> b n", b=hidden.shape[0]).contiguous(), right=True
+    )
     index = index.clamp(max=hidden.shape[1] - 1)
     out = torch.gather(hidden, 1, repeat(index, "b n -> b n d", d=hidden.shape[-1]))
     mask = lengths_to_mask(totals, n)

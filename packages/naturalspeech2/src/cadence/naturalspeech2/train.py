@@ -56,7 +56,9 @@ class NaturalSpeech2TrainConfig(Config):
             raise ConfigError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
         lo, hi = self.prompt_fraction
         if not 0.0 < lo <= hi < 1.0:
-            raise ConfigError(f"prompt_fraction must satisfy 0 < lo <= hi < 1, got {self.prompt_fraction}")
+            raise ConfigError(
+                f"prompt_fraction must satisfy 0 < lo <= hi < 1, got {self.prompt_fraction}"
+            )
         for name in ("lambda_ce_rvq", "duration_loss_weight", "pitch_loss_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -90,8 +92,13 @@ def draw_training(
     else:
         cond_drop = torch.zeros(b, dtype=torch.bool, device=device)
     step = torch.randint(0, diffusion_steps, (b,), device=device)
-    return TrainingDraw(prompt_start=prompt_start, prompt_lengths=prompt_lengths, step=step,
-                        noise=torch.randn_like(latents), cond_drop=cond_drop)
+    return TrainingDraw(
+        prompt_start=prompt_start,
+        prompt_lengths=prompt_lengths,
+        step=step,
+        noise=torch.randn_like(latents),
+        cond_drop=cond_drop,
+    )
 
 
 class NaturalSpeech2TrainStep:
@@ -104,7 +111,9 @@ class NaturalSpeech2TrainStep:
             without ``codes``, leaves CE-RVQ out.
     """
 
-    def __init__(self, config: NaturalSpeech2TrainConfig | None = None, codebooks: Tensor | None = None):
+    def __init__(
+        self, config: NaturalSpeech2TrainConfig | None = None, codebooks: Tensor | None = None
+    ):
         if config is not None and not isinstance(config, NaturalSpeech2TrainConfig):
             raise TypeError(
                 f"config must be a NaturalSpeech2TrainConfig, got {type(config).__name__}; "
@@ -114,24 +123,51 @@ class NaturalSpeech2TrainStep:
         self.codebooks = codebooks
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> StepOutput:
-        ns2: NaturalSpeech2 = unwrap_model(model)  # for its config and scalings; the pass goes through `model`
+        ns2: NaturalSpeech2 = unwrap_model(
+            model
+        )  # for its config and scalings; the pass goes through `model`
         latents, frame_mask = batch["latents"], batch["frame_mask"].bool()
         # condition dropout only while training, as in every classifier-free guidance recipe
-        draw = draw_training(latents, frame_mask, diffusion_steps=ns2.config.diffusion_steps,
-                             config=self.config, cond_dropout=model.training)
-        predictions = model(batch["phonemes"], batch["phoneme_mask"], batch["durations"], latents, frame_mask,
-                            batch["log_f0"], batch["voiced"], draw)
+        draw = draw_training(
+            latents,
+            frame_mask,
+            diffusion_steps=ns2.config.diffusion_steps,
+            config=self.config,
+            cond_dropout=model.training,
+        )
+        predictions = model(
+            batch["phonemes"],
+            batch["phoneme_mask"],
+            batch["durations"],
+            latents,
+            frame_mask,
+            batch["log_f0"],
+            batch["voiced"],
+            draw,
+        )
         parts = self.losses(ns2, predictions, batch)
-        return StepOutput(loss=self.total(parts), metrics={k: v.detach() for k, v in parts.items()},
-                          num_items=int(batch["phonemes"].shape[0]))
+        return StepOutput(
+            loss=self.total(parts),
+            metrics={k: v.detach() for k, v in parts.items()},
+            num_items=int(batch["phonemes"].shape[0]),
+        )
 
-    def losses(self, model: NaturalSpeech2, predictions: NaturalSpeech2Predictions,
-               batch: Mapping[str, Any]) -> dict[str, Tensor]:
+    def losses(
+        self,
+        model: NaturalSpeech2,
+        predictions: NaturalSpeech2Predictions,
+        batch: Mapping[str, Any],
+    ) -> dict[str, Tensor]:
         """The unweighted parts: ``diffusion``, ``duration``, ``pitch`` (= ``f0`` + ``voiced``), ``ce_rvq``."""
         p = predictions
         x0 = model.normalize(batch["latents"]) * p.frame_mask[..., None]
-        f0, voiced = pitch_losses(p.log_f0, p.voiced_logits, model.normalize_log_f0(batch["log_f0"]), p.voiced,
-                                  p.frame_mask)
+        f0, voiced = pitch_losses(
+            p.log_f0,
+            p.voiced_logits,
+            model.normalize_log_f0(batch["log_f0"]),
+            p.voiced,
+            p.frame_mask,
+        )
         parts = {
             "diffusion": diffusion_loss(p.x0, x0, p.target_mask),
             "duration": duration_loss(p.log_durations, batch["durations"], p.phoneme_mask),
@@ -148,8 +184,11 @@ class NaturalSpeech2TrainStep:
     def total(self, parts: Mapping[str, Tensor]) -> Tensor:
         """The weighted sum of :meth:`losses`' parts (``f0`` and ``voiced`` count through ``pitch``)."""
         c = self.config
-        total = (parts["diffusion"] + c.duration_loss_weight * parts["duration"]
-                 + c.pitch_loss_weight * parts["pitch"])
+        total = (
+            parts["diffusion"]
+            + c.duration_loss_weight * parts["duration"]
+            + c.pitch_loss_weight * parts["pitch"]
+        )
         if "ce_rvq" in parts:
             total = total + c.lambda_ce_rvq * parts["ce_rvq"]
         return total

@@ -36,11 +36,24 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 class WaveNetLayer(nn.Module):
-    def __init__(self, channels: int, cond_dim: int, time_dim: int, dilation: int, kernel_size: int,
-                 heads: int, context_dim: int | None):
+    def __init__(
+        self,
+        channels: int,
+        cond_dim: int,
+        time_dim: int,
+        dilation: int,
+        kernel_size: int,
+        heads: int,
+        context_dim: int | None,
+    ):
         super().__init__()
-        self.conv = nn.Conv1d(channels, 2 * channels, kernel_size, dilation=dilation,
-                              padding=dilation * (kernel_size - 1) // 2)
+        self.conv = nn.Conv1d(
+            channels,
+            2 * channels,
+            kernel_size,
+            dilation=dilation,
+            padding=dilation * (kernel_size - 1) // 2,
+        )
         self.cond = nn.Conv1d(cond_dim, 2 * channels, 1)
         self.film = nn.Linear(time_dim, 4 * channels)
         nn.init.zeros_(self.film.weight)  # start as an unmodulated WaveNet layer
@@ -51,7 +64,9 @@ class WaveNetLayer(nn.Module):
             self.attention = Attention(channels, heads=heads, context_dim=context_dim)
         self.out = nn.Conv1d(channels, 2 * channels, 1)
 
-    def forward(self, x: Tensor, mask: Tensor, cond: Tensor, time: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, mask: Tensor, cond: Tensor, time: Tensor, context: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         # x (b, e, n); padded frames are zeroed so real frames never see them through the conv
         h = self.conv(x * mask) + self.cond(cond)
         scale, shift = rearrange(self.film(time), "b (two e) -> two b e 1", two=2)
@@ -78,8 +93,19 @@ class WaveNetDenoiser(nn.Module):
         attention_every: cross-attend to the prompt in every k-th layer.
     """
 
-    def __init__(self, *, latent_dim: int, channels: int, depth: int, cond_dim: int, context_dim: int,
-                 heads: int = 4, kernel_size: int = 3, dilation_cycle: int = 4, attention_every: int = 3):
+    def __init__(
+        self,
+        *,
+        latent_dim: int,
+        channels: int,
+        depth: int,
+        cond_dim: int,
+        context_dim: int,
+        heads: int = 4,
+        kernel_size: int = 3,
+        dilation_cycle: int = 4,
+        attention_every: int = 3,
+    ):
         super().__init__()
         self.channels = channels
         self.time_mlp = nn.Sequential(
@@ -88,13 +114,21 @@ class WaveNetDenoiser(nn.Module):
         self.proj_in = nn.Conv1d(latent_dim, channels, 1)
         self.layers = nn.ModuleList(
             WaveNetLayer(
-                channels, cond_dim, channels, 2 ** (i % dilation_cycle), kernel_size, heads,
+                channels,
+                cond_dim,
+                channels,
+                2 ** (i % dilation_cycle),
+                kernel_size,
+                heads,
                 context_dim if (i + 1) % attention_every == 0 else None,
             )
             for i in range(depth)
         )
         self.proj_out = nn.Sequential(
-            nn.ReLU(), nn.Conv1d(channels, channels, 1), nn.ReLU(), nn.Conv1d(channels, latent_dim, 1)
+            nn.ReLU(),
+            nn.Conv1d(channels, channels, 1),
+            nn.ReLU(),
+            nn.Conv1d(channels, latent_dim, 1),
         )
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor, context: Tensor, mask: Tensor) -> Tensor:

@@ -96,7 +96,9 @@ class HubertConfig(Config):
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
-            raise ConfigError(f"HubertConfig: dim={self.dim} is not divisible by heads={self.heads}")
+            raise ConfigError(
+                f"HubertConfig: dim={self.dim} is not divisible by heads={self.heads}"
+            )
         if self.dim % self.pos_conv_groups:
             raise ConfigError(
                 f"HubertConfig: dim={self.dim} is not divisible by pos_conv_groups={self.pos_conv_groups}"
@@ -195,7 +197,15 @@ class ConvLayer(nn.Module):
     """Conv1d -> optional norm -> GELU (fairseq ``ConvFeatureExtractionModel`` block)."""
 
     def __init__(
-        self, dim_in: int, dim_out: int, kernel: int, stride: int, *, bias: bool, norm: str | None, eps: float
+        self,
+        dim_in: int,
+        dim_out: int,
+        kernel: int,
+        stride: int,
+        *,
+        bias: bool,
+        norm: str | None,
+        eps: float,
     ):
         super().__init__()
         self.stride, self.kernel, self.eps = stride, kernel, eps
@@ -317,12 +327,22 @@ class Hubert(PretrainedMixin, nn.Module):
         for i, (channels, kernel, stride) in enumerate(config.conv_layers):
             norm = "layer" if config.extractor_norm == "layer" else ("group" if i == 0 else None)
             layers.append(
-                ConvLayer(dim_in, channels, kernel, stride, bias=config.conv_bias, norm=norm, eps=config.layer_norm_eps)
+                ConvLayer(
+                    dim_in,
+                    channels,
+                    kernel,
+                    stride,
+                    bias=config.conv_bias,
+                    norm=norm,
+                    eps=config.layer_norm_eps,
+                )
             )
             dim_in = channels
         self.conv_layers = nn.ModuleList(layers)
         self.feature_norm = (
-            nn.LayerNorm(dim_in, eps=config.layer_norm_eps) if config.feature_layer_norm else nn.Identity()
+            nn.LayerNorm(dim_in, eps=config.layer_norm_eps)
+            if config.feature_layer_norm
+            else nn.Identity()
         )
         self.feature_proj = nn.Linear(dim_in, config.dim)
         self.pos_conv = PositionalConv(config.dim, config.pos_conv_kernel, config.pos_conv_groups)
@@ -334,7 +354,13 @@ class Hubert(PretrainedMixin, nn.Module):
     def dim(self) -> int:
         return self.config.dim
 
-    def forward(self, waveform: Tensor, lengths: Tensor | None = None, *, output_layer: int | str | None = "config") -> HubertOutput:
+    def forward(
+        self,
+        waveform: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        output_layer: int | str | None = "config",
+    ) -> HubertOutput:
         """Features of 16 kHz waveforms.
 
         Args:
@@ -347,7 +373,9 @@ class Hubert(PretrainedMixin, nn.Module):
         """
         if waveform.ndim == 3:
             if waveform.shape[1] != 1:
-                raise ValueError(f"Hubert takes mono audio (b, t) or (b, 1, t), got {tuple(waveform.shape)}")
+                raise ValueError(
+                    f"Hubert takes mono audio (b, t) or (b, 1, t), got {tuple(waveform.shape)}"
+                )
             waveform = waveform[:, 0]
         if waveform.ndim != 2:
             raise ValueError(f"Hubert takes audio (b, t), got shape {tuple(waveform.shape)}")
@@ -372,7 +400,11 @@ class Hubert(PretrainedMixin, nn.Module):
         x = (x * keep_samples)[:, None]
         step_lengths = lengths
         for conv in self.conv_layers:
-            step_lengths = torch.div(step_lengths - conv.kernel, conv.stride, rounding_mode="floor").add(1).clamp(min=0)
+            step_lengths = (
+                torch.div(step_lengths - conv.kernel, conv.stride, rounding_mode="floor")
+                .add(1)
+                .clamp(min=0)
+            )
             x = conv(x, None if full else step_lengths)
         frame_lengths = step_lengths
         n = x.shape[-1]

@@ -60,7 +60,9 @@ class KMeansConfig(Config):
 
     def __post_init__(self) -> None:
         if self.num_clusters < 1 or self.dim < 1:
-            raise ConfigError(f"KMeansConfig needs num_clusters, dim >= 1, got {self.num_clusters}, {self.dim}")
+            raise ConfigError(
+                f"KMeansConfig needs num_clusters, dim >= 1, got {self.num_clusters}, {self.dim}"
+            )
 
 
 class KMeans(PretrainedMixin, nn.Module):
@@ -73,14 +75,18 @@ class KMeans(PretrainedMixin, nn.Module):
         self.config = config
         # Seeded random centroids until fitted or loaded: an unfitted tokenizer still gives
         # varied (meaningless) tokens, which is what shape and plumbing tests need.
-        init = torch.randn(config.num_clusters, config.dim, generator=torch.Generator().manual_seed(0))
+        init = torch.randn(
+            config.num_clusters, config.dim, generator=torch.Generator().manual_seed(0)
+        )
         self.register_buffer("centroids", init)
 
     @classmethod
     def from_centroids(cls, centroids: Tensor, *, features: str = "") -> KMeans:
         if centroids.ndim != 2:
             raise ValueError(f"centroids must be (v, d), got {tuple(centroids.shape)}")
-        model = cls(KMeansConfig(num_clusters=centroids.shape[0], dim=centroids.shape[1], features=features))
+        model = cls(
+            KMeansConfig(num_clusters=centroids.shape[0], dim=centroids.shape[1], features=features)
+        )
         model.centroids.copy_(centroids.detach().float())
         return model
 
@@ -157,7 +163,9 @@ class KMeansTrainConfig(Config):
     def __post_init__(self) -> None:
         for name in ("num_clusters", "batch_size", "init_size", "save_every"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"KMeansTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"KMeansTrainConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
         if self.max_steps < 0 or self.reassign_every < 0:
             raise ConfigError("KMeansTrainConfig: max_steps and reassign_every must be >= 0")
 
@@ -177,7 +185,9 @@ def _load_state(state_dir: Path) -> tuple[dict[str, Tensor], dict[str, Any]] | N
     recover_directory(state_dir)  # a save interrupted between its two renames
     if not (state_dir / _STATE_JSON).exists():
         return None
-    return load_file(str(state_dir / _STATE_TENSORS)), json.loads((state_dir / _STATE_JSON).read_text())
+    return load_file(str(state_dir / _STATE_TENSORS)), json.loads(
+        (state_dir / _STATE_JSON).read_text()
+    )
 
 
 def fit_kmeans(
@@ -213,8 +223,14 @@ def fit_kmeans(
     m, d = x.shape
     k = config.num_clusters
     if m < k:
-        raise ValueError(f"{m} feature vectors cannot make {k} clusters; collect more data or lower num_clusters")
-    fingerprint = {"config": config.to_dict(), "shape": [m, d], "checksum": float(x[:: max(1, m // 1000)].double().sum())}
+        raise ValueError(
+            f"{m} feature vectors cannot make {k} clusters; collect more data or lower num_clusters"
+        )
+    fingerprint = {
+        "config": config.to_dict(),
+        "shape": [m, d],
+        "checksum": float(x[:: max(1, m // 1000)].double().sum()),
+    }
     path = Path(state_dir) if state_dir is not None else None
     loaded = _load_state(path) if path is not None else None
     generator = torch.Generator().manual_seed(config.seed)
@@ -225,7 +241,11 @@ def fit_kmeans(
                 f"{path} holds k-means state for other data or settings; use a new state_dir "
                 "or delete it to start over"
             )
-        centroids, counts, since = tensors["centroids"].to(x.device), tensors["counts"].to(x.device), tensors["since"].to(x.device)
+        centroids, counts, since = (
+            tensors["centroids"].to(x.device),
+            tensors["counts"].to(x.device),
+            tensors["since"].to(x.device),
+        )
         generator.set_state(tensors["generator"])
         step = int(info["step"])
     else:
@@ -239,11 +259,18 @@ def fit_kmeans(
         if path is not None:
             _save_state(
                 path,
-                {"centroids": centroids.cpu(), "counts": counts.cpu(), "since": since.cpu(), "generator": generator.get_state()},
+                {
+                    "centroids": centroids.cpu(),
+                    "counts": counts.cpu(),
+                    "since": since.cpu(),
+                    "generator": generator.get_state(),
+                },
                 {"step": step, "fingerprint": fingerprint},
             )
 
-    bar = tqdm(total=config.max_steps, initial=step, desc="k-means", disable=not progress, leave=False)
+    bar = tqdm(
+        total=config.max_steps, initial=step, desc="k-means", disable=not progress, leave=False
+    )
     done_here = 0
     while step < config.max_steps:
         batch = x[torch.randint(m, (min(config.batch_size, m),), generator=generator).to(x.device)]
@@ -306,7 +333,9 @@ def collect_features(
         raise ValueError("the dataset yielded no items")
     x = torch.cat(chunks)
     if max_frames is not None and x.shape[0] > max_frames:
-        keep = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:max_frames]
+        keep = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[
+            :max_frames
+        ]
         x = x[keep.sort().values]
     return x
 
@@ -349,5 +378,7 @@ def load_legacy_kmeans(
     model = joblib.load(path)
     centers = getattr(model, "cluster_centers_", None)
     if centers is None:
-        raise CheckpointError(f"{path} holds a {type(model).__name__}, not a fitted sklearn k-means")
+        raise CheckpointError(
+            f"{path} holds a {type(model).__name__}, not a fitted sklearn k-means"
+        )
     return KMeans.from_centroids(torch.as_tensor(centers, dtype=torch.float32), features=features)

@@ -237,15 +237,21 @@ def _eval_conv_spec(spec: Any) -> tuple[tuple[int, int, int], ...]:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
             left, right = value(node.left), value(node.right)
             return left + right if isinstance(node.op, ast.Add) else left * right
-        raise CheckpointError(f"conv_feature_layers {spec!r}: unsupported expression {ast.dump(node)}")
+        raise CheckpointError(
+            f"conv_feature_layers {spec!r}: unsupported expression {ast.dump(node)}"
+        )
 
     try:
         tree = ast.parse(str(spec), mode="eval")
     except SyntaxError as err:
         raise CheckpointError(f"conv_feature_layers {spec!r} is not a valid expression") from err
     layers = value(tree.body)
-    if not isinstance(layers, list) or not all(isinstance(x, tuple) and len(x) == 3 for x in layers):
-        raise CheckpointError(f"conv_feature_layers {spec!r} is not a list of (dim, kernel, stride)")
+    if not isinstance(layers, list) or not all(
+        isinstance(x, tuple) and len(x) == 3 for x in layers
+    ):
+        raise CheckpointError(
+            f"conv_feature_layers {spec!r} is not a list of (dim, kernel, stride)"
+        )
     return tuple(tuple(int(v) for v in layer) for layer in layers)
 
 
@@ -285,7 +291,11 @@ def read_fairseq_checkpoint(
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
             raise CheckpointError(f"{path} is not a readable torch checkpoint ({err})") from err
     if not isinstance(raw, dict) or "model" not in raw:
-        what = f"a dict with keys {sorted(map(str, raw))[:8]}" if isinstance(raw, dict) else type(raw).__name__
+        what = (
+            f"a dict with keys {sorted(map(str, raw))[:8]}"
+            if isinstance(raw, dict)
+            else type(raw).__name__
+        )
         raise CheckpointError(
             f"{path} holds {what}, not a fairseq checkpoint (a dict with 'model' and 'cfg' or "
             "'args'); for a Hugging Face model pass its directory, for a Cadence checkpoint its directory"
@@ -301,14 +311,19 @@ def read_fairseq_checkpoint(
         model_cfg, task_cfg = dict(args), dict(args)
         model_cfg.setdefault("_name", args.get("arch"))
     else:
-        raise CheckpointError(f"{path} has weights but no 'cfg' or 'args'; cannot tell the architecture")
+        raise CheckpointError(
+            f"{path} has weights but no 'cfg' or 'args'; cannot tell the architecture"
+        )
     return state, model_cfg, task_cfg
 
 
 def _describe_foreign(keys: list[str]) -> str:
     joined = " ".join(keys[:200])
     guesses = [
-        ("w2v_encoder.", "a fine-tuned (CTC) wav2vec 2.0 / HuBERT model; extract its w2v_encoder.w2v_model"),
+        (
+            "w2v_encoder.",
+            "a fine-tuned (CTC) wav2vec 2.0 / HuBERT model; extract its w2v_encoder.w2v_model",
+        ),
         ("quantizer.", "wav2vec 2.0 (it has a quantizer)"),
         ("decoder.embed_tokens", "a fairseq text/translation model"),
         ("encoder.model.", "an EnCodec model"),
@@ -320,7 +335,9 @@ def _describe_foreign(keys: list[str]) -> str:
     return f"an unknown model (keys like {keys[:5]})"
 
 
-def fairseq_config(model_cfg: dict[str, Any], task_cfg: dict[str, Any], **changes: Any) -> HubertConfig:
+def fairseq_config(
+    model_cfg: dict[str, Any], task_cfg: dict[str, Any], **changes: Any
+) -> HubertConfig:
     """A :class:`HubertConfig` from a fairseq checkpoint's model and task config."""
 
     def get(name: str, cfg: dict[str, Any] = model_cfg) -> Any:
@@ -328,7 +345,9 @@ def fairseq_config(model_cfg: dict[str, Any], task_cfg: dict[str, Any], **change
         return _FAIRSEQ_DEFAULTS[name] if value is None else value
 
     if get("activation_fn") != "gelu":
-        raise CheckpointError(f"fairseq activation_fn={get('activation_fn')!r} is not supported (only gelu)")
+        raise CheckpointError(
+            f"fairseq activation_fn={get('activation_fn')!r} is not supported (only gelu)"
+        )
     if int(model_cfg.get("pos_conv_depth") or 1) != 1:
         raise CheckpointError("pos_conv_depth > 1 (data2vec-style positional convs) is not HuBERT")
     mode = get("extractor_mode")
@@ -398,7 +417,10 @@ def _rename_fairseq(key: str, config: HubertConfig) -> str | None:
 def _load_state_into(model: Hubert, state: dict[str, Tensor], where: str) -> Hubert:
     own = model.state_dict()
     # A model without a projection (conv width == dim) has no post_extract_proj in fairseq.
-    if "feature_proj.weight" not in state and own["feature_proj.weight"].shape[0] == own["feature_proj.weight"].shape[1]:
+    if (
+        "feature_proj.weight" not in state
+        and own["feature_proj.weight"].shape[0] == own["feature_proj.weight"].shape[1]
+    ):
         state = dict(state)
         state["feature_proj.weight"] = torch.eye(own["feature_proj.weight"].shape[0])
         state["feature_proj.bias"] = torch.zeros(own["feature_proj.bias"].shape)
@@ -422,7 +444,9 @@ def load_fairseq_hubert(
     path: str | os.PathLike, *, output_layer: int | None = 9, allow_unsafe_pickle: bool = False
 ) -> Hubert:
     """A :class:`Hubert` from a fairseq checkpoint (``hubert_base_ls960.pt``, mHuBERT, ...)."""
-    state, model_cfg, task_cfg = read_fairseq_checkpoint(path, allow_unsafe_pickle=allow_unsafe_pickle)
+    state, model_cfg, task_cfg = read_fairseq_checkpoint(
+        path, allow_unsafe_pickle=allow_unsafe_pickle
+    )
     name = str(model_cfg.get("_name") or "")
     keys = list(state)
     looks_like_hubert = any(k.startswith("feature_extractor.conv_layers.") for k in keys) and any(
@@ -454,15 +478,24 @@ def hf_config(data: dict[str, Any], **changes: Any) -> HubertConfig:
         raise CheckpointError(
             f"config.json describes a {model_type!r} model, not HuBERT (model_type 'hubert')"
         )
-    if data.get("hidden_act", "gelu") != "gelu" or data.get("feat_extract_activation", "gelu") != "gelu":
+    if (
+        data.get("hidden_act", "gelu") != "gelu"
+        or data.get("feat_extract_activation", "gelu") != "gelu"
+    ):
         raise CheckpointError("only GELU activations are supported")
     if data.get("conv_pos_batch_norm"):
         raise CheckpointError("conv_pos_batch_norm=True is not supported")
     norm = data.get("feat_extract_norm", "group")
     if norm not in ("group", "layer"):
         raise CheckpointError(f"unknown feat_extract_norm {norm!r}")
-    conv = list(zip(data.get("conv_dim", [512] * 7), data.get("conv_kernel", [10, 3, 3, 3, 3, 2, 2]),
-                    data.get("conv_stride", [5, 2, 2, 2, 2, 2, 2]), strict=True))
+    conv = list(
+        zip(
+            data.get("conv_dim", [512] * 7),
+            data.get("conv_kernel", [10, 3, 3, 3, 3, 2, 2]),
+            data.get("conv_stride", [5, 2, 2, 2, 2, 2, 2]),
+            strict=True,
+        )
+    )
     values = dict(
         conv_layers=tuple((int(d), int(k), int(s)) for d, k, s in conv),
         conv_bias=bool(data.get("conv_bias", False)),
@@ -484,21 +517,42 @@ def hf_config(data: dict[str, Any], **changes: Any) -> HubertConfig:
 def hf_to_cadence_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Rename a transformers ``HubertModel`` state dict (optionally ``hubert.``-prefixed)."""
     if any(k.startswith("hubert.") for k in state):
-        state = {k[len("hubert."):]: v for k, v in state.items() if k.startswith("hubert.")}
+        state = {k[len("hubert.") :]: v for k, v in state.items() if k.startswith("hubert.")}
     rules = [
         (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"conv_layers.\1.conv.\2"),
-        (r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)", r"conv_layers.\1.norm.\2"),
+        (
+            r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)",
+            r"conv_layers.\1.norm.\2",
+        ),
         (r"feature_projection\.layer_norm\.(weight|bias)", r"feature_norm.\1"),
         (r"feature_projection\.projection\.(weight|bias)", r"feature_proj.\1"),
         (r"encoder\.pos_conv_embed\.conv\.(weight_g|weight_v|bias)", r"pos_conv.\1"),
-        (r"encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original0", "pos_conv.weight_g"),
-        (r"encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original1", "pos_conv.weight_v"),
+        (
+            r"encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original0",
+            "pos_conv.weight_g",
+        ),
+        (
+            r"encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original1",
+            "pos_conv.weight_v",
+        ),
         (r"encoder\.layer_norm\.(weight|bias)", r"layer_norm.\1"),
-        (r"encoder\.layers\.(\d+)\.attention\.((?:[qkv]|out)_proj\.(?:weight|bias))", r"layers.\1.self_attn.\2"),
-        (r"encoder\.layers\.(\d+)\.layer_norm\.(weight|bias)", r"layers.\1.self_attn_layer_norm.\2"),
-        (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)", r"layers.\1.fc1.\2"),
+        (
+            r"encoder\.layers\.(\d+)\.attention\.((?:[qkv]|out)_proj\.(?:weight|bias))",
+            r"layers.\1.self_attn.\2",
+        ),
+        (
+            r"encoder\.layers\.(\d+)\.layer_norm\.(weight|bias)",
+            r"layers.\1.self_attn_layer_norm.\2",
+        ),
+        (
+            r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)",
+            r"layers.\1.fc1.\2",
+        ),
         (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)", r"layers.\1.fc2.\2"),
-        (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"layers.\1.final_layer_norm.\2"),
+        (
+            r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)",
+            r"layers.\1.final_layer_norm.\2",
+        ),
     ]
     out, unknown = {}, []
     for key, value in state.items():
@@ -526,13 +580,17 @@ def load_hf_hubert(directory: str | os.PathLike, *, output_layer: int | None = 9
         state = load_file(str(directory / "model.safetensors"))
     elif (directory / "pytorch_model.bin").exists():
         try:
-            state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            state = torch.load(
+                directory / "pytorch_model.bin", map_location="cpu", weights_only=True
+            )
         except pickle.UnpicklingError as err:
             raise UnsafeCheckpointError(
                 f"{directory / 'pytorch_model.bin'} holds more than tensors and was refused ({err})"
             ) from err
     else:
-        raise CheckpointError(f"{directory} has a config.json but no model.safetensors or pytorch_model.bin")
+        raise CheckpointError(
+            f"{directory} has a config.json but no model.safetensors or pytorch_model.bin"
+        )
     return _load_state_into(Hubert(config), hf_to_cadence_state(state), str(directory))
 
 
@@ -566,7 +624,9 @@ def load_hubert(
     if path.is_dir():
         config_path = path / CONFIG_NAME
         if not config_path.exists():
-            raise CheckpointError(f"{path} has no config.json: neither a Hugging Face nor a Cadence checkpoint")
+            raise CheckpointError(
+                f"{path} has no config.json: neither a Hugging Face nor a Cadence checkpoint"
+            )
         try:
             header = json.loads(config_path.read_text())
         except json.JSONDecodeError as err:
@@ -577,4 +637,6 @@ def load_hubert(
                 model.config = model.config.replace(output_layer=output_layer)
             return model.eval()
         return load_hf_hubert(path, output_layer=output_layer)
-    return load_fairseq_hubert(path, output_layer=output_layer, allow_unsafe_pickle=allow_unsafe_pickle)
+    return load_fairseq_hubert(
+        path, output_layer=output_layer, allow_unsafe_pickle=allow_unsafe_pickle
+    )

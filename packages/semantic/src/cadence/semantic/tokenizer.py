@@ -134,9 +134,14 @@ class _TokenizerBase(PretrainedMixin, nn.Module):
 
                 check_sample_rate(sample_rate, self.sample_rate, what="audio to tokenize")
             # Each item on its own, so that padding never bleeds into its resampled edge.
-            items = [resample(audio[i, :, : int(lengths[i])], sample_rate, self.sample_rate) for i in range(b)]
+            items = [
+                resample(audio[i, :, : int(lengths[i])], sample_rate, self.sample_rate)
+                for i in range(b)
+            ]
             lengths = torch.tensor([x.shape[-1] for x in items], dtype=torch.long)
-            audio = torch.zeros(b, audio.shape[1], int(lengths.max()), dtype=audio.dtype, device=audio.device)
+            audio = torch.zeros(
+                b, audio.shape[1], int(lengths.max()), dtype=audio.dtype, device=audio.device
+            )
             for i, x in enumerate(items):
                 audio[i, :, : x.shape[-1]] = x
         if int(lengths.max()) < self.min_samples:
@@ -218,7 +223,9 @@ class HubertKMeansTokenizerConfig(Config):
     @classmethod
     def tiny(cls, num_clusters: int = 16, **changes) -> HubertKMeansTokenizerConfig:
         hubert = HubertConfig.tiny()
-        return cls(hubert=hubert, kmeans=KMeansConfig(num_clusters=num_clusters, dim=hubert.dim), **changes)
+        return cls(
+            hubert=hubert, kmeans=KMeansConfig(num_clusters=num_clusters, dim=hubert.dim), **changes
+        )
 
 
 class HubertKMeansTokenizer(_TokenizerBase):
@@ -253,7 +260,12 @@ class HubertKMeansTokenizer(_TokenizerBase):
 
     @classmethod
     def from_parts(
-        cls, hubert: Hubert, kmeans: KMeans, *, resample: bool = True, frames: Literal["hubert", "floor"] = "hubert"
+        cls,
+        hubert: Hubert,
+        kmeans: KMeans,
+        *,
+        resample: bool = True,
+        frames: Literal["hubert", "floor"] = "hubert",
     ) -> HubertKMeansTokenizer:
         """Wrap a loaded model and centroids (checks that their widths agree)."""
         if kmeans.config.dim != hubert.config.dim:
@@ -262,7 +274,9 @@ class HubertKMeansTokenizer(_TokenizerBase):
                 f"but HuBERT layer {hubert.config.output_layer} has width {hubert.config.dim}; "
                 "use centroids fitted on this model's features"
             )
-        config = HubertKMeansTokenizerConfig(hubert=hubert.config, kmeans=kmeans.config, resample=resample, frames=frames)
+        config = HubertKMeansTokenizerConfig(
+            hubert=hubert.config, kmeans=kmeans.config, resample=resample, frames=frames
+        )
         tokenizer = cls(config)
         tokenizer.hubert.load_state_dict(hubert.state_dict())
         tokenizer.kmeans.load_state_dict(kmeans.state_dict())
@@ -280,7 +294,9 @@ class HubertKMeansTokenizer(_TokenizerBase):
         """HuBERT from a fairseq ``.pt`` / Hugging Face / Cadence path + a Cadence k-means directory."""
         from .loading import load_hubert
 
-        hubert = load_hubert(hubert_path, output_layer=output_layer, allow_unsafe_pickle=allow_unsafe_pickle)
+        hubert = load_hubert(
+            hubert_path, output_layer=output_layer, allow_unsafe_pickle=allow_unsafe_pickle
+        )
         return cls.from_parts(hubert, KMeans.load_pretrained(kmeans_path))
 
     def _features(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -312,11 +328,18 @@ class HubertKMeansTokenizer(_TokenizerBase):
         """Fit k-means on HuBERT features of a 16 kHz :class:`AudioDataset` (whole files)."""
         hubert = hubert.eval()
         features = collect_features(
-            dataset, lambda audio: hubert(audio.mean(1)).features[0], max_frames=max_frames, seed=train.seed, progress=progress
+            dataset,
+            lambda audio: hubert(audio.mean(1)).features[0],
+            max_frames=max_frames,
+            seed=train.seed,
+            progress=progress,
         )
         layer = hubert.config.output_layer
         kmeans = fit_kmeans(
-            features, train, state_dir=state_dir, progress=progress,
+            features,
+            train,
+            state_dir=state_dir,
+            progress=progress,
             features_description=f"HuBERT dim {hubert.config.dim} layer {layer}",
         )
         return cls.from_parts(hubert, kmeans)
@@ -360,7 +383,9 @@ class MFCCFeatureConfig(Config):
     def __post_init__(self) -> None:
         for name in ("n_mfcc", "n_mels", "n_fft", "hop_length", "stack", "sample_rate"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"MFCCFeatureConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"MFCCFeatureConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
 
     @property
     def dim(self) -> int:
@@ -375,8 +400,13 @@ class MFCCFeatureConfig(Config):
 def _deltas(x: Tensor, width: int = 2) -> Tensor:
     """Regression deltas over the frames of ``(d, frames)``, edge frames repeated (HTK/Kaldi)."""
     n = x.shape[-1]
-    padded = F.pad(x[None], (width, width), mode="replicate")[0] if n > 1 else x.repeat(1, 1 + 2 * width)
-    num = sum(i * (padded[:, width + i : width + i + n] - padded[:, width - i : width - i + n]) for i in range(1, width + 1))
+    padded = (
+        F.pad(x[None], (width, width), mode="replicate")[0] if n > 1 else x.repeat(1, 1 + 2 * width)
+    )
+    num = sum(
+        i * (padded[:, width + i : width + i + n] - padded[:, width - i : width - i + n])
+        for i in range(1, width + 1)
+    )
     return num / (2 * sum(i * i for i in range(1, width + 1)))
 
 
@@ -386,19 +416,43 @@ def spectral_features(audio: Tensor, config: MFCCFeatureConfig) -> Tensor:
     if n_tokens == 0:
         return audio.new_zeros(0, config.dim)
     # Zero-pad short clips so reflect padding works; the frames kept lie inside the clip.
-    x = audio if audio.shape[-1] > config.n_fft // 2 else F.pad(audio, (0, config.n_fft // 2 + 1 - audio.shape[-1]))
+    x = (
+        audio
+        if audio.shape[-1] > config.n_fft // 2
+        else F.pad(audio, (0, config.n_fft // 2 + 1 - audio.shape[-1]))
+    )
     if config.kind == "mfcc":
-        feats = mfcc(x, config.sample_rate, n_mfcc=config.n_mfcc, n_mels=config.n_mels,
-                     n_fft=config.n_fft, hop_length=config.hop_length)
+        feats = mfcc(
+            x,
+            config.sample_rate,
+            n_mfcc=config.n_mfcc,
+            n_mels=config.n_mels,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+        )
     else:
-        feats = mel_spectrogram(x, config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
-                                n_mels=config.n_mels, power=2.0).clamp(min=1e-10).log()
+        feats = (
+            mel_spectrogram(
+                x,
+                config.sample_rate,
+                n_fft=config.n_fft,
+                hop_length=config.hop_length,
+                n_mels=config.n_mels,
+                power=2.0,
+            )
+            .clamp(min=1e-10)
+            .log()
+        )
     feats = feats[:, : n_tokens * config.stack]  # (d, s * k); frame j is centered at j * hop
     if config.deltas:
         d1 = _deltas(feats)
         feats = torch.cat([feats, d1, _deltas(d1)])
     if config.normalize == "utterance":
-        std = feats.std(-1, keepdim=True, unbiased=False) if feats.shape[-1] > 1 else torch.ones_like(feats[:, :1])
+        std = (
+            feats.std(-1, keepdim=True, unbiased=False)
+            if feats.shape[-1] > 1
+            else torch.ones_like(feats[:, :1])
+        )
         feats = (feats - feats.mean(-1, keepdim=True)) / (std + 1e-5)
     return rearrange(feats, "d (s k) -> s (k d)", k=config.stack)
 
@@ -414,7 +468,9 @@ class MFCCKMeansTokenizerConfig(Config):
     """
 
     features: MFCCFeatureConfig = field(default_factory=MFCCFeatureConfig)
-    kmeans: KMeansConfig = field(default_factory=lambda: KMeansConfig(num_clusters=100, dim=78, features="mfcc"))
+    kmeans: KMeansConfig = field(
+        default_factory=lambda: KMeansConfig(num_clusters=100, dim=78, features="mfcc")
+    )
     resample: bool = True
 
     def __post_init__(self) -> None:
@@ -427,7 +483,10 @@ class MFCCKMeansTokenizerConfig(Config):
     @classmethod
     def tiny(cls, num_clusters: int = 16) -> MFCCKMeansTokenizerConfig:
         features = MFCCFeatureConfig()
-        return cls(features=features, kmeans=KMeansConfig(num_clusters=num_clusters, dim=features.dim, features="mfcc"))
+        return cls(
+            features=features,
+            kmeans=KMeansConfig(num_clusters=num_clusters, dim=features.dim, features="mfcc"),
+        )
 
 
 class MFCCKMeansTokenizer(_TokenizerBase):
@@ -498,10 +557,15 @@ class MFCCKMeansTokenizer(_TokenizerBase):
                 f"build it with AudioDataset(..., sample_rate={features.sample_rate})"
             )
         x = collect_features(
-            dataset, lambda audio: spectral_features(audio.mean(1)[0], features),
-            max_frames=max_frames, seed=train.seed, progress=progress,
+            dataset,
+            lambda audio: spectral_features(audio.mean(1)[0], features),
+            max_frames=max_frames,
+            seed=train.seed,
+            progress=progress,
         )
-        kmeans = fit_kmeans(x, train, state_dir=state_dir, progress=progress, features_description=features.kind)
+        kmeans = fit_kmeans(
+            x, train, state_dir=state_dir, progress=progress, features_description=features.kind
+        )
         config = MFCCKMeansTokenizerConfig(features=features, kmeans=kmeans.config)
         tokenizer = cls(config)
         tokenizer.kmeans.load_state_dict(kmeans.state_dict())

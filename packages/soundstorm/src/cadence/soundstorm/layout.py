@@ -284,7 +284,12 @@ def _check_prompt(
             raise ValueError("prompt_lengths given without prompt_codes")
         empty = torch.zeros((b, 0, q), dtype=torch.long, device=device)
         return empty, torch.zeros(b, dtype=torch.long)
-    if not isinstance(codes, Tensor) or codes.ndim != 3 or codes.shape[0] != b or codes.shape[2] != q:
+    if (
+        not isinstance(codes, Tensor)
+        or codes.ndim != 3
+        or codes.shape[0] != b
+        or codes.shape[2] != q
+    ):
         shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
         raise ValueError(
             f"prompt_codes must be (b, p, q) = ({b}, p, {q}) with codes of all {q} levels, "

@@ -311,7 +311,10 @@ class ShardWriter:
             lengths[field] = [len(p) for p in parts]
             # the data must be on disk before the index publishes it, or a crash could leave a
             # complete-looking index over truncated arrays (atomic_file fsyncs)
-            with atomic_file(self.directory / _field_file(name, field)) as tmp, open(tmp, "wb") as f:
+            with (
+                atomic_file(self.directory / _field_file(name, field)) as tmp,
+                open(tmp, "wb") as f,
+            ):
                 np.save(f, array, allow_pickle=False)
         index = {
             "format": INDEX_FORMAT,

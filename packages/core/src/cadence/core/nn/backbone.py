@@ -78,10 +78,15 @@ class Backbone(nn.Module):
         if c.kind == "transformer":
             blocks = [TransformerBlock(c.dim, **common) for _ in range(c.depth)]
         else:
-            blocks = [ConformerBlock(c.dim, conv_kernel_size=c.conv_kernel_size, **common) for _ in range(c.depth)]
+            blocks = [
+                ConformerBlock(c.dim, conv_kernel_size=c.conv_kernel_size, **common)
+                for _ in range(c.depth)
+            ]
         self.blocks = nn.ModuleList(blocks)
         self.skip_projections = nn.ModuleList(
-            [nn.Linear(2 * c.dim, c.dim) for _ in range(c.depth // 2)] if c.kind == "uconformer" else []
+            [nn.Linear(2 * c.dim, c.dim) for _ in range(c.depth // 2)]
+            if c.kind == "uconformer"
+            else []
         )
         self.rotary = RotaryEmbedding(c.dim // c.heads)
         self.final_norm = AdaptiveLayerNorm(c.dim, c.cond_dim)
@@ -100,12 +105,18 @@ class Backbone(nn.Module):
             raise ValueError(f"backbone input must be (b, n, {c.dim}), got {tuple(x.shape)}")
         if mask is not None:
             if mask.shape != x.shape[:2]:
-                raise ValueError(f"mask must be (b, n) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"mask must be (b, n) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}"
+                )
             mask = mask.bool()  # no `mask.all()` shortcut: it would sync the host every pass
         if c.cross_attn_dim > 0 and context is None:
-            raise ValueError(f"this backbone cross-attends: pass context=(b, m, {c.cross_attn_dim})")
+            raise ValueError(
+                f"this backbone cross-attends: pass context=(b, m, {c.cross_attn_dim})"
+            )
         rotary = self.rotary(x.shape[1], x.device)
-        kwargs = dict(mask=mask, cond=cond, context=context, context_mask=context_mask, rotary=rotary)
+        kwargs = dict(
+            mask=mask, cond=cond, context=context, context_mask=context_mask, rotary=rotary
+        )
         if c.kind == "uconformer":
             half = c.depth // 2
             skips = []

@@ -8,7 +8,13 @@ from torch import Tensor, nn
 
 from .attention import Attention
 
-__all__ = ["AdaptiveLayerNorm", "ConformerBlock", "ConvolutionModule", "FeedForward", "TransformerBlock"]
+__all__ = [
+    "AdaptiveLayerNorm",
+    "ConformerBlock",
+    "ConvolutionModule",
+    "FeedForward",
+    "TransformerBlock",
+]
 
 # b batch | n frames | m context frames | d dim | c condition dim
 
@@ -44,7 +50,11 @@ class FeedForward(nn.Sequential):
         hidden = int(dim * mult)
         act = {"gelu": nn.GELU, "silu": nn.SiLU}[activation]
         super().__init__(
-            nn.Linear(dim, hidden), act(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+            nn.Linear(dim, hidden),
+            act(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, dim),
+            nn.Dropout(dropout),
         )
 
 
@@ -95,7 +105,9 @@ class TransformerBlock(nn.Module):
         self.cross_norm = self.cross_attn = None
         if cross_attn_dim > 0:
             self.cross_norm = AdaptiveLayerNorm(dim, cond_dim)
-            self.cross_attn = Attention(dim, heads=heads, context_dim=cross_attn_dim, dropout=attn_dropout)
+            self.cross_attn = Attention(
+                dim, heads=heads, context_dim=cross_attn_dim, dropout=attn_dropout
+            )
         self.ff_norm = AdaptiveLayerNorm(dim, cond_dim)
         self.ff = FeedForward(dim, ff_mult, dropout, activation="gelu")
         self.dropout = nn.Dropout(dropout)
@@ -104,7 +116,9 @@ class TransformerBlock(nn.Module):
         x = x + self.dropout(self.attn(self.attn_norm(x, cond), mask=mask, rotary=rotary))
         if self.cross_attn is not None:
             x = x + self.dropout(
-                self.cross_attn(self.cross_norm(x, cond), context=context, context_mask=context_mask)
+                self.cross_attn(
+                    self.cross_norm(x, cond), context=context, context_mask=context_mask
+                )
             )
         return x + self.ff(self.ff_norm(x, cond))
 
@@ -132,7 +146,9 @@ class ConformerBlock(nn.Module):
         self.cross_norm = self.cross_attn = None
         if cross_attn_dim > 0:
             self.cross_norm = AdaptiveLayerNorm(dim, cond_dim)
-            self.cross_attn = Attention(dim, heads=heads, context_dim=cross_attn_dim, dropout=attn_dropout)
+            self.cross_attn = Attention(
+                dim, heads=heads, context_dim=cross_attn_dim, dropout=attn_dropout
+            )
         self.conv_norm = AdaptiveLayerNorm(dim, cond_dim)
         self.conv = ConvolutionModule(dim, conv_kernel_size, dropout)
         self.ff2_norm = AdaptiveLayerNorm(dim, cond_dim)
@@ -145,7 +161,9 @@ class ConformerBlock(nn.Module):
         x = x + self.dropout(self.attn(self.attn_norm(x, cond), mask=mask, rotary=rotary))
         if self.cross_attn is not None:
             x = x + self.dropout(
-                self.cross_attn(self.cross_norm(x, cond), context=context, context_mask=context_mask)
+                self.cross_attn(
+                    self.cross_norm(x, cond), context=context, context_mask=context_mask
+                )
             )
         x = x + self.conv(self.conv_norm(x, cond), mask)
         x = x + 0.5 * self.ff2(self.ff2_norm(x, cond))

@@ -114,7 +114,11 @@ def save_resume_checkpoint(
     if acc.is_main_process:
         if ema is not None:
             save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp / EMA_NAME))
-        record = {"format_version": STATE_FORMAT_VERSION, "kind": kind, "num_processes": acc.num_processes}
+        record = {
+            "format_version": STATE_FORMAT_VERSION,
+            "kind": kind,
+            "num_processes": acc.num_processes,
+        }
         record |= state
         (tmp / TRAINER_STATE_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         swap_directory(tmp, final)
@@ -152,7 +156,9 @@ def load_resume_checkpoint(
     state = json.loads(state_file.read_text())
     written_by = state.get("kind", CORE_TRAINER_KIND)
     if written_by != kind:
-        raise ValueError(f"{path} was written by {written_by}, not {kind}; resume it with that trainer")
+        raise ValueError(
+            f"{path} was written by {written_by}, not {kind}; resume it with that trainer"
+        )
     if state.get("format_version", 0) > STATE_FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer Cadence; upgrade to resume from it")
     if state["num_processes"] != accelerator.num_processes:

@@ -80,7 +80,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class TrainerConfig(Config):
     """Everything the training loop needs; the model and its loss are configured elsewhere.
@@ -131,8 +130,11 @@ class TrainerConfig(Config):
                 raise ConfigError(
                     f"TrainerConfig.{name} must be >= 1 (or None where allowed), got {value}"
                 )
-        floats = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
-                  "min_lr_ratio": self.min_lr_ratio}
+        floats = {
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+            "min_lr_ratio": self.min_lr_ratio,
+        }
         for name, value in floats.items():
             if not math.isfinite(value):
                 raise ConfigError(f"TrainerConfig.{name} must be a finite number, got {value}")
@@ -631,7 +633,11 @@ class Trainer:
                 changes nothing when ``output_dir`` holds no checkpoint yet).
         """
         loaded = load_resume_checkpoint(
-            self.accelerator, checkpoint, output_dir=self.output_dir, kind=CORE_TRAINER_KIND, ema=self.ema
+            self.accelerator,
+            checkpoint,
+            output_dir=self.output_dir,
+            kind=CORE_TRAINER_KIND,
+            ema=self.ema,
         )
         if loaded is None:
             return None
