@@ -5,6 +5,8 @@ encodes audio into residual codes and decodes them back (coarsely), so pipelines
 tested end to end without a trained network.
 """
 
+# b batch | c channels | t samples | n frames | w samples per frame | q quantizers | d latent dim
+
 from __future__ import annotations
 
 import os
@@ -29,8 +31,6 @@ __all__ = [
     "run_python_example",
     "toy_corpus_dir",
 ]
-
-# b batch | c channels | t samples | n frames | h hop | q quantizers | d latent dim
 
 
 def _zero_past(x: Tensor, lengths: Tensor | None, hop: int = 1) -> Tensor:
@@ -78,7 +78,7 @@ class FakeCodec:
         check_audio(audio, channels=1)
         n = audio.shape[-1] // self.hop_length
         frames = rearrange(
-            audio[..., : n * self.hop_length], "b 1 (n h) -> b n h", h=self.hop_length
+            audio[..., : n * self.hop_length], "b 1 (n w) -> b n w", w=self.hop_length
         )
         # frame-wise, so each item's real frames never see its padding
         return _zero_past(frames @ self._projection.to(frames), lengths, self.hop_length)
@@ -114,7 +114,7 @@ class FakeCodec:
 
     def decode_latents(self, latents: Tensor, lengths: Tensor | None = None) -> Tensor:
         frames = _zero_past(latents @ self._projection.to(latents).T, lengths)
-        return rearrange(frames, "b n h -> b 1 (n h)")
+        return rearrange(frames, "b n w -> b 1 (n w)")
 
     def decode(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
         if codes.ndim != 3:
@@ -151,7 +151,7 @@ class FakeSemanticTokenizer:
         check_audio(audio)
         mono = audio.mean(1)
         n = mono.shape[-1] // self.hop_length
-        frames = rearrange(mono[:, : n * self.hop_length], "b (n h) -> b n h", h=self.hop_length)
+        frames = rearrange(mono[:, : n * self.hop_length], "b (n w) -> b n w", w=self.hop_length)
         spectrum = torch.fft.rfft(frames, dim=-1).abs().add(1e-5).log()
         spectrum = spectrum - spectrum.mean(-1, keepdim=True)
         return _zero_past(

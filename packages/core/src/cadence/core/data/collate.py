@@ -4,6 +4,8 @@ Masks are bool with True = keep (a real sample or frame, not padding), as everyw
 Cadence.
 """
 
+# b batch | c channels | t samples | n frames
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -14,7 +16,6 @@ from torch import Tensor
 
 __all__ = ["collate_audio", "collate_sequences", "lengths_to_mask", "pad_sequences"]
 
-# b batch | c channels | t samples | n frames
 
 _NUMBER = (bool, int, float)
 

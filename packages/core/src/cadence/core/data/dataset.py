@@ -5,6 +5,8 @@ crops are a pure function of ``(seed, epoch, index)`` so runs are reproducible, 
 cannot be read is replaced by the next readable one (and reported) instead of killing the run.
 """
 
+# c channels | t samples
+
 from __future__ import annotations
 
 import json
@@ -28,7 +30,6 @@ from ..audio import AudioError, EmptyAudioError, info, load, resample
 
 __all__ = ["AudioDataset", "ScanReport"]
 
-# c channels | t samples
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ the codec in its loop. The run is built for large corpora on many GPUs:
 * a bad file is skipped and listed in the manifest's ``skipped``, never a crash.
 """
 
+# b batch | c channels | t samples | n frames | q quantizers | d latent dim
+
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +49,6 @@ from .shards import (
 
 __all__ = ["precompute"]
 
-# b batch | c channels | t samples | n frames | q quantizers | d latent dim
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ codebook (see :func:`smallest_int_dtype`): uint8 up to 256 entries, int16 up to 
 beyond. :class:`ShardReader` returns them as ``torch.long`` by default.
 """
 
+# n frames | q quantizers | d latent dim
+
 from __future__ import annotations
 
 import json
@@ -50,7 +52,6 @@ __all__ = [
     "write_manifest",
 ]
 
-# n frames | q quantizers | d latent dim
 
 FORMAT = "cadence-shards"
 INDEX_FORMAT = "cadence-shard-index"

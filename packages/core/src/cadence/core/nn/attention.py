@@ -4,6 +4,8 @@ Rotary embeddings (Su et al. 2021) make self-attention scores depend only on rel
 positions, which is what a non-autoregressive audio model needs to generalise across lengths.
 """
 
+# b batch | n query frames | m key frames | h heads | e head dim
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +14,6 @@ from einops import rearrange
 from torch import Tensor, nn
 
 __all__ = ["Attention", "RotaryEmbedding", "apply_rotary"]
-
-# b batch | n query frames | m key frames | h heads | d head dim
 
 
 class RotaryEmbedding(nn.Module):
@@ -95,12 +95,12 @@ class Attention(nn.Module):
         if source is None:
             raise ValueError("cross-attention needs a context tensor (b, m, context_dim)")
         key_mask = context_mask if self.is_cross else mask
-        q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
-        k, v = rearrange(self.to_kv(source), "b m (two h d) -> two b h m d", two=2, h=self.heads)
+        q = rearrange(self.to_q(x), "b n (h e) -> b h n e", h=self.heads)
+        k, v = rearrange(self.to_kv(source), "b m (two h e) -> two b h m e", two=2, h=self.heads)
         if rotary is not None and not self.is_cross:
             cos, sin = rotary
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=_key_mask(key_mask), dropout_p=self.dropout if self.training else 0.0
         )
-        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
+        return self.to_out(rearrange(out, "b h n e -> b n (h e)"))

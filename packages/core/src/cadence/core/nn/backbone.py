@@ -4,6 +4,8 @@ SoundStorm (Conformer), SpeechGPT-Gen's flow matcher (Transformer / Conformer / 
 and NaturalSpeech 2's encoders share these blocks, so they live in core.
 """
 
+# b batch | n frames | m context frames | d dim
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +20,6 @@ from .blocks import AdaptiveLayerNorm, ConformerBlock, TransformerBlock
 
 __all__ = ["Backbone", "BackboneConfig", "BackboneKind", "build_backbone"]
 
-# b batch | n frames | m context frames | d dim
 
 BackboneKind = Literal["transformer", "conformer", "uconformer"]
 

@@ -1,5 +1,7 @@
 """Transformer and Conformer blocks with optional adaptive-norm and cross-attention conditioning."""
 
+# b batch | n frames | m context frames | d dim | e condition dim
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -15,8 +17,6 @@ __all__ = [
     "FeedForward",
     "TransformerBlock",
 ]
-
-# b batch | n frames | m context frames | d dim | c condition dim
 
 
 class AdaptiveLayerNorm(nn.Module):
