@@ -341,3 +341,36 @@ def test_cli_generates_and_overwrites(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert len(list((out / "audio").rglob("*.flac"))) == 3
+
+
+def test_template_sentences_are_distinct_seeded_and_new():
+    from cadence.corpus.templates import template_sentences
+
+    a = template_sentences(2000, seed=0)
+    assert len(set(a)) == 2000 and a == template_sentences(2000, seed=0)
+    assert a != template_sentences(2000, seed=1)
+    assert all(s[0].isupper() and s[-1] in ".?!" for s in a)
+    assert not set(a) & set(SENTENCES)
+
+
+@needs_espeak
+def test_held_out_speakers_say_only_held_out_sentences(tmp_path):
+    summary = generate_corpus(
+        tmp_path / "c",
+        num_utterances=40,
+        voices=["en-us", "en"],
+        variants=["m1", "f1"],
+        valid_speakers=1,
+        num_sentences=300,
+        held_out_sentences=20,
+        progress=False,
+    )
+    train = read_manifest(tmp_path / "c" / "train.jsonl")
+    valid = read_manifest(tmp_path / "c" / "valid.jsonl")
+    assert summary.counts == {"train": 30, "valid": 10}
+    assert not {r["text"] for r in train} & {r["text"] for r in valid}
+    assert not {r["speaker"] for r in train} & {r["speaker"] for r in valid}
+    meta = json.loads((tmp_path / "c" / "corpus.json").read_text())
+    assert (
+        "--held-out-sentences 20" in meta["command"] and meta["parameters"]["num_sentences"] == 300
+    )

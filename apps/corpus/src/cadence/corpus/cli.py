@@ -67,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="speakers held out for valid.jsonl (default: about 15%%, at least 1)",
     )
     parser.add_argument(
+        "--num-sentences",
+        type=int,
+        default=None,
+        help="distinct sentences: the built-in ones, then seeded template sentences up to this "
+        "many (default: the built-in ones only)",
+    )
+    parser.add_argument(
+        "--held-out-sentences",
+        type=int,
+        default=0,
+        help="sentences only the held-out speakers say, so valid.jsonl has new speakers and "
+        "new sentences (default 0: shared)",
+    )
+    parser.add_argument(
         "--sample-rate", type=int, default=16000, help="output rate in Hz (default 16000)"
     )
     parser.add_argument(
@@ -100,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 sample_rate=args.sample_rate,
                 valid_speakers=args.valid_speakers,
+                num_sentences=args.num_sentences,
+                held_out_sentences=args.held_out_sentences,
                 overwrite=args.overwrite,
                 progress=not args.quiet,
             )

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from cadence.core import audio as audio_io
 from cadence.core.io import write_text
+from cadence.corpus.templates import template_sentences
 from cadence.corpus.texts import SENTENCES
 from cadence.naturalspeech2.espeak import Synthesis, espeak_info, synthesize
 
@@ -313,6 +314,8 @@ def regenerate_command(
     seed: int,
     sample_rate: int,
     valid_speakers: int,
+    num_sentences: int | None = None,
+    held_out_sentences: int = 0,
 ) -> str:
     """The ``cadence-toy-corpus`` command line that reproduces a corpus."""
     args = [
@@ -323,9 +326,23 @@ def regenerate_command(
         "--variants", ",".join(variants),
         "--valid-speakers", str(valid_speakers),
         "--sample-rate", str(sample_rate),
-        "--overwrite",
     ]  # fmt: skip
-    return shlex.join(args)
+    if num_sentences is not None:
+        args += ["--num-sentences", str(num_sentences)]
+    if held_out_sentences:
+        args += ["--held-out-sentences", str(held_out_sentences)]
+    return shlex.join([*args, "--overwrite"])
+
+
+def sentence_list(num_sentences: int | None, seed: int) -> list[str]:
+    """The built-in sentences, then template sentences up to ``num_sentences`` (None: built-ins only)."""
+    if num_sentences is None:
+        return list(SENTENCES)
+    if num_sentences < 1:
+        raise ValueError(f"num_sentences must be >= 1, got {num_sentences}")
+    extra = template_sentences(max(0, num_sentences - len(SENTENCES)), seed=seed)
+    fresh = [s for s in extra if s not in set(SENTENCES)]
+    return (list(SENTENCES) + fresh)[:num_sentences]
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -354,6 +371,8 @@ def generate_corpus(
     seed: int = 0,
     sample_rate: int = 16000,
     valid_speakers: int | None = None,
+    num_sentences: int | None = None,
+    held_out_sentences: int = 0,
     overwrite: bool = False,
     progress: bool = True,
 ) -> CorpusSummary:
@@ -372,6 +391,11 @@ def generate_corpus(
         seed: seed of every random choice (speaker styles, sentence order, split, jitter).
         sample_rate: output rate in Hz.
         valid_speakers: speakers held out for ``valid.jsonl``; default about 15% (at least 1).
+        num_sentences: distinct sentences to draw from: the built-in ones, then seeded
+            template sentences (:func:`~cadence.corpus.templates.template_sentences`) up to this
+            many; default the built-in ones only.
+        held_out_sentences: sentences only the held-out speakers say, so that ``valid.jsonl``
+            holds new speakers *and* new sentences; 0 (default) lets both splits share them.
         overwrite: replace an existing corpus in ``out_dir``.
         progress: show a tqdm progress bar.
 
@@ -402,14 +426,32 @@ def generate_corpus(
     info = espeak_info()  # fails early, with install instructions, when espeak is missing
     _prepare_out_dir(out_dir, overwrite)
 
-    order = _rng(seed, "sentences").permutation(len(SENTENCES))
+    sentences = sentence_list(num_sentences, seed)
+    if not 0 <= held_out_sentences < len(sentences):
+        raise ValueError(
+            f"held_out_sentences must be in 0..{len(sentences) - 1} for {len(sentences)} sentences, "
+            f"got {held_out_sentences}"
+        )
+    order = _rng(seed, "sentences").permutation(len(sentences))
     held_out = {
         styles[i].name for i in _rng(seed, "split").permutation(len(styles))[:valid_speakers]
     }
+    # Held-out speakers say only held-out sentences; each split cycles through its own.
+    pools = {
+        "train": order[held_out_sentences:],
+        "valid": order[:held_out_sentences] if held_out_sentences else order,
+    }
+    said = {"train": 0, "valid": 0}
     lines: dict[str, list[str]] = {"train": [], "valid": []}
     for k in tqdm(range(num_utterances), desc="synthesizing", unit="utt", disable=not progress):
         style = styles[k % len(styles)]
-        text = SENTENCES[order[k % len(SENTENCES)]]
+        split = "valid" if style.name in held_out else "train"
+        if held_out_sentences:
+            pool = pools[split]
+            text = sentences[pool[said[split] % len(pool)]]
+            said[split] += 1
+        else:  # the original layout: utterance k says sentence k (byte-identical corpora)
+            text = sentences[order[k % len(sentences)]]
         utt_id = f"{style.name}-{k:05d}"
         jitter = _rng(seed, "utterance", utt_id)
         rate = round(style.rate * (1 + jitter.uniform(-_RATE_JITTER, _RATE_JITTER)))
@@ -442,7 +484,6 @@ def generate_corpus(
             "num_samples": num_samples,
             "sample_rate": sample_rate,
         }
-        split = "valid" if style.name in held_out else "train"
         lines[split].append(json.dumps(record, ensure_ascii=False))
 
     for split, rows in lines.items():
@@ -457,6 +498,8 @@ def generate_corpus(
         seed=seed,
         sample_rate=sample_rate,
         valid_speakers=valid_speakers,
+        num_sentences=num_sentences,
+        held_out_sentences=held_out_sentences,
     )
     meta = {
         "generator": "cadence.corpus",
@@ -468,6 +511,8 @@ def generate_corpus(
             "voices": list(voices),
             "variants": list(variants),
             "valid_speakers": valid_speakers,
+            "num_sentences": len(sentences),
+            "held_out_sentences": held_out_sentences,
             "sample_rate": sample_rate,
             "margin_seconds": _MARGIN,
             "silence_db": _SILENCE_DB,

@@ -301,6 +301,7 @@ def recipe(
         int,
         typer.Option(help="run independent stages at once, one thread each (2 suits a 2-core CPU)"),
     ] = 1,
+    assemble: Annotated[bool, typer.Option(hidden=True)] = True,
 ) -> None:
     """Train the whole chain on a corpus: codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer."""
     from .recipe import ORDER, run_toy_recipe
@@ -326,6 +327,7 @@ def recipe(
         steps_scale=steps_scale,
         only=tuple(only) if only else None,
         workers=workers,
+        assemble=assemble,
         console=console,
     )
     console.print(f"done: {pipeline_dir}")

@@ -249,9 +249,12 @@ def copy_held_out(corpus: Path, destination: Path) -> Path:
         if line.strip()
     ]
     for row in rows:
+        source = corpus / row["path"]  # an absolute manifest path stays absolute
+        # the copy keeps the corpus layout (audio/<speaker>/<file>), relative to the new manifest
+        row["path"] = Path("audio", source.parent.name, source.name).as_posix()
         target = destination / row["path"]
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(corpus / row["path"], target)
+        shutil.copyfile(source, target)
     write_text(
         destination / "valid.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     )
@@ -324,6 +327,7 @@ def _run_in_parallel(
                 str(corpus),
                 "--steps-scale",
                 str(steps_scale),
+                "--no-assemble",
                 "--only",
                 stage,
             ]
@@ -358,6 +362,7 @@ def run_toy_recipe(
     steps_scale: float = 1.0,
     only: tuple[str, ...] | None = None,
     workers: int = 1,
+    assemble: bool = True,
     console: Console | None = None,
 ) -> Path:
     """Train the chain on ``corpus`` into ``out``; returns the pipeline directory.
@@ -412,7 +417,9 @@ def run_toy_recipe(
             timings = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
             timings[stage] = round(elapsed, 1)
             write_json(timing_file, timings)
-    if all(_done(pipeline_dir / name) for name in TOY_JOBS):
+    # Stages run by the parallel scheduler leave the assembly to it (two finishing at once
+    # would both write the pipeline).
+    if assemble and all(_done(pipeline_dir / name) for name in TOY_JOBS):
         _held_out_prompt(corpus, pipeline_dir / "prompts")
         copy_held_out(corpus, pipeline_dir / "held_out")
         for name in TOY_JOBS:
