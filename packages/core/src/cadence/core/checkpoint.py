@@ -20,7 +20,7 @@ import importlib
 import json
 import os
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -219,13 +219,29 @@ def _import_class(path: str) -> type:
         ) from err
 
 
+@overload
+def load_pretrained(
+    directory: str | os.PathLike,
+    cls: type[M],
+    *,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+) -> M: ...
+@overload
+def load_pretrained(
+    directory: str | os.PathLike,
+    cls: None = None,
+    *,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+) -> nn.Module: ...
 def load_pretrained(
     directory: str | os.PathLike,
     cls: type[M] | None = None,
     *,
     device: str | torch.device = "cpu",
     strict: bool = True,
-) -> M:
+) -> M | nn.Module:
     """Rebuild a model from a checkpoint directory.
 
     Args:
