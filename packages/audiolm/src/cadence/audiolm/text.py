@@ -65,7 +65,7 @@ class T5TextEncoder:
                 "save_pretrained (T5TextEncoder never downloads)"
             )
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = T5EncoderModel.from_pretrained(path, local_files_only=True).to(device).eval()  # type: ignore[arg-type]  # transformers' decorated .to() loses its self
+        self.model = T5EncoderModel.from_pretrained(path, local_files_only=True).to(device).eval()
         self.dim = int(self.model.config.d_model)
         self.max_length = max_length
 

@@ -237,4 +237,4 @@ def train_phoneme_recognizer(
     )
     if valid_set is not None:
         metrics["valid_per"] = evaluate_per(model, valid_set, progress=progress)
-    return model, metrics  # type: ignore[return-value]
+    return model, metrics
