@@ -221,7 +221,7 @@ def reconstruction_errors(
     device = flow.latent_mean.device
     starts = range(0, len(data), batch_size)  # type: ignore[arg-type]  # map-style: sized
     for start in tqdm(starts, desc=f"sampling ({steps} {method} steps)", disable=not progress):
-        items = [data[i] for i in range(start, min(start + batch_size, len(data)))]  # type: ignore[arg-type]
+        items = [data[i] for i in range(start, min(start + batch_size, len(data)))]  # type: ignore[arg-type]  # map-style: sized
         batch = collate_flow_batch(items)
         tokens = batch["tokens"].long().to(device)
         latents = batch["latents"].float().to(device)

@@ -235,7 +235,7 @@ class _Library:
 
 def _unload(handle: int) -> None:
     # dlclose on POSIX, FreeLibrary on Windows; both only drop one reference.
-    close = getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary  # type: ignore[attr-defined]
+    close = getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary  # type: ignore[attr-defined]  # Windows only
     close(handle)
 
 

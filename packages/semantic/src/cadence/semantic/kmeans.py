@@ -321,7 +321,7 @@ def collect_features(
         progress: show a progress bar.
     """
     chunks = []
-    total = len(dataset) if hasattr(dataset, "__len__") else None  # type: ignore[arg-type]
+    total = len(dataset) if hasattr(dataset, "__len__") else None  # type: ignore[arg-type]  # has __len__
     for item in tqdm(dataset, total=total, desc="features", disable=not progress, leave=False):
         audio = item["audio"]
         length = int(item.get("length", audio.shape[-1]))
