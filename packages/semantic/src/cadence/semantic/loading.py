@@ -228,7 +228,7 @@ def _eval_conv_spec(spec: Any) -> tuple[tuple[int, int, int], ...]:
     ``+`` and repeated by ``*``, e.g. ``"[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"``.
     """
     if isinstance(spec, list | tuple):
-        return tuple(tuple(int(v) for v in layer) for layer in spec)  # type: ignore[misc]  # HubertConfig checks the triples
+        return tuple(tuple(int(v) for v in layer) for layer in spec)  # type: ignore[misc]  # (dim, kernel, stride)
 
     def value(node: ast.AST) -> Any:
         if isinstance(node, ast.Constant) and isinstance(node.value, int):
