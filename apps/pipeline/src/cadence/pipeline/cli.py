@@ -181,7 +181,7 @@ def convert(
     if method not in ("soundstorm", "flow"):
         raise PipelineError(f"--method must be soundstorm or flow, got {method!r}")
     _output_path(out)
-    vc = VoiceConversion.from_pretrained(_pipeline_dir(pipeline), method=method)
+    vc = VoiceConversion.from_pretrained(_pipeline_dir(pipeline), method=method)  # type: ignore[arg-type]  # checked above
     src, _ = load(source, sample_rate=vc.sample_rate, what="source")
     tgt, _ = load(target_voice, sample_rate=vc.sample_rate, what="target voice")
     with console.status(f"converting ({method})"):

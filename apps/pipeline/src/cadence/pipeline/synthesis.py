@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -44,6 +44,8 @@ class VoiceConversion:
     with the target's codes and tokens. ``method="flow"``: the hierarchical flow matcher
     maps the source's tokens to codec latents, prompted by the target's latents.
     """
+
+    model: Any  # a SoundStorm or a HierarchicalConditionalFlowMatcher, as `method` says
 
     def __init__(
         self,
@@ -117,7 +119,7 @@ class VoiceConversion:
             audio = voice_conversion(
                 self.model,
                 self.tokenizer,
-                self.codec,
+                cast(LatentCodec, self.codec),  # the flow method loads a LatentCodec
                 src,
                 tgt,
                 sample_rate=self.sample_rate,
@@ -151,6 +153,8 @@ def _load_codec(spec: PipelineSpec, *, latents: bool, device: str | torch.device
 class TextToSpeech:
     """NaturalSpeech 2: text (espeak-ng G2P) + a voice prompt -> speech."""
 
+    model: Any  # a NaturalSpeech2
+
     def __init__(self, codec: LatentCodec, model: torch.nn.Module):
         check_compatible(codec=codec, naturalspeech2=model)
         self.codec, self.model = codec, model
@@ -161,7 +165,7 @@ class TextToSpeech:
     ) -> TextToSpeech:
         spec = PipelineSpec.read(directory)
         return cls(
-            _load_codec(spec, latents=True, device=device),
+            cast(LatentCodec, _load_codec(spec, latents=True, device=device)),
             spec.load("naturalspeech2", device=device),
         )
 

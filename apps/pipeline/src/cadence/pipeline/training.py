@@ -31,7 +31,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -142,7 +142,7 @@ def _manifest(corpus: str | os.PathLike, split: str) -> Path:
 
 
 def _open_shards(job: TrainJob, split: str) -> ShardReader:
-    directory = Path(job.shards) / split
+    directory = Path(cast(str, job.shards)) / split
     if not (directory / "manifest.json").is_file():
         raise PipelineError(
             f"no shards in {directory}; write them first with `cadence tokenize` "
@@ -171,12 +171,12 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
     config = _config(SoundStreamConfig, job.model, "model")
     trainer_config = _config(CodecTrainerConfig, job.trainer, "trainer")
     train = AudioDataset(
-        _manifest(job.corpus, "train"),
+        _manifest(cast(str, job.corpus), "train"),
         sample_rate=config.sample_rate,
         crop_seconds=job.crop_seconds,
     )
     valid = AudioDataset(
-        _manifest(job.corpus, "valid"),
+        _manifest(cast(str, job.corpus), "valid"),
         sample_rate=config.sample_rate,
         crop_seconds=max(job.crop_seconds, 2.0),
     )
@@ -197,7 +197,9 @@ def _train_semantic_tokenizer(job: TrainJob) -> dict[str, float]:
     features = _config(MFCCFeatureConfig, job.model.get("features", {}), "model.features")
     train = _config(KMeansTrainConfig, job.trainer, "trainer")
     data = AudioDataset(
-        _manifest(job.corpus, "train"), sample_rate=features.sample_rate, crop_seconds=None
+        _manifest(cast(str, job.corpus), "train"),
+        sample_rate=features.sample_rate,
+        crop_seconds=None,
     )
     tokenizer = MFCCKMeansTokenizer.fit(data, train, features=features, state_dir=job.run_path)
     if _is_main():
@@ -268,11 +270,11 @@ def _train_soundstorm(job: TrainJob) -> dict[str, float]:
     )
     trainer = train_soundstorm(
         config,
-        Path(job.shards) / "train",
+        Path(cast(str, job.shards)) / "train",
         _trainer_config(job),
         train_config=_config(SoundStormTrainConfig, job.train, "train"),
         output_dir=job.run_path,
-        valid_dir=Path(job.shards) / "valid",
+        valid_dir=Path(cast(str, job.shards)) / "valid",
     )
     return _release(trainer, job)
 
@@ -289,12 +291,12 @@ def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
     )
 
     codec = load_component(
-        job.codec, "codec", LatentCodec
+        cast(str, job.codec), "codec", LatentCodec
     )  # NaturalSpeech 2 diffuses the codec's latents
     shard_dir = job.run_path / "shards"
-    train = preprocess_corpus(job.corpus, codec, shard_dir / "train", split="train")
+    train = preprocess_corpus(cast(str, job.corpus), codec, shard_dir / "train", split="train")
     valid = preprocess_corpus(
-        job.corpus,
+        cast(str, job.corpus),
         codec,
         shard_dir / "valid",
         split="valid",
@@ -364,7 +366,10 @@ def _train_flowmatching(job: TrainJob) -> dict[str, float]:
 def _train_phoneme_recognizer(job: TrainJob) -> dict[str, float]:
     from cadence.evaluation import PhonemeRecognizerConfig, train_phoneme_recognizer
 
-    manifests = [_manifest(job.corpus, "train"), _manifest(job.corpus, "valid")]
+    manifests = [
+        _manifest(cast(str, job.corpus), "train"),
+        _manifest(cast(str, job.corpus), "valid"),
+    ]
     try:
         config = PhonemeRecognizerConfig.from_corpus(manifests, **job.model)
     except (ConfigError, TypeError, ValueError) as err:
@@ -372,7 +377,7 @@ def _train_phoneme_recognizer(job: TrainJob) -> dict[str, float]:
             f"[model] does not make a valid PhonemeRecognizerConfig: {err}"
         ) from err
     model, metrics = train_phoneme_recognizer(
-        job.corpus, job.run_path, _trainer_config(job), config=config
+        cast(str, job.corpus), job.run_path, _trainer_config(job), config=config
     )
     if _is_main():
         model.save_pretrained(job.output)
@@ -418,7 +423,7 @@ def tokenize_corpus(
         raise PipelineError(
             "give a codec, a semantic tokenizer or both (--codec DIR, --tokenizer DIR)"
         )
-    codec_model = None
+    codec_model: Any = None
     if codec is not None:
         # --latents needs a codec that exposes them (a LatentCodec such as SoundStream)
         codec_model = load_component(codec, "codec", LatentCodec if latents else Codec)
@@ -426,7 +431,9 @@ def tokenize_corpus(
         raise PipelineError(
             "--latents needs a codec with latents (--codec DIR, e.g. a SoundStream)"
         )
-    token_model = load_component(tokenizer, "semantic_tokenizer") if tokenizer is not None else None
+    token_model: Any = (
+        load_component(tokenizer, "semantic_tokenizer") if tokenizer is not None else None
+    )
     data = Path(data)
     if not data.exists():
         raise PipelineError(f"data not found: {data}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -214,7 +215,7 @@ class AudioLM:
         """
         options = _per_stage(sampling)
         device = self.semantic.token_emb.weight.device
-        cond = (None, None)
+        cond: tuple[Tensor | None, Tensor | None] = (None, None)
         if texts is not None:
             if self.text_encoder is None:
                 raise ValueError(
@@ -223,7 +224,7 @@ class AudioLM:
             cond = self.text_encoder.encode(list(texts))
             cond = (cond[0].to(device), cond[1].to(device))
             batch_size = len(texts)
-        extra = {"generator": generator, "progress": progress}
+        extra: dict[str, Any] = {"generator": generator, "progress": progress}
         codec, tok = self.codec, self.tokenizer
 
         semantic_prompt = coarse_prompt = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -94,6 +95,7 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
     """AudioLM's second stage: coarse residual codes given semantic tokens."""
 
     config_class = CoarseTransformerConfig
+    config: CoarseTransformerConfig
 
     def __init__(self, config: CoarseTransformerConfig):
         super().__init__()
@@ -164,7 +166,7 @@ class CoarseTransformer(PretrainedMixin, StageTransformer):
             :class:`StageOutput`: ``logits`` ``(b, n, q, v)`` with ``v = codebook_size + 1``,
             ``mask`` ``(b, n)``, and ``eos_logits`` ``(b, v)`` after each row's last frame.
         """
-        semantic, codes = self._check_inputs(semantic, codes)
+        semantic, codes = cast(tuple[Tensor, Tensor], self._check_inputs(semantic, codes))
         b = semantic.shape[0]
         semantic_lengths = check_lengths(
             semantic_lengths, b, semantic.shape[1], name="semantic_lengths", device=semantic.device

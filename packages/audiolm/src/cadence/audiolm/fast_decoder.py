@@ -16,6 +16,7 @@ its major version, and tests/test_fast_decoder.py checks every attribute it read
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +128,7 @@ class FastDecoder:
             kvs = []
             for layer in self.layers:
                 if layer.kind == "c":
-                    kv = F.linear(context, layer.w_kv)
+                    kv = F.linear(context, cast(Tensor, layer.w_kv))  # set on every "c" layer
                     k, v = rearrange(kv, "b m (two h e) -> two b h m e", two=2, h=h)
                     kvs.append((k, v))
             state["context_kv"] = kvs

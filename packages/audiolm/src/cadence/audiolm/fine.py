@@ -12,6 +12,7 @@ window may start from the last fine frames of the previous one).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from einops import rearrange
@@ -82,6 +83,7 @@ class FineTransformer(PretrainedMixin, StageTransformer):
     """AudioLM's third stage: fine residual codes given the coarse ones."""
 
     config_class = FineTransformerConfig
+    config: FineTransformerConfig
 
     def __init__(self, config: FineTransformerConfig):
         super().__init__()
@@ -150,7 +152,7 @@ class FineTransformer(PretrainedMixin, StageTransformer):
             :class:`StageOutput`: ``logits`` ``(b, n, q_f, codebook_size)``, ``mask`` ``(b, n)``,
             no ``eos_logits`` (the fine stage has no EOS).
         """
-        coarse, fine = self._check(coarse, fine)
+        coarse, fine = cast(tuple[Tensor, Tensor], self._check(coarse, fine))
         b, n, _ = coarse.shape
         lengths = check_lengths(lengths, b, n, name="lengths", device=coarse.device)
         prefix, prefix_lengths = self._prefix(coarse, lengths)

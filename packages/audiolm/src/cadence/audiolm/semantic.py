@@ -70,6 +70,7 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
     """
 
     config_class = SemanticTransformerConfig
+    config: SemanticTransformerConfig
 
     def __init__(self, config: SemanticTransformerConfig):
         super().__init__()

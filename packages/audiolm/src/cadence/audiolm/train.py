@@ -119,6 +119,8 @@ class StageDataset(Dataset):
             expected.update(codebook_size=cfg.codebook_size, frame_rate=cfg.frame_rate)
         self.shards.check_compatible(**{k: v for k, v in expected.items() if k in meta})
         if "codes" in need:
+            # only the acoustic stages read codes
+            assert not isinstance(cfg, SemanticTransformerConfig)
             levels = fields["codes"].trailing_shape[0]
             want = cfg.num_coarse_quantizers + (
                 cfg.num_fine_quantizers if isinstance(cfg, FineTransformerConfig) else 0

@@ -481,7 +481,7 @@ class StageTransformer(nn.Module):
             ids, lengths, cond = (
                 torch.cat([ids, ids]),
                 torch.cat([lengths, lengths]),
-                torch.cat([cond, cond]),
+                torch.cat([cond, cond]),  # type: ignore[list-item]  # guided implies cond (checked above)
             )
             cond_mask = None if cond_mask is None else torch.cat([cond_mask, cond_mask])
             keep = torch.arange(2 * b, device=ids.device) < b

@@ -58,6 +58,8 @@ def _norm(module: nn.Module, norm: Literal["weight_norm", "spectral_norm", "none
 class STFTDiscriminator(nn.Module):
     """One MS-STFTD branch: complex STFT -> 2-D convs with growing time dilation (EnCodec)."""
 
+    window: Tensor
+
     def __init__(
         self,
         *,
@@ -247,7 +249,7 @@ class WaveformDiscriminator(nn.Module):
         norm: Literal["weight_norm", "spectral_norm", "none"] = "weight_norm",
     ):
         super().__init__()
-        layers = [
+        layers: list[nn.Module] = [
             nn.Sequential(nn.ReflectionPad1d(7), _norm(nn.Conv1d(in_channels, filters, 15), norm))
         ]
         chs = filters

@@ -25,7 +25,7 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import torch
 from torch import Tensor
@@ -86,7 +86,7 @@ def detect_layout(state: dict[str, Tensor], where: str) -> Layout:
     return _not_encodec(keys, where)
 
 
-def _not_encodec(keys: list[str], where: str) -> Any:
+def _not_encodec(keys: list[str], where: str) -> NoReturn:
     prefixes = sorted({k.split(".")[0] for k in keys})[:8]
     raise CheckpointError(
         f"{where} is not an EnCodec checkpoint: it holds {len(keys)} tensors under "

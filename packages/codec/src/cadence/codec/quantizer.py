@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -184,7 +184,7 @@ class ResidualQuantizer(nn.Module):
         )
         if c.kind == "fsq":
             self.codebook_size = math.prod(c.fsq_levels)
-            self.quantizer: nn.Module = ResidualFSQ(
+            self.quantizer: Any = ResidualFSQ(  # vector-quantize-pytorch is untyped
                 dim=dim, levels=list(c.fsq_levels), num_quantizers=c.num_quantizers, **dropout
             )
             return
@@ -233,7 +233,7 @@ class ResidualQuantizer(nn.Module):
         # any mode. Outside training, a level that never trained (e.g. always dropped) must
         # stay as it is (zeros under k-means init, so it adds nothing) rather than be fitted
         # to whatever is being encoded, which would make encoding change the model.
-        pending = [
+        pending: list[Any] = [
             m
             for m in self.modules()
             if isinstance(getattr(m, "initted", None), Tensor) and not bool(m.initted)
@@ -286,7 +286,7 @@ class ResidualQuantizer(nn.Module):
         return self._rvq_output(self.quantizer, indices)
 
     @staticmethod
-    def _rvq_output(rvq: nn.Module, indices: Tensor) -> Tensor:
+    def _rvq_output(rvq: Any, indices: Tensor) -> Tensor:
         # get_codes_from_indices masks -1 entries; it only accepts fewer columns than levels
         # when quantize dropout is on, so we always hand it a full-width, -1-padded code.
         codes = rvq.get_codes_from_indices(indices)  # (q, b, n, d')

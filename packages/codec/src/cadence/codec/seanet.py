@@ -318,7 +318,7 @@ def stream_init(module: nn.Module) -> Any:
     if isinstance(module, SEANetResnetBlock):
         return _ResidualState(stream_init(module.shortcut), stream_init(module.block))
     if hasattr(module, "stream_init"):
-        return module.stream_init()
+        return module.stream_init()  # type: ignore[operator]  # a streaming layer's method
     if _is_pointwise(module):
         return None
     raise TypeError(f"{type(module).__name__} cannot run in streaming mode")
@@ -348,7 +348,7 @@ def stream_step(module: nn.Module, x: Tensor, state: Any, final: bool = False) -
         state.pending = skip[..., n:] if skip.shape[-1] > n else None
         return skip[..., :n] + y
     if hasattr(module, "stream_step"):
-        return module.stream_step(x, state, final)
+        return module.stream_step(x, state, final)  # type: ignore[operator]  # as above
     return module(x)
 
 

@@ -233,7 +233,7 @@ class CodecTrainer:
             weight_decay=cfg.weight_decay,
         )
         # Stepped by us once per update (not through accelerate), as core's Trainer does.
-        schedule = dict(
+        schedule: dict[str, Any] = dict(
             warmup_steps=cfg.warmup_steps, total_steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio
         )
         self.scheduler_g = build_scheduler(opt_g, cfg.schedule, **schedule)

@@ -20,7 +20,7 @@ import importlib
 import json
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -61,7 +61,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     """Strip DDP / FSDP-style ``.module`` and ``torch.compile``'s ``_orig_mod`` wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
         else:
@@ -110,7 +110,7 @@ def save_pretrained(
         )
     from . import __version__
 
-    header = {
+    header: dict[str, Any] = {
         "class": _qualified_name(type(model)),
         "config_class": _qualified_name(type(config)),
         "format_version": FORMAT_VERSION,
@@ -219,13 +219,29 @@ def _import_class(path: str) -> type:
         ) from err
 
 
+@overload
+def load_pretrained(
+    directory: str | os.PathLike,
+    cls: type[M],
+    *,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+) -> M: ...
+@overload
+def load_pretrained(
+    directory: str | os.PathLike,
+    cls: None = None,
+    *,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+) -> nn.Module: ...
 def load_pretrained(
     directory: str | os.PathLike,
     cls: type[M] | None = None,
     *,
     device: str | torch.device = "cpu",
     strict: bool = True,
-) -> M:
+) -> M | nn.Module:
     """Rebuild a model from a checkpoint directory.
 
     Args:
@@ -386,7 +402,7 @@ class PretrainedMixin:
         return save_pretrained(self, directory, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
-    def load_pretrained(
+    def load_pretrained(  # type: ignore[misc]  # the mixin only ever completes an nn.Module
         cls: type[M],
         directory: str | os.PathLike,
         *,

@@ -64,8 +64,8 @@ def _mel_filterbank_cached(
     sample_rate: int,
     f_min: float,
     f_max: float,
-    scale: str,
-    norm: str | None,
+    scale: MelScale,
+    norm: Literal["slaney"] | None,
 ) -> Tensor:
     n_freqs = n_fft // 2 + 1
     fft_freqs = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)
@@ -232,6 +232,9 @@ def mfcc(
 
 class MelSpectrogram(nn.Module):
     """Log-mel (or mel) spectrogram as a module, with its window and filterbank as buffers."""
+
+    window: Tensor
+    filterbank: Tensor
 
     def __init__(
         self,

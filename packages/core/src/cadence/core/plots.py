@@ -61,9 +61,9 @@ def save_curves_png(
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.5), dpi=100)
     for name, values in curves.items():
-        values = torch.as_tensor(values, dtype=torch.float64).cpu().numpy()
-        xs = list(steps)[: len(values)] if steps is not None else range(1, len(values) + 1)
-        ax.plot(xs, values, label=name)
+        ys = torch.as_tensor(values, dtype=torch.float64).cpu().numpy()
+        xs = list(steps)[: len(ys)] if steps is not None else range(1, len(ys) + 1)
+        ax.plot(xs, ys, label=name)
     ax.set_xlabel(xlabel)
     if log_y:
         ax.set_yscale("log")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -222,7 +222,7 @@ def train_phoneme_recognizer(
         collate_fn=collate_phonemes,
     )
     history = run.train(resume_from="latest")
-    model = run.unwrapped_model
+    model = cast(PhonemeRecognizer, run.unwrapped_model)
     if run.ema is not None:
         run.ema.copy_to(model)
     model.eval()
@@ -237,4 +237,4 @@ def train_phoneme_recognizer(
     )
     if valid_set is not None:
         metrics["valid_per"] = evaluate_per(model, valid_set, progress=progress)
-    return model, metrics  # type: ignore[return-value]
+    return model, metrics

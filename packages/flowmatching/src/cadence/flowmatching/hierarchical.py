@@ -21,6 +21,7 @@ prompt, and items of one batch may differ in length (masks, True = real frame).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -186,7 +187,7 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
         b, n = latents.shape[:2]
         latents_mask = _check_mask(latents_mask, b, n, latents.device, "latents_mask")
         lengths = latents_mask.sum(1)
-        s_mask = _check_mask(tokens_mask, *tokens.shape[:2], tokens.device, "tokens_mask")
+        s_mask = _check_mask(tokens_mask, *tokens.shape[:2], tokens.device, "tokens_mask")  # type: ignore[call-arg]  # (b, s)
         expected = self.num_latent_frames(s_mask.sum(1))
         slack = max(2.0, 2 * self.frame_ratio)
         if bool(((expected - lengths).abs() > slack).any()):
@@ -279,7 +280,7 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
                 "give both prompt_tokens and prompt_latents (tokens and latents of the same "
                 "prompt audio), or neither"
             )
-        sampling = {
+        sampling: dict[str, Any] = {
             "steps": steps,
             "method": method,
             "guidance_scale": guidance_scale,
@@ -288,6 +289,7 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
         }
         if prompt_tokens is None:
             return self.sample(tokens, tokens_mask, **sampling)
+        assert prompt_latents is not None  # given with prompt_tokens (checked above)
 
         d = self.config.flow.latent_dim
         if prompt_latents.ndim != 3 or prompt_latents.shape[-1] != d:
@@ -331,7 +333,7 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
         and their ``(b, s)`` mask."""
         size = self.config.codebook_size
         if isinstance(tokens, Tensor) and tokens.ndim == 2:
-            tokens_mask = _check_mask(tokens_mask, *tokens.shape, tokens.device, "tokens_mask")
+            tokens_mask = _check_mask(tokens_mask, *tokens.shape, tokens.device, "tokens_mask")  # type: ignore[call-arg]  # (b, s)
         # (check_ids refuses any other rank before it reads the mask)
         tokens = check_ids(
             tokens,
@@ -342,7 +344,7 @@ class HierarchicalConditionalFlowMatcher(PretrainedMixin, nn.Module):
             hint=f"the model's vocabulary is HierarchicalFlowMatcherConfig.codebook_size={size}; "
             "was this model configured for another tokenizer?",
         )
-        return tokens, tokens_mask
+        return tokens, tokens_mask  # type: ignore[return-value]  # set: check_ids refused other ranks
 
 
 def _close(a: float, b: float) -> bool:

@@ -109,6 +109,8 @@ class FlowPrediction:
 class SinusoidalTimeEmbedding(nn.Module):
     """``(b,)`` times in [0, 1] -> ``(b, dim)`` sines and cosines (transformer positions)."""
 
+    freqs: Tensor
+
     def __init__(self, dim: int, scale: float = 1000.0):
         super().__init__()
         if dim % 2:
@@ -148,6 +150,8 @@ class ConditionalFlowMatcher(PretrainedMixin, nn.Module):
     """
 
     config_class = FlowMatcherConfig
+    latent_mean: Tensor
+    latent_std: Tensor
 
     def __init__(self, config: FlowMatcherConfig):
         super().__init__()

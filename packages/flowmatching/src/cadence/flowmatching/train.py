@@ -24,7 +24,7 @@ import math
 import os
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -123,7 +123,7 @@ def fit_latent_statistics(
     count = 0
     total = None
     total_sq = None
-    limit = len(data) if max_items is None else min(max_items, len(data))
+    limit = len(data) if max_items is None else min(max_items, len(data))  # type: ignore[arg-type]  # map-style: sized
     if limit == 0:
         raise ValueError("no items to compute latent statistics from")
     for i in tqdm(range(limit), desc="latent statistics", disable=not progress):
@@ -131,10 +131,10 @@ def fit_latent_statistics(
         total = x.sum(0) if total is None else total + x.sum(0)
         total_sq = (x**2).sum(0) if total_sq is None else total_sq + (x**2).sum(0)
         count += x.shape[0]
-    mean = total / count
-    std = (total_sq / count - mean**2).clamp(min=1e-10).sqrt()
+    mean = cast(Tensor, total) / count  # limit > 0: the loop ran
+    std = (cast(Tensor, total_sq) / count - mean**2).clamp(min=1e-10).sqrt()
     mean, std = mean.float(), std.float()
-    flow = unwrap_model(model).flow
+    flow = cast(HierarchicalConditionalFlowMatcher, unwrap_model(model)).flow
     flow.set_latent_statistics(mean.to(flow.latent_mean), std.to(flow.latent_std))
     return mean, std
 
@@ -213,15 +213,15 @@ def reconstruction_errors(
     With ``prompt_fraction > 0`` the first part of each item's latents is given as context
     (infilling in the speaker's own voice) and only the rest is scored.
     """
-    model = unwrap_model(model)
+    model = cast(HierarchicalConditionalFlowMatcher, unwrap_model(model))
     flow = model.flow
     gen = torch.Generator().manual_seed(seed)
     sums = {"model": 0.0, "prior": 0.0, "mean": 0.0, "prior_mean": 0.0}
     frames = 0
     device = flow.latent_mean.device
-    starts = range(0, len(data), batch_size)
+    starts = range(0, len(data), batch_size)  # type: ignore[arg-type]  # map-style: sized
     for start in tqdm(starts, desc=f"sampling ({steps} {method} steps)", disable=not progress):
-        items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
+        items = [data[i] for i in range(start, min(start + batch_size, len(data)))]  # type: ignore[arg-type]  # map-style: sized
         batch = collate_flow_batch(items)
         tokens = batch["tokens"].long().to(device)
         latents = batch["latents"].float().to(device)

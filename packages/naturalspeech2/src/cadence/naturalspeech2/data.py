@@ -216,7 +216,7 @@ def config_from_shards(reader: ShardReader, **overrides: Any) -> NaturalSpeech2C
     ``tiny=True`` starts from :meth:`NaturalSpeech2Config.tiny`; other keywords override fields.
     """
     meta = reader.metadata
-    base = dict(
+    base: dict[str, Any] = dict(
         phonemes=tuple(meta["phonemes"]),
         latent_dim=int(meta["latent_dim"]),
         frame_rate=float(meta["frame_rate"]),

@@ -205,7 +205,7 @@ def espeak_available() -> bool:
 class _Library:
     """One loaded and initialized copy of libespeak-ng; use under the engine's lock only."""
 
-    def __init__(self, located: EspeakLibrary, callback: ctypes._CFuncPtr) -> None:
+    def __init__(self, located: EspeakLibrary, callback: _ctypes.CFuncPtr) -> None:
         self.lib = ctypes.CDLL(located.library)
         _declare(self.lib)
         data = located.data_path.encode() if located.data_path else None
@@ -224,7 +224,7 @@ class _Library:
 
     def close(self) -> None:
         """Terminate and unload, so that the next load starts from pristine static state."""
-        lib, self.lib = self.lib, None
+        lib, self.lib = self.lib, None  # type: ignore[assignment]  # None once closed
         if lib is None:
             return
         lib.espeak_Terminate()
@@ -235,7 +235,7 @@ class _Library:
 
 def _unload(handle: int) -> None:
     # dlclose on POSIX, FreeLibrary on Windows; both only drop one reference.
-    close = getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary
+    close = getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary  # type: ignore[attr-defined]  # Windows only
     close(handle)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from einops import repeat
@@ -99,7 +99,7 @@ class NaturalSpeech2Config(Config):
     @classmethod
     def tiny(cls, **overrides) -> NaturalSpeech2Config:
         """A few-hundred-thousand-parameter config for tests."""
-        base = dict(
+        base: dict[str, Any] = dict(
             dim=64,
             heads=2,
             encoder_depth=2,
@@ -184,6 +184,7 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
     """NaturalSpeech 2; see the module docstring and ``docs/packages/naturalspeech2.md``."""
 
     config_class = NaturalSpeech2Config
+    abar: Tensor
 
     def __init__(self, config: NaturalSpeech2Config):
         super().__init__()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,7 @@ def durations_from_starts(
     return np.diff(edges)
 
 
-def read_corpus_phonemes(corpus_dir: str | Path, split: str = "train") -> list[dict]:
+def read_corpus_phonemes(corpus_dir: str | os.PathLike, split: str = "train") -> list[dict]:
     """The rows of ``<corpus_dir>/<split>.jsonl`` (id, path, phonemes, phoneme_starts, ...)."""
     path = Path(corpus_dir) / f"{split}.jsonl"
     if not path.exists():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -123,9 +123,8 @@ class NaturalSpeech2TrainStep:
         self.codebooks = codebooks
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> StepOutput:
-        ns2: NaturalSpeech2 = unwrap_model(
-            model
-        )  # for its config and scalings; the pass goes through `model`
+        # for its config and scalings; the pass goes through `model`
+        ns2 = cast(NaturalSpeech2, unwrap_model(model))
         latents, frame_mask = batch["latents"], batch["frame_mask"].bool()
         # condition dropout only while training, as in every classifier-free guidance recipe
         draw = draw_training(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +137,7 @@ class HubertConfig(Config):
     @classmethod
     def large(cls, **changes) -> HubertConfig:
         """HuBERT large (``hubert_large_ll60k``): pre-LN, layer-norm conv stack, normalized input."""
-        values = dict(
+        values: dict[str, Any] = dict(
             extractor_norm="layer",
             conv_bias=True,
             dim=1024,
@@ -153,7 +153,7 @@ class HubertConfig(Config):
     @classmethod
     def tiny(cls, **changes) -> HubertConfig:
         """A few-thousand-parameter model with the real strides (320 samples per frame)."""
-        values = dict(
+        values: dict[str, Any] = dict(
             conv_layers=((16, 10, 5),) + ((16, 3, 2),) * 4 + ((16, 2, 2),) * 2,
             dim=32,
             depth=3,
@@ -211,7 +211,7 @@ class ConvLayer(nn.Module):
         self.stride, self.kernel, self.eps = stride, kernel, eps
         self.conv = nn.Conv1d(dim_in, dim_out, kernel, stride=stride, bias=bias)
         self.norm_kind = norm
-        self.norm: nn.Module | None = None
+        self.norm: Any = None  # nn.LayerNorm or nn.GroupNorm, as norm_kind says
         if norm == "layer":
             self.norm = nn.LayerNorm(dim_out, eps=eps)
         elif norm == "group":
@@ -359,7 +359,7 @@ class Hubert(PretrainedMixin, nn.Module):
         waveform: Tensor,
         lengths: Tensor | None = None,
         *,
-        output_layer: int | str | None = "config",
+        output_layer: int | Literal["config"] | None = "config",
     ) -> HubertOutput:
         """Features of 16 kHz waveforms.
 
@@ -399,7 +399,7 @@ class Hubert(PretrainedMixin, nn.Module):
         # (its real windows never reach it; this only keeps padded frames finite and tidy).
         x = (x * keep_samples)[:, None]
         step_lengths = lengths
-        for conv in self.conv_layers:
+        for conv in cast(list[ConvLayer], self.conv_layers):
             step_lengths = (
                 torch.div(step_lengths - conv.kernel, conv.stride, rounding_mode="floor")
                 .add(1)

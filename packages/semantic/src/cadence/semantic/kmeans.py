@@ -69,6 +69,7 @@ class KMeans(PretrainedMixin, nn.Module):
     """Centroids ``(v, d)`` and nearest-centroid assignment."""
 
     config_class = KMeansConfig
+    centroids: Tensor
 
     def __init__(self, config: KMeansConfig):
         super().__init__()
@@ -123,15 +124,15 @@ def kmeans_plus_plus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
     m = x.shape[0]
     if m < k:
         raise ValueError(f"k-means++ needs at least k={k} points, got {m}")
-    first = torch.randint(m, (1,), generator=generator).item()
+    first = int(torch.randint(m, (1,), generator=generator).item())
     centers = [x[first]]
     closest = (x - x[first]).square().sum(-1)
     for _ in range(1, k):
         total = closest.sum()
         if total <= 0:  # fewer distinct points than clusters: pick any
-            idx = torch.randint(m, (1,), generator=generator).item()
+            idx = int(torch.randint(m, (1,), generator=generator).item())
         else:
-            idx = torch.multinomial(closest / total, 1, generator=generator).item()
+            idx = int(torch.multinomial(closest / total, 1, generator=generator).item())
         centers.append(x[idx])
         closest = torch.minimum(closest, (x - x[idx]).square().sum(-1))
     return torch.stack(centers)
@@ -320,7 +321,7 @@ def collect_features(
         progress: show a progress bar.
     """
     chunks = []
-    total = len(dataset) if hasattr(dataset, "__len__") else None
+    total = len(dataset) if hasattr(dataset, "__len__") else None  # type: ignore[arg-type]  # has __len__
     for item in tqdm(dataset, total=total, desc="features", disable=not progress, leave=False):
         audio = item["audio"]
         length = int(item.get("length", audio.shape[-1]))

@@ -70,6 +70,8 @@ class _StandIn(dict):
     """
 
     _global_name = "?"
+    args: tuple[Any, ...]
+    state: Any
 
     def __new__(cls, *args, **kwargs):
         inst = super().__new__(cls)
@@ -170,7 +172,7 @@ def _torch_load_safe(path: Path) -> Any:
     # Legacy (non-zip) files cannot be scanned up front: admit what each error names, if allowed.
     for _ in range(64):
         try:
-            with torch.serialization.safe_globals(_safe_globals(names)):
+            with torch.serialization.safe_globals(_safe_globals(names)):  # type: ignore[arg-type]  # list invariance
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
             match = _GLOBAL_IN_ERROR.search(str(err))
@@ -226,7 +228,7 @@ def _eval_conv_spec(spec: Any) -> tuple[tuple[int, int, int], ...]:
     ``+`` and repeated by ``*``, e.g. ``"[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"``.
     """
     if isinstance(spec, list | tuple):
-        return tuple(tuple(int(v) for v in layer) for layer in spec)
+        return tuple(tuple(int(v) for v in layer) for layer in spec)  # type: ignore[misc]  # (dim, kernel, stride)
 
     def value(node: ast.AST) -> Any:
         if isinstance(node, ast.Constant) and isinstance(node.value, int):
@@ -252,7 +254,7 @@ def _eval_conv_spec(spec: Any) -> tuple[tuple[int, int, int], ...]:
         raise CheckpointError(
             f"conv_feature_layers {spec!r} is not a list of (dim, kernel, stride)"
         )
-    return tuple(tuple(int(v) for v in layer) for layer in layers)
+    return tuple(tuple(int(v) for v in layer) for layer in layers)  # type: ignore[misc]  # triples, checked above
 
 
 _FAIRSEQ_DEFAULTS = {
@@ -353,7 +355,7 @@ def fairseq_config(
     mode = get("extractor_mode")
     if mode not in ("default", "layer_norm"):
         raise CheckpointError(f"unknown fairseq extractor_mode {mode!r}")
-    values = dict(
+    values: dict[str, Any] = dict(
         conv_layers=_eval_conv_spec(get("conv_feature_layers")),
         conv_bias=bool(get("conv_bias")),
         extractor_norm="group" if mode == "default" else "layer",

@@ -19,6 +19,7 @@ make the result independent of padding and batch size.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -107,6 +108,11 @@ class _TokenizerBase(PretrainedMixin, nn.Module):
 
     sample_rate: int = 16000
     kmeans: KMeans
+    config: HubertKMeansTokenizerConfig | MFCCKMeansTokenizerConfig
+    hop_length: int
+    feature_dim: int
+    min_samples: int
+    _features: Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 
     @property
     def codebook_size(self) -> int:
@@ -243,6 +249,7 @@ class HubertKMeansTokenizer(_TokenizerBase):
     """
 
     config_class = HubertKMeansTokenizerConfig
+    config: HubertKMeansTokenizerConfig
 
     def __init__(self, config: HubertKMeansTokenizerConfig):
         super().__init__()
@@ -407,7 +414,7 @@ def _deltas(x: Tensor, width: int = 2) -> Tensor:
         i * (padded[:, width + i : width + i + n] - padded[:, width - i : width - i + n])
         for i in range(1, width + 1)
     )
-    return num / (2 * sum(i * i for i in range(1, width + 1)))
+    return num / (2 * sum(i * i for i in range(1, width + 1)))  # type: ignore[return-value]  # num is a tensor
 
 
 def spectral_features(audio: Tensor, config: MFCCFeatureConfig) -> Tensor:
@@ -504,6 +511,7 @@ class MFCCKMeansTokenizer(_TokenizerBase):
     """
 
     config_class = MFCCKMeansTokenizerConfig
+    config: MFCCKMeansTokenizerConfig
 
     def __init__(self, config: MFCCKMeansTokenizerConfig):
         super().__init__()

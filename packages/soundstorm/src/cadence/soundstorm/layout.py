@@ -216,7 +216,7 @@ def _frame_semantic(
 
     new_semantic = align(request.semantic, n_max, request.semantic_lengths)
     if request.prompt_semantic is not None and p_max > 0:
-        prompt_aligned = align(request.prompt_semantic, p_max, request.prompt_semantic_lengths)
+        prompt_aligned = align(request.prompt_semantic, p_max, request.prompt_semantic_lengths)  # type: ignore[arg-type]  # set with prompt_semantic
     else:  # a bare recording as the prompt: its frames get "no condition"
         prompt_aligned = torch.full((b, max(p_max, 1)), null, device=device, dtype=torch.long)
     # frame i of a row is prompt frame i, or new frame i - prompt_length
@@ -249,7 +249,7 @@ def _check_tokens(
         hint="the model's semantic vocabulary is SoundStormConfig.semantic_codebook_size; "
         "were they made with another tokenizer?",
     )
-    return tokens, lengths
+    return tokens, lengths  # type: ignore[return-value]  # set: check_ids refused other ranks
 
 
 def _target_lengths(

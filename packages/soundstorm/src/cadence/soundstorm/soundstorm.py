@@ -76,6 +76,7 @@ class SoundStorm(PretrainedMixin, nn.Module):
     """
 
     config_class = SoundStormConfig
+    level_offsets: Tensor
 
     def __init__(self, config: SoundStormConfig):
         super().__init__()

@@ -13,7 +13,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +98,7 @@ class SoundStormTrainStep:
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> StepOutput:
         cfg = self.config
-        model_config: SoundStormConfig = unwrap_model(model).config
+        model_config = cast(SoundStormConfig, unwrap_model(model).config)
         inputs, semantic, mask, targets, draw = _masked_problem(
             model_config, batch, None, prompt_range=cfg.prompt_range
         )

@@ -167,7 +167,7 @@ def precompute(
     codebook_sizes = {job.field: job.codebook_size for job in jobs if job.codebook_size}
 
     ids = _dataset_ids(dataset)
-    mine = list(range(rank, len(dataset), world))
+    mine = list(range(rank, len(dataset), world))  # type: ignore[arg-type]  # map-style: sized
     plan = [mine[k : k + max_items_per_shard] for k in range(0, len(mine), max_items_per_shard)]
     prefix = f"shard-rank{rank:03d}"
     names = [f"{prefix}-{k:05d}" for k in range(len(plan))]
@@ -280,7 +280,7 @@ def _dataset_sample_rate(dataset: Dataset) -> int:
 
 def _dataset_ids(dataset: Dataset) -> list[str]:
     ids = getattr(dataset, "ids", None)
-    ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(dataset))]
+    ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(dataset))]  # type: ignore[arg-type]  # map-style: sized
     if len(set(ids)) != len(ids):
         raise ValueError("the dataset's item ids are not unique")
     return ids
@@ -539,7 +539,9 @@ class _Reader(Dataset):
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     good = [it for it in items if "error" not in it]
     errors = {it["index"]: it["error"] for it in items if "error" in it}
-    batch = collate_audio(good) if good else {"audio": None, "lengths": None, "index": None}
+    batch: dict[str, Any] = (
+        collate_audio(good) if good else {"audio": None, "lengths": None, "index": None}
+    )
     indices = batch["index"].tolist() if good else []
     return {
         "audio": batch["audio"],

@@ -461,7 +461,8 @@ def write_manifest(directory: str | os.PathLike, *, shards: Iterable[str] | None
     if not names:
         raise ShardFormatError(f"no finalized shards (*{_INDEX_SUFFIX}) in {directory}")
     fields = metadata = None
-    entries, skipped, seen = [], {}, {}
+    entries, skipped = [], {}
+    seen: dict[str, str] = {}  # item id -> shard name
     num_items = 0
     for name in names:
         index = _read_index(directory, name)

@@ -19,6 +19,8 @@ __all__ = ["Attention", "RotaryEmbedding", "apply_rotary"]
 class RotaryEmbedding(nn.Module):
     """cos/sin tables for rotating query/key pairs by position-dependent angles."""
 
+    inv_freq: Tensor
+
     def __init__(self, dim_head: int, theta: float = 10000.0):
         super().__init__()
         if dim_head % 2:

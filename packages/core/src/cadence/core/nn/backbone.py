@@ -9,7 +9,7 @@ and NaturalSpeech 2's encoders share these blocks, so they live in core.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -68,7 +68,7 @@ class Backbone(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        common = dict(
+        common: dict[str, Any] = dict(
             heads=c.heads,
             ff_mult=c.ff_mult,
             dropout=c.dropout,
@@ -77,7 +77,7 @@ class Backbone(nn.Module):
             cross_attn_dim=c.cross_attn_dim,
         )
         if c.kind == "transformer":
-            blocks = [TransformerBlock(c.dim, **common) for _ in range(c.depth)]
+            blocks: list[nn.Module] = [TransformerBlock(c.dim, **common) for _ in range(c.depth)]
         else:
             blocks = [
                 ConformerBlock(c.dim, conv_kernel_size=c.conv_kernel_size, **common)

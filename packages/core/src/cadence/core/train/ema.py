@@ -112,7 +112,7 @@ class EMA:
 
     def _named(self, model: nn.Module | None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         model = self.model if model is None else model
-        params = dict(model.named_parameters())
+        params: dict[str, Tensor] = dict(model.named_parameters())
         buffers = _persistent_buffers(model)
         if (
             params.keys() != self.shadow_params.keys()

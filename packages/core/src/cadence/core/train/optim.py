@@ -39,7 +39,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     for module in model.modules():
         if isinstance(module, _NO_DECAY_MODULES):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
-    decay, keep = [], []
+    decay: list[nn.Parameter] = []
+    keep: list[nn.Parameter] = []
     for p in model.parameters():  # shared parameters come once
         if not p.requires_grad:
             continue

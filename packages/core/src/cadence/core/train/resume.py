@@ -197,7 +197,7 @@ def epoch_batches(
         loader.set_epoch(epoch)
     # accelerate forwards the epoch to the dataset only for some sampler layouts (not
     # with multi-process sharding); per-epoch crops (AudioDataset) need it always.
-    dataset = getattr(loader, "dataset", None)
+    dataset: Any = getattr(loader, "dataset", None)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     # Building the iterator may draw from the global RNG (worker seeds): make that draw

@@ -135,9 +135,9 @@ class TrainerConfig(Config):
             "weight_decay": self.weight_decay,
             "min_lr_ratio": self.min_lr_ratio,
         }
-        for name, value in floats.items():
-            if not math.isfinite(value):
-                raise ConfigError(f"TrainerConfig.{name} must be a finite number, got {value}")
+        for name, number in floats.items():
+            if not math.isfinite(number):
+                raise ConfigError(f"TrainerConfig.{name} must be a finite number, got {number}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ConfigError("TrainerConfig: learning_rate must be > 0 and weight_decay >= 0")
         if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
