@@ -7,7 +7,14 @@ behavioural checks then run against each.
 import pytest
 import torch
 
-from cadence.codec import EnCodec, EnCodecConfig, SoundStream, SoundStreamConfig
+from cadence.codec import (
+    EnCodec,
+    EnCodecConfig,
+    ISTFTCodec,
+    ISTFTCodecConfig,
+    SoundStream,
+    SoundStreamConfig,
+)
 from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
 from cadence.core.testing import FakeCodec, FakeSemanticTokenizer
 from cadence.semantic import (
@@ -20,6 +27,7 @@ from cadence.semantic import (
 REAL_CODECS = [
     pytest.param(lambda: SoundStream(SoundStreamConfig.tiny()).eval(), id="SoundStream"),
     pytest.param(lambda: EnCodec(EnCodecConfig.tiny()).eval(), id="EnCodec"),
+    pytest.param(lambda: ISTFTCodec(ISTFTCodecConfig.tiny()).eval(), id="ISTFTCodec"),
 ]
 CODECS = [pytest.param(lambda: FakeCodec(), id="FakeCodec"), *REAL_CODECS]
 LATENT_CODECS = [pytest.param(lambda: FakeCodec(latent_dim=8), id="FakeCodec"), *REAL_CODECS]

@@ -1,4 +1,4 @@
-"""Cadence codec: trainable SoundStream, EnCodec loading official checkpoints, streaming, GAN training."""
+"""Cadence codec: trainable SoundStream and ISTFTCodec, EnCodec loading official checkpoints, streaming, GAN training."""
 
 from .balancer import Balancer
 from .discriminators import (
@@ -10,6 +10,7 @@ from .discriminators import (
 )
 from .encodec import EnCodec, EnCodecConfig
 from .encodec_loading import load_official, to_official_state_dict
+from .istft_codec import ISTFTCodec, ISTFTCodecConfig
 from .losses import (
     MultiScaleMelLoss,
     discriminator_adversarial_loss,
@@ -42,6 +43,8 @@ __all__ = [
     "DiscriminatorConfig",
     "EnCodec",
     "EnCodecConfig",
+    "ISTFTCodec",
+    "ISTFTCodecConfig",
     "MultiPeriodDiscriminator",
     "MultiScaleDiscriminator",
     "MultiScaleMelLoss",
