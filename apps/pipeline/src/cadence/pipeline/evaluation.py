@@ -12,9 +12,18 @@
   the same (unseen) speaker; the phoneme error rate below, and the length ratio.
 * **flowmatching**: voice conversion of each utterance into the voice of another utterance
   of its speaker: mel distance to the original and phoneme error rate.
+* **continuation**: the whole chain continues the first ``prompt_seconds`` of each utterance
+  (at most half of it) by ``continuation_seconds``; the continuation's speaker similarity to
+  its prompt.
+* **voice conversion** (SoundStorm and flow): each utterance said in the voice of another
+  held-out speaker (the voice prompt is one utterance of that speaker, the similarity is
+  measured against another one), and its PER against the source's transcript.
 * **intelligibility**: a CTC phoneme recognizer trained on the toy corpus stands in for the
   papers' ASR word error rate: its phoneme error rate (PER) on the originals, the codec's
   resynthesis, SoundStorm's and the flow's resynthesis, and NaturalSpeech 2's speech.
+* **speaker_similarity**: cosine between Resemblyzer speaker embeddings (the
+  ``cadence-evaluation[speaker]`` extra) of each system's speech and the reference it should
+  sound like, next to the originals' same-speaker and different-speaker means.
 
 Each model has its own evaluator (``evaluate_<role>``) over one :class:`EvalSet`: the
 held-out utterances loaded once at the codec's rate, with their transcripts and, for each,
@@ -72,6 +81,19 @@ class EvalSet:
         return self.audios[self.voice_of[index]][
             ..., : round(self.prompt_seconds * self.sample_rate)
         ]
+
+    @property
+    def speakers(self) -> list[str]:
+        return [str(item.get("speaker", "")) for item in self.items]
+
+    def other_speaker(self, index: int) -> int | None:
+        """An utterance of the next held-out speaker after ``index``'s (None: only one speaker)."""
+        names = sorted(set(self.speakers))
+        if len(names) < 2:
+            return None
+        target = names[(names.index(self.speakers[index]) + 1) % len(names)]
+        same = [i for i, name in enumerate(self.speakers) if name == target]
+        return same[index % len(same)]
 
     @classmethod
     def read(
@@ -136,15 +158,44 @@ class Listener:
     references: list[list[str]]
     sample_rate: int
     keep: Callable[[str, int, Tensor], None] | None = None
+    speaker: Any = None
     hypotheses: dict[str, dict[int, list[str]]] = field(default_factory=lambda: defaultdict(dict))
+    similarities: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
-    def hear(self, system: str, index: int, audio: Tensor) -> None:
-        if self.recognizer is not None:
+    def hear(
+        self,
+        system: str,
+        index: int,
+        audio: Tensor,
+        *,
+        voice: Tensor | None = None,
+        transcript: bool = True,
+    ) -> None:
+        """Score ``audio``: PER against reference ``index`` (``transcript``), and speaker
+        similarity to ``voice``, the clip it should sound like (when a speaker encoder is on)."""
+        if self.recognizer is not None and transcript:
             self.hypotheses[system][index] = self.recognizer.transcribe(
                 audio, sample_rate=self.sample_rate
             )[0]
+        if self.speaker is not None and voice is not None:
+            from cadence.evaluation import similarity
+
+            pair = self.speaker.embed([audio, voice], sample_rate=self.sample_rate)
+            self.similarities[system].append(float(similarity(pair[0], pair[1])))
         if self.keep is not None:
             self.keep(system, index, audio)
+
+    def speaker_report(self, data: EvalSet) -> dict[str, float]:
+        """Mean similarity per system, and the originals' same- and different-speaker means."""
+        from cadence.evaluation import speaker_pair_similarity
+
+        embeddings = self.speaker.embed(data.audios, sample_rate=self.sample_rate)
+        pairs = speaker_pair_similarity(embeddings, data.speakers)
+        out = {
+            "originals_same_speaker": pairs.same_speaker,
+            "originals_different_speaker": pairs.different_speaker,
+        }
+        return out | {system: _mean(values) for system, values in self.similarities.items()}
 
     def report(self) -> dict[str, float]:
         from cadence.evaluation import phoneme_error_rate
@@ -178,7 +229,7 @@ def evaluate_codec(
         resynth = codec.decode(codes)[..., : audio.shape[-1]]
         for k, v in codec_metrics(resynth, audio[None], data.sample_rate, perceptual=None).items():
             metrics[k].append(v)
-        listener.hear("codec", i, resynth[0])
+        listener.hear("codec", i, resynth[0], voice=audio)
     return {k: _mean(v) for k, v in metrics.items()}, codes_all
 
 
@@ -248,7 +299,7 @@ def evaluate_soundstorm(
         storm_mel.append(float(mel_distance(decoded[..., span], audio[None, :, span], rate).mean()))
         resynth = codec.decode(codes[None])[..., : audio.shape[-1]]
         codec_mel.append(float(mel_distance(resynth[..., span], audio[None, :, span], rate).mean()))
-        listener.hear("soundstorm", i, decoded[0])
+        listener.hear("soundstorm", i, decoded[0], voice=audio)
     accuracy = correct / max(total_frames, 1)
     return {
         **{f"accuracy_level_{k}": float(a) for k, a in enumerate(accuracy)},
@@ -265,29 +316,59 @@ def evaluate_tts(data: EvalSet, tts, listener: Listener, progress: Progress) -> 
             item["text"], data.voice(i), sample_rate=data.sample_rate, seed=data.seed + i
         )
         ratios.append(speech.shape[-1] / data.audios[i].shape[-1])
-        listener.hear("naturalspeech2", i, speech)
+        listener.hear("naturalspeech2", i, speech, voice=data.voice(i))
     return {"length_ratio": _mean(ratios)}
 
 
-def evaluate_flow(data: EvalSet, vc, listener: Listener, progress: Progress) -> dict[str, float]:
-    """Flow-matching voice conversion of each utterance into another utterance's voice of its speaker."""
+def evaluate_conversion(
+    data: EvalSet, vc, system: str, listener: Listener, progress: Progress
+) -> dict[str, float]:
+    """Each utterance in the voice of another held-out speaker (SpeechGPT-Gen's zero-shot VC).
+
+    The voice prompt is one utterance of the target speaker; similarity is measured against
+    another one of that speaker (so copying the prompt's recording does not score), PER
+    against the source's transcript. With a single speaker the target is the source's own.
+    """
     from cadence.codec.metrics import mel_distance
 
     mels = []
-    for i, audio in enumerate(progress(data.audios, "flowmatching")):
+    for i, audio in enumerate(progress(data.audios, system)):
+        other = data.other_speaker(i)
+        target = i if other is None else other
+        voice = data.audios[target][..., : round(data.prompt_seconds * data.sample_rate)]
         converted = vc.convert(
-            audio, data.voice(i), sample_rate=data.sample_rate, steps=16, seed=data.seed + i
+            audio, voice, sample_rate=data.sample_rate, steps=16, seed=data.seed + i
         )
-        length = min(converted.shape[-1], audio.shape[-1])
-        mels.append(
-            float(
-                mel_distance(
-                    converted[None, :, :length], audio[None, :, :length], data.sample_rate
-                ).mean()
+        if other is None:  # the same speaker: the original is the reference
+            length = min(converted.shape[-1], audio.shape[-1])
+            mels.append(
+                float(
+                    mel_distance(
+                        converted[None, :, :length], audio[None, :, :length], data.sample_rate
+                    ).mean()
+                )
             )
-        )
-        listener.hear("flowmatching", i, converted)
-    return {"mel_distance": _mean(mels)}
+        listener.hear(system, i, converted, voice=data.audios[data.voice_of[target]])
+    return {"mel_distance": _mean(mels)} if mels else {"utterances": float(len(data.audios))}
+
+
+def evaluate_continuation(data: EvalSet, pipe, listener: Listener, progress: Progress, *,
+                          seconds: float) -> dict[str, float]:  # fmt: skip
+    """The chain continues each utterance's first ``prompt_seconds`` (at most half of it)."""
+    from cadence.audiolm import SamplingOptions
+
+    lengths = []
+    sampling = SamplingOptions(temperature=0.9, top_p=0.95, allow_eos=False)
+    for i, audio in enumerate(progress(data.audios, "continuation")):
+        prompt = audio[
+            ..., : min(round(data.prompt_seconds * data.sample_rate), audio.shape[-1] // 2)
+        ]
+        out = pipe.generate(prompt, sample_rate=data.sample_rate, seconds=seconds, sampling=sampling,
+                            seed=data.seed + i)  # fmt: skip
+        continuation = out.audio[0, :, : int(out.lengths[0])]
+        lengths.append(continuation.shape[-1] / data.sample_rate)
+        listener.hear("continuation", i, continuation, voice=prompt, transcript=False)
+    return {"seconds": _mean(lengths)}
 
 
 # ----------------------------------------------------------------------------- the whole pipeline
@@ -303,11 +384,15 @@ def evaluate_pipeline(
     seed: int = 0,
     progress: bool = True,
     keep: Callable[[str, int, Tensor], None] | None = None,
+    speaker_similarity: bool | None = None,
+    continuation_seconds: float = 2.0,
 ) -> dict[str, Any]:
     """Evaluate every component ``pipeline_dir`` has on ``corpus/valid.jsonl``.
 
-    Returns ``{model: {metric: value}}`` plus ``"intelligibility"`` and ``"setup"``. ``keep``
-    receives every utterance each system says (see :class:`Listener`).
+    Returns ``{model: {metric: value}}`` plus ``"intelligibility"``, ``"speaker_similarity"``
+    and ``"setup"``. ``keep`` receives every utterance each system says (see :class:`Listener`).
+    ``speaker_similarity``: measure it (needs ``cadence-evaluation[speaker]``); None: when
+    installed.
     """
     spec = PipelineSpec.read(pipeline_dir)
     corpus = Path(corpus)
@@ -321,7 +406,8 @@ def evaluate_pipeline(
         seed=seed,
     )
     recognizer = spec.load("phoneme_recognizer") if spec.has("phoneme_recognizer") else None
-    listener = Listener(recognizer, data.references, data.sample_rate, keep=keep)
+    listener = Listener(recognizer, data.references, data.sample_rate, keep=keep,
+                        speaker=_speaker_encoder(speaker_similarity))  # fmt: skip
     bar: Progress = (
         (lambda it, desc: tqdm(it, desc=desc, leave=False)) if progress else (lambda it, desc: it)
     )
@@ -351,11 +437,39 @@ def evaluate_pipeline(
         report["naturalspeech2"] = evaluate_tts(
             data, TextToSpeech.from_pretrained(spec.directory), listener, bar
         )
-    if spec.has("flowmatching") and tokenizer is not None and hasattr(codec, "latent_dim"):
-        from .synthesis import VoiceConversion
+    if spec.has("semantic_lm") and spec.has("soundstorm") and tokenizer is not None:
+        from .continuation import SpeechContinuation
 
+        pipe = SpeechContinuation.from_pretrained(spec.directory)
+        report["continuation"] = evaluate_continuation(
+            data, pipe, listener, bar, seconds=continuation_seconds
+        )
+    from .synthesis import VoiceConversion
+
+    if spec.has("soundstorm") and tokenizer is not None:
+        vc = VoiceConversion.from_pretrained(spec.directory, method="soundstorm")
+        report["conversion_soundstorm"] = evaluate_conversion(
+            data, vc, "conversion_soundstorm", listener, bar
+        )
+    if spec.has("flowmatching") and tokenizer is not None and hasattr(codec, "latent_dim"):
         vc = VoiceConversion.from_pretrained(spec.directory, method="flow")
-        report["flowmatching"] = evaluate_flow(data, vc, listener, bar)
+        report["flowmatching"] = evaluate_conversion(data, vc, "flowmatching", listener, bar)
     if recognizer is not None:
         report["intelligibility"] = listener.report()
+    if listener.speaker is not None:
+        report["speaker_similarity"] = listener.speaker_report(data)
     return report
+
+
+def _speaker_encoder(wanted: bool | None) -> Any:
+    """Resemblyzer's encoder when asked for (or, with None, when installed)."""
+    if wanted is False:
+        return None
+    from cadence.evaluation import SpeakerEncoder
+
+    try:
+        return SpeakerEncoder()
+    except ImportError:
+        if wanted:
+            raise
+        return None
