@@ -68,12 +68,10 @@ def stage_config(stage, ratio=1.0):
 
 
 def target(stage, item) -> torch.Tensor:
-    """The frames of the stream the stage predicts (level 0 for codes)."""
-    return {
-        "semantic": item.get("tokens"),
-        "coarse": item.get("codes"),
-        "fine": item.get("coarse"),
-    }[stage].reshape(len(item.get("tokens", item.get("codes", item.get("coarse")))), -1)[:, 0]
+    """The frames of the stream the stage predicts (level 0 of codes)."""
+    if stage == "semantic":
+        return item["tokens"]
+    return item["codes" if stage == "coarse" else "coarse"][:, 0]
 
 
 def runs(values: torch.Tensor) -> list[tuple[int, list[int]]]:
@@ -288,6 +286,14 @@ def test_bad_groups_are_refused(tmp_path):
         StageDataset(reader, config, groups=[[0, 1], [1, 2]])
     with pytest.raises(ValueError, match="chain_prob"):
         StageDataset(reader, config, groups=groups, chain_prob=1.5)
+    with ShardWriter(tmp_path / "cond", metadata={}) as writer:
+        for k in range(2):
+            writer.add(f"u{k}", tokens=torch.arange(5), cond=torch.randn(3, 4))
+    write_manifest(tmp_path / "cond")
+    conditioned = ShardReader(tmp_path / "cond")
+    StageDataset(conditioned, config)  # single utterances: fine
+    with pytest.raises(ValueError, match="'cond' field"):
+        StageDataset(conditioned, config, groups=[[0, 1]])
 
 
 def test_speaker_groups_follow_the_manifest(toy_shards):

@@ -6,9 +6,9 @@ that fits the stage's context (a random crop, seeded by ``(seed, epoch, index)``
 resume holds), or, given groups of utterances by one speaker, to a window of several of
 them back to back (:mod:`cadence.audiolm.chains`: the model learns to continue past an
 utterance's end); :func:`collate_stage` pads a batch, and :class:`StageTrainStep` is the
-train step: it owns the next-token cross-entropy (with the EOS targets), the accuracy metric and
-condition dropout, configured by :class:`AudioLMTrainConfig`; the stages' ``forward`` only
-predicts. ``stage_step`` is the step with the default config::
+train step: it owns the next-token cross-entropy (with the EOS targets), the accuracy metric
+and condition dropout, configured by :class:`AudioLMTrainConfig`; the stages' ``forward``
+only predicts. ``stage_step`` is the step with the default config::
 
     from cadence.core.data import ShardReader
     from cadence.core.train import Trainer, TrainerConfig
@@ -80,7 +80,8 @@ class StageDataset(Dataset):
     reaches the end of the chain's last utterance, which happens only when the group ran out
     of utterances: EOS stays a target at the end of a speaker's audio and nowhere else. Items
     that are not chained (in no group, alone in theirs, or not drawn) are cropped as without
-    groups, identically.
+    groups, identically. Chains are for unconditioned shards (no ``cond`` field: one
+    transcript's condition would not describe a chain).
 
     Args:
         shards: a :class:`ShardReader` with ``tokens`` (semantic, coarse) and/or ``codes``
@@ -113,6 +114,13 @@ class StageDataset(Dataset):
             raise ValueError(f"StageDataset: chain_prob must be in [0, 1], got {chain_prob!r}")
         self.chain_prob = float(chain_prob)
         self.groups = _check_groups(groups, len(shards))
+        if self.groups and "cond" in shards.fields:
+            # one condition per item (a transcript's embedding) would describe a chain's
+            # first utterance only
+            raise ValueError(
+                "StageDataset: groups (chains of utterances) with conditioned shards (a 'cond' "
+                "field) are not supported; train conditioned stages on single utterances"
+            )
         self._group_of = {i: g for g, group in enumerate(self.groups) for i in group}
         self._orders: dict[tuple[int, int], tuple[list[int], dict[int, int]]] = {}
         self._check()
@@ -220,8 +228,11 @@ class StageDataset(Dataset):
 
     def _crop_chain(self, index: int, followers: Sequence[int]) -> dict[str, Any]:
         cfg, window = self.config, self.max_frames
-        coarse = isinstance(cfg, CoarseTransformerConfig)
-        chain = AlignedChain(cfg.frames_per_semantic) if coarse else TokenChain()
+        chain: AlignedChain | TokenChain = (
+            AlignedChain(cfg.frames_per_semantic)
+            if isinstance(cfg, CoarseTransformerConfig)
+            else TokenChain()
+        )
         chain.add(*self._chain_piece(index))
         first = chain.frames  # (target) frames of the item itself
         for j in followers:
