@@ -1,6 +1,7 @@
 """Cadence AudioLM: semantic, coarse and fine transformers with KV-cached sampling, guidance, long-form generation."""
 
 from .audiolm import AudioLM, AudioLMOutput
+from .chains import speaker_groups
 from .coarse import CoarseTransformer, CoarseTransformerConfig
 from .fine import FineTransformer, FineTransformerConfig
 from .sampling import SamplingOptions
@@ -46,5 +47,6 @@ __all__ = [
     "TextEncoder",
     "collate_stage",
     "next_token_loss",
+    "speaker_groups",
     "stage_step",
 ]

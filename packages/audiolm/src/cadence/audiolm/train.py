@@ -3,10 +3,12 @@
 Tokens and codes are computed once (``cadence.core.data.precompute``); the training loop
 never runs a codec or a tokenizer. :class:`StageDataset` cuts each utterance to a window
 that fits the stage's context (a random crop, seeded by ``(seed, epoch, index)`` so exact
-resume holds), :func:`collate_stage` pads a batch, and :class:`StageTrainStep` is the train
-step: it owns the next-token cross-entropy (with the EOS targets), the accuracy metric and
-condition dropout, configured by :class:`AudioLMTrainConfig`; the stages' ``forward`` only
-predicts. ``stage_step`` is the step with the default config::
+resume holds), or, given groups of utterances by one speaker, to a window of several of
+them back to back (:mod:`cadence.audiolm.chains`: the model learns to continue past an
+utterance's end); :func:`collate_stage` pads a batch, and :class:`StageTrainStep` is the
+train step: it owns the next-token cross-entropy (with the EOS targets), the accuracy metric
+and condition dropout, configured by :class:`AudioLMTrainConfig`; the stages' ``forward``
+only predicts. ``stage_step`` is the step with the default config::
 
     from cadence.core.data import ShardReader
     from cadence.core.train import Trainer, TrainerConfig
@@ -38,6 +40,7 @@ from cadence.core.config import Config, ConfigError
 from cadence.core.data import ShardMismatchError, ShardReader, collate_sequences
 from cadence.core.train import StepOutput
 
+from .chains import AlignedChain, TokenChain
 from .coarse import CoarseTransformerConfig
 from .fine import FineTransformerConfig
 from .semantic import SemanticTransformerConfig
@@ -66,12 +69,30 @@ class StageDataset(Dataset):
     - and ``cond`` ``(m, cond_dim)`` when the shards hold a ``cond`` field (precomputed text
       embeddings, say), passed to the model as its conditioning.
 
+    Chains (``groups``): an item of a group is, with probability ``chain_prob``, the start of
+    a chain: the utterance followed by the next ones of its group, in an order of the group
+    drawn per epoch (cyclic, each utterance at most once), until a window starting at any
+    frame of the item is full. The crop starts at a random frame of the item (no later than
+    where a whole window still fits), so the windows are random crops of the speaker's
+    recordings played back to back, as AudioLM's crops of long audio are. Coarse chains join
+    the semantic tokens and the codes of the same utterances in step
+    (:class:`~cadence.audiolm.chains.AlignedChain`). ``ends`` is True only when the crop
+    reaches the end of the chain's last utterance, which happens only when the group ran out
+    of utterances: EOS stays a target at the end of a speaker's audio and nowhere else. Items
+    that are not chained (in no group, alone in theirs, or not drawn) are cropped as without
+    groups, identically. Chains are for unconditioned shards (no ``cond`` field: one
+    transcript's condition would not describe a chain).
+
     Args:
         shards: a :class:`ShardReader` with ``tokens`` (semantic, coarse) and/or ``codes``
             (coarse, fine); checked against ``config`` (codebook sizes, levels, frame rates).
         config: the config of the model being trained; its ``max_frames`` bounds a crop.
         max_frames: a shorter crop than the context allows (optional).
-        seed: crops depend on ``(seed, epoch, index)`` only.
+        seed: crops (and chains) depend on ``(seed, epoch, index)`` only.
+        groups: shard indices that may be chained, one sequence per group (speaker), e.g.
+            :func:`~cadence.audiolm.chains.speaker_groups`; an index in no group is never
+            chained. None: every item is one utterance.
+        chain_prob: probability that an item of a group is a chain (1.0: always).
     """
 
     def __init__(
@@ -81,12 +102,27 @@ class StageDataset(Dataset):
         *,
         max_frames: int | None = None,
         seed: int = 0,
+        groups: Sequence[Sequence[int]] | None = None,
+        chain_prob: float = 1.0,
     ):
         self.shards = shards
         self.config = config
         self.max_frames = min(max_frames or config.max_frames, config.max_frames)
         self.seed = seed
         self.epoch = 0
+        if isinstance(chain_prob, bool) or not 0.0 <= chain_prob <= 1.0:
+            raise ValueError(f"StageDataset: chain_prob must be in [0, 1], got {chain_prob!r}")
+        self.chain_prob = float(chain_prob)
+        self.groups = _check_groups(groups, len(shards))
+        if self.groups and "cond" in shards.fields:
+            # one condition per item (a transcript's embedding) would describe a chain's
+            # first utterance only
+            raise ValueError(
+                "StageDataset: groups (chains of utterances) with conditioned shards (a 'cond' "
+                "field) are not supported; train conditioned stages on single utterances"
+            )
+        self._group_of = {i: g for g, group in enumerate(self.groups) for i in group}
+        self._orders: dict[tuple[int, int], tuple[list[int], dict[int, int]]] = {}
         self._check()
 
     def _check(self) -> None:
@@ -137,11 +173,34 @@ class StageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.shards)
 
+    def _generator(self, *key: int) -> torch.Generator:
+        # a tuple of ints hashes the same in every process (no PYTHONHASHSEED salt)
+        return torch.Generator().manual_seed(hash((self.seed, self.epoch, *key)) % (2**63))
+
     def _start(self, index: int, length: int, window: int) -> int:
         if length <= window:
             return 0
-        gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) % (2**63))
+        gen = self._generator(index)
         return int(torch.randint(0, length - window + 1, (1,), generator=gen))
+
+    def _followers(self, index: int) -> list[int] | None:
+        """The utterances after ``index`` in its group's order this epoch; None: no chain."""
+        g = self._group_of.get(index)
+        if g is None or len(self.groups[g]) < 2:
+            return None
+        draw = self._generator(index, 1)
+        if self.chain_prob < 1.0 and float(torch.rand((), generator=draw)) >= self.chain_prob:
+            return None
+        if (self.epoch, g) not in self._orders:
+            if any(epoch != self.epoch for epoch, _ in self._orders):
+                self._orders.clear()  # one epoch's orders at a time
+            group = self.groups[g]
+            perm = torch.randperm(len(group), generator=self._generator(-1 - g, 2)).tolist()
+            order = [group[k] for k in perm]
+            self._orders[self.epoch, g] = order, {i: k for k, i in enumerate(order)}
+        order, position = self._orders[self.epoch, g]
+        k = position[index]
+        return order[k + 1 :] + order[:k]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         out = self._crop(index)
@@ -152,6 +211,46 @@ class StageDataset(Dataset):
         return out
 
     def _crop(self, index: int) -> dict[str, Any]:
+        followers = self._followers(index)
+        if followers is None:
+            return self._crop_one(index)
+        return self._crop_chain(index, followers)
+
+    def _chain_piece(self, index: int) -> tuple[Tensor, ...]:
+        """The streams of item ``index`` that a chain of this stage concatenates."""
+        cfg, item = self.config, self.shards[index]
+        if isinstance(cfg, SemanticTransformerConfig):
+            return (item["tokens"],)
+        qc = cfg.num_coarse_quantizers
+        if isinstance(cfg, FineTransformerConfig):
+            return (item["codes"][:, : qc + cfg.num_fine_quantizers],)
+        return item["tokens"], item["codes"][:, :qc]
+
+    def _crop_chain(self, index: int, followers: Sequence[int]) -> dict[str, Any]:
+        cfg, window = self.config, self.max_frames
+        chain: AlignedChain | TokenChain = (
+            AlignedChain(cfg.frames_per_semantic)
+            if isinstance(cfg, CoarseTransformerConfig)
+            else TokenChain()
+        )
+        chain.add(*self._chain_piece(index))
+        first = chain.frames  # (target) frames of the item itself
+        for j in followers:
+            if chain.frames >= first + window:
+                break  # a window from any frame of the item ends inside the chain
+            chain.add(*self._chain_piece(j))
+        last = max(0, min(first - 1, chain.frames - window))
+        start = int(torch.randint(0, last + 1, (1,), generator=self._generator(index)))
+        if isinstance(chain, AlignedChain):
+            semantic, codes, ends = chain.crop(start, window)
+            return {"semantic": semantic, "codes": codes, "ends": ends}
+        frames, ends = chain.crop(start, window)
+        if isinstance(cfg, SemanticTransformerConfig):
+            return {"tokens": frames, "ends": ends}
+        qc = cfg.num_coarse_quantizers
+        return {"coarse": frames[:, :qc], "fine": frames[:, qc:]}
+
+    def _crop_one(self, index: int) -> dict[str, Any]:
         item = self.shards[index]
         cfg = self.config
         window = self.max_frames
@@ -176,6 +275,25 @@ class StageDataset(Dataset):
         b = min(a + window, frames)
         s0, s1 = math.floor(a / ratio + 1e-9), min(len(semantic), math.ceil(b / ratio - 1e-9))
         return {"semantic": semantic[s0:s1], "codes": codes[a:b, :qc], "ends": b >= frames}
+
+
+def _check_groups(groups: Sequence[Sequence[int]] | None, size: int) -> tuple[tuple[int, ...], ...]:
+    if groups is None:
+        return ()
+    out = tuple(tuple(int(i) for i in group) for group in groups)
+    seen: set[int] = set()
+    for group in out:
+        for i in group:
+            if not 0 <= i < size:
+                raise ValueError(
+                    f"StageDataset: group index {i} is out of range for {size} shard items"
+                )
+            if i in seen:
+                raise ValueError(
+                    f"StageDataset: shard item {i} is in two groups; each item chains with one"
+                )
+            seen.add(i)
+    return out
 
 
 def collate_stage(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
