@@ -61,6 +61,8 @@ class TrainJob:
         codec: the codec checkpoint (naturalspeech2 trains on its latents).
         crop_seconds: training crop of the codec (and k-means sample) audio.
         max_frames: training crop, in frames, of the flow matcher.
+        speaker_chains: train the semantic LM on chains of one speaker's utterances (needs
+            ``corpus`` for the speakers).
         model: overrides of the model config's fields.
         train: fields of the package's train config (``SoundStormTrainConfig``,
             ``NaturalSpeech2TrainConfig``, ``FlowMatchingTrainConfig``, ``AudioLMTrainConfig``):
@@ -76,6 +78,7 @@ class TrainJob:
     codec: str | None = None
     crop_seconds: float = 1.0
     max_frames: int = 200
+    speaker_chains: bool = False
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     trainer: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +94,10 @@ class TrainJob:
         for key, stages in needs.items():
             if self.stage in stages and getattr(self, key) is None:
                 raise PipelineError(f"stage {self.stage!r} needs `{key} = ...` in its config")
+        if self.speaker_chains and self.corpus is None:
+            raise PipelineError(
+                "speaker_chains = true needs `corpus = ...` (its manifests name the speakers)"
+            )
 
     @property
     def run_path(self) -> Path:
@@ -225,6 +232,7 @@ def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
         StageDataset,
         StageTrainStep,
         collate_stage,
+        speaker_groups,
     )
 
     train, valid = _open_shards(job, "train"), _open_shards(job, "valid")
@@ -241,7 +249,15 @@ def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
     trainer = Trainer(
         model,
         step,
-        StageDataset(train, config),
+        # AudioLM trains on long crops, not utterances: chains of one speaker's utterances teach
+        # the LM to go on past an utterance's end instead of stopping there.
+        StageDataset(
+            train,
+            config,
+            groups=speaker_groups(train.ids, _manifest(job.corpus, "train"))
+            if job.speaker_chains
+            else None,
+        ),
         _trainer_config(job),
         output_dir=job.run_path,
         collate_fn=collate_stage,
