@@ -245,19 +245,16 @@ def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
         frame_rate=meta["tokenizer_frame_rate"],
     )
     model = SemanticTransformer(config)
+    groups = None
+    if job.speaker_chains:
+        groups = speaker_groups(train.ids, _manifest(cast(str, job.corpus), "train"))
     step = StageTrainStep(_config(AudioLMTrainConfig, job.train, "train"))
     trainer = Trainer(
         model,
         step,
         # AudioLM trains on long crops, not utterances: chains of one speaker's utterances teach
         # the LM to go on past an utterance's end instead of stopping there.
-        StageDataset(
-            train,
-            config,
-            groups=speaker_groups(train.ids, _manifest(job.corpus, "train"))
-            if job.speaker_chains
-            else None,
-        ),
+        StageDataset(train, config, groups=groups),
         _trainer_config(job),
         output_dir=job.run_path,
         collate_fn=collate_stage,
