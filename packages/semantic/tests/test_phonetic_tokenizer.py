@@ -122,14 +122,16 @@ def test_config_checks(vocabulary):
 def test_phonetic_tokens_carry_more_phonemes_than_mfcc_tokens(
     corpus, vocabulary, train_data, tmp_path
 ):
-    """A tiny encoder trained with CTC for ~40 s on one thread; both tokenizers get 50 clusters.
+    """A tiny encoder trained with CTC for ~25-95 s on one thread; both tokenizers get 50 clusters.
 
     250 steps of 8 of the 96 shortest training utterances, learning rate 3e-3, SpecAugment
     off (it slows such a short run down); k-means on layer 2 of 3 over the whole train split,
     scored on the held-out speakers of valid.jsonl. The MFCC tokenizer (deterministic here)
-    gives phone purity 0.355 and I(token; phoneme) 2.24 bits. Observed over seeds 0-3
-    (test: seed 0): purity 0.41-0.44, MI 2.50-2.59 bits. Asserted: purity >= MFCC's + 0.03
-    and MI >= MFCC's + 0.15 bits.
+    gives phone purity 0.355 and I(token; phoneme) 2.236 bits. Observed on layer 2 over seeds
+    0-3 (test: seed 0): purity 0.436, 0.426, 0.393, 0.457 and MI 2.554, 2.557, 2.459, 2.672
+    bits (final CTC loss 0.8-2.3, past the ~3.9 plateau). Asserted: purity >= MFCC's + 0.02
+    and MI >= MFCC's + 0.10 bits (seed 0 clears them by 0.06 and 0.22; the worst seed by
+    0.018 and 0.12).
     """
     config = PhoneticEncoderConfig.tiny(vocabulary)
     config = config.replace(frontend=config.frontend.replace(time_masks=0, freq_masks=0))
@@ -159,5 +161,5 @@ def test_phonetic_tokens_carry_more_phonemes_than_mfcc_tokens(
     ours = score_tokenizer(phonetic, corpus / "valid.jsonl")
     theirs = score_tokenizer(mfcc, corpus / "valid.jsonl")
     print(f"phonetic {ours.to_dict()}\nmfcc {theirs.to_dict()}")
-    assert ours.purity >= theirs.purity + 0.03
-    assert ours.mutual_information >= theirs.mutual_information + 0.15
+    assert ours.purity >= theirs.purity + 0.02
+    assert ours.mutual_information >= theirs.mutual_information + 0.10
