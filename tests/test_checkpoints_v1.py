@@ -44,6 +44,10 @@ def test_a_format_1_checkpoint_loads_with_its_weights(name):
     directory = FIXTURES / name
     model = load_pretrained(directory)
     stored = load_file(str(directory / "model.safetensors"))
+    # Weights renamed since format 1 are compared under their new names (the model's own hook).
+    upgrade = getattr(type(model), "upgrade_state_dict", None)
+    if upgrade is not None:
+        stored = upgrade(stored, 1)
     own = model.state_dict()
     for key, tensor in stored.items():
         assert torch.equal(own[key], tensor.to(own[key].dtype)), key

@@ -22,6 +22,8 @@ from cadence.semantic import (
     HubertKMeansTokenizerConfig,
     MFCCKMeansTokenizer,
     MFCCKMeansTokenizerConfig,
+    PhoneticKMeansTokenizer,
+    PhoneticKMeansTokenizerConfig,
 )
 
 REAL_CODECS = [
@@ -45,6 +47,13 @@ TOKENIZERS = [
             HubertKMeansTokenizer(HubertKMeansTokenizerConfig.tiny(frames="floor")),
         )[1],
         id="HubertKMeansTokenizer",
+    ),
+    pytest.param(
+        lambda: (
+            torch.manual_seed(0),
+            PhoneticKMeansTokenizer(PhoneticKMeansTokenizerConfig.tiny()),
+        )[1],
+        id="PhoneticKMeansTokenizer",
     ),
 ]
 

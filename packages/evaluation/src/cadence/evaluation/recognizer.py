@@ -5,14 +5,12 @@ error rate (PER): a Conformer over log-mel frames, trained with CTC (Graves et a
 the corpus's phoneme transcriptions, decoded greedily. Stress marks are stripped so that
 the vocabulary stays small (:func:`~cadence.evaluation.phonemes.normalize_phonemes`).
 
-Features: 25 ms windows every 10 ms (100 Hz), each utterance's log-mel normalized to zero
-mean and unit variance per mel bin over its own frames (robust to level changes a codec may
-introduce), then a strided convolution to 50 Hz. Padding is zero and normalization
-statistics come from real frames only, so an utterance decodes the same alone and padded
-in a batch.
+Features: core's :class:`~cadence.core.nn.MelFrontend` (per-utterance normalized log-mel at
+100 Hz, SpecAugment in training, a strided convolution to 50 Hz), so an utterance decodes
+the same alone and padded in a batch.
 """
 
-# b batch | c channels | t samples | d mel bins / model width | n frames | v blank + phonemes
+# b batch | c channels | t samples | d model width | n frames | v blank + phonemes
 
 from __future__ import annotations
 
@@ -21,16 +19,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from cadence.core.audio import EmptyAudioError, check_audio, resample, to_mono
 from cadence.core.checkpoint import PretrainedMixin
 from cadence.core.config import Config, ConfigError
 from cadence.core.data import lengths_to_mask
-from cadence.core.features import MelSpectrogram
-from cadence.core.nn import BackboneConfig, build_backbone
+from cadence.core.nn import BackboneConfig, MelFrontend, MelFrontendConfig, build_backbone
 
 from .phonemes import BLANK, normalize_phonemes, read_manifest
 
@@ -88,16 +83,10 @@ class PhonemeRecognizerConfig(Config):
                 f"PhonemeRecognizerConfig.phonemes must be normalized symbols (no stress marks, "
                 f"not empty); got {odd}: pass them through normalize_phonemes"
             )
-        for name in ("sample_rate", "n_mels", "n_fft", "hop_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"PhonemeRecognizerConfig.{name} must be >= 1")
-        if self.n_fft % 2:
-            raise ConfigError(f"PhonemeRecognizerConfig.n_fft must be even, got {self.n_fft}")
-        for name in ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"PhonemeRecognizerConfig.{name} must be >= 0")
-        if self.freq_mask_width > self.n_mels:
-            raise ConfigError("PhonemeRecognizerConfig.freq_mask_width must be <= n_mels")
+        try:
+            _ = self.frontend  # building it checks the front-end fields
+        except ConfigError as err:
+            raise ConfigError(f"PhonemeRecognizerConfig: {err}") from None
         if self.backbone.cond_dim or self.backbone.cross_attn_dim:
             raise ConfigError(
                 "PhonemeRecognizerConfig.backbone: set cond_dim=0 and cross_attn_dim=0"
@@ -111,7 +100,22 @@ class PhonemeRecognizerConfig(Config):
     @property
     def frame_rate(self) -> float:
         """Output frames per second (after the stride-2 subsampling)."""
-        return self.sample_rate / (2 * self.hop_length)
+        return self.frontend.frame_rate
+
+    @property
+    def frontend(self) -> MelFrontendConfig:
+        """The front end these fields describe (its width is the backbone's)."""
+        return MelFrontendConfig(
+            dim=self.backbone.dim,
+            sample_rate=self.sample_rate,
+            n_mels=self.n_mels,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            time_masks=self.time_masks,
+            time_mask_width=self.time_mask_width,
+            freq_masks=self.freq_masks,
+            freq_mask_width=self.freq_mask_width,
+        )
 
     @classmethod
     def tiny(cls, phonemes: Sequence[str], **changes) -> PhonemeRecognizerConfig:
@@ -162,14 +166,17 @@ class PhonemeRecognizer(PretrainedMixin, nn.Module):
     def __init__(self, config: PhonemeRecognizerConfig):
         super().__init__()
         self.config = config
-        c, d = config, config.backbone.dim
-        self.mel = MelSpectrogram(
-            c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels, center=False
-        )
-        self.subsample = nn.Conv1d(c.n_mels, d, kernel_size=3, stride=2, padding=1)
-        self.backbone = build_backbone(c.backbone)
-        self.head = nn.Linear(d, c.vocab_size)
-        self._ids = {symbol: i + 1 for i, symbol in enumerate(c.phonemes)}
+        self.frontend = MelFrontend(config.frontend)
+        self.backbone = build_backbone(config.backbone)
+        self.head = nn.Linear(config.backbone.dim, config.vocab_size)
+        self._ids = {symbol: i + 1 for i, symbol in enumerate(config.phonemes)}
+
+    @classmethod
+    def upgrade_state_dict(cls, state: dict[str, Tensor], from_version: int) -> dict[str, Tensor]:
+        """Format 1 held the subsampling convolution at ``subsample.*``; it is now ``frontend.subsample.*``."""
+        if from_version >= 2:
+            return state
+        return {(f"frontend.{k}" if k.startswith("subsample.") else k): v for k, v in state.items()}
 
     # -- vocabulary ----------------------------------------------------------------------
 
@@ -193,45 +200,7 @@ class PhonemeRecognizer(PretrainedMixin, nn.Module):
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         """Output frames of items with ``lengths`` samples: ``ceil(floor(t / hop) / 2)``."""
-        return (lengths // self.config.hop_length + 1) // 2
-
-    def features(self, audio: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-utterance normalized log-mel ``(b, f, n)`` at 100 Hz, 0 at padding, and ``(b,)`` frames."""
-        c = self.config
-        t = audio.shape[-1]
-        # Zero what lies past each item's end, then pad zeros on both sides ("centered"
-        # frames): the frames of an item then do not depend on what is padded after it.
-        audio = audio[:, 0] * lengths_to_mask(lengths, t).to(audio.dtype)
-        audio = F.pad(audio, (c.n_fft // 2, c.n_fft // 2))
-        mel = self.mel(audio)[..., : t // c.hop_length]  # (b, f, n)
-        n_lengths = lengths // c.hop_length
-        mask = lengths_to_mask(n_lengths, mel.shape[-1])[:, None, :]  # (b, 1, n)
-        count = n_lengths.clamp(min=1)[:, None, None].to(mel.dtype)
-        mean = (mel * mask).sum(-1, keepdim=True) / count
-        var = (((mel - mean) * mask) ** 2).sum(-1, keepdim=True) / count
-        mel = (mel - mean) / (var + 1e-5).sqrt()
-        if self.training:
-            mel = self._spec_augment(mel, n_lengths)
-        return mel * mask, n_lengths
-
-    def _spec_augment(self, mel: Tensor, n_lengths: Tensor) -> Tensor:
-        c = self.config
-        b, f, n = mel.shape
-        keep = torch.ones(b, f, n, dtype=torch.bool, device=mel.device)
-        for count, width, size, axis in (
-            (c.time_masks, c.time_mask_width, n, 2),
-            (c.freq_masks, c.freq_mask_width, f, 1),
-        ):
-            if not count or not width:
-                continue
-            widths = torch.randint(0, width + 1, (b, count), device=mel.device)
-            limit = n_lengths if axis == 2 else torch.full_like(n_lengths, f)
-            span = (limit[:, None] - widths).clamp(min=0) + 1
-            starts = (torch.rand(b, count, device=mel.device) * span).long()
-            pos = torch.arange(size, device=mel.device)
-            hit = ((pos >= starts[..., None]) & (pos < (starts + widths)[..., None])).any(1)
-            keep &= ~hit[:, None, :] if axis == 2 else ~hit[:, :, None]
-        return mel * keep  # 0 is the utterance mean after normalization
+        return self.frontend.frame_lengths(lengths)
 
     def forward(self, audio: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Frame log-probabilities of mono audio at ``config.sample_rate``.
@@ -249,23 +218,8 @@ class PhonemeRecognizer(PretrainedMixin, nn.Module):
                 f"audio must be mono (b, 1, t), got {tuple(audio.shape)}; transcribe() "
                 "downmixes and resamples for you"
             )
-        if audio.shape[-1] < self.config.hop_length:
-            raise EmptyAudioError(
-                f"audio of {audio.shape[-1]} samples is shorter than one frame "
-                f"({self.config.hop_length} samples)"
-            )
-        b, _, t = audio.shape
-        if lengths is None:
-            lengths = torch.full((b,), t, dtype=torch.long, device=audio.device)
-        elif lengths.shape != (b,):
-            raise ValueError(f"lengths must be (b,) = ({b},), got {tuple(lengths.shape)}")
-        lengths = lengths.to(audio.device).long().clamp(max=t)
-        mel, n_lengths = self.features(audio, lengths)
-        x = F.gelu(self.subsample(mel))  # (b, d, n / 2)
-        frame_lengths = (n_lengths + 1) // 2
-        mask = lengths_to_mask(frame_lengths, x.shape[-1])
-        x = rearrange(x, "b d n -> b n d") * mask[..., None]
-        hidden = self.backbone(x, mask)
+        x, frame_lengths = self.frontend(audio, lengths)
+        hidden = self.backbone(x, lengths_to_mask(frame_lengths, x.shape[1]))
         return self.head(hidden).float().log_softmax(-1), frame_lengths
 
     # -- decoding ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Cadence semantic tokens: HuBERT (fairseq and Hugging Face checkpoints, no fairseq) + k-means, offline MFCC tokenizer."""
+"""Cadence semantic tokens: HuBERT (fairseq and Hugging Face checkpoints, no fairseq) + k-means, offline MFCC and CTC-phonetic tokenizers."""
 
 from .hubert import Hubert, HubertConfig, HubertOutput, conv_output_length
 from .kmeans import (
@@ -12,6 +12,29 @@ from .kmeans import (
     load_legacy_kmeans,
 )
 from .loading import UnsafeCheckpointError, load_hubert, read_fairseq_checkpoint
+from .metrics import (
+    SILENCE,
+    TokenPhonemeScores,
+    contingency,
+    edit_distance,
+    frame_labels,
+    phoneme_error_rate,
+    score_tokenizer,
+    scores_from_counts,
+    token_phoneme_scores,
+)
+from .phonemes import STRESS_MARKS, corpus_phonemes, read_manifest, strip_stress
+from .phonetic import BLANK, PhoneticEncoder, PhoneticEncoderConfig, PhoneticEncoderOutput
+from .phonetic_tokenizer import PhoneticKMeansTokenizer, PhoneticKMeansTokenizerConfig
+from .phonetic_train import (
+    PhoneticDataset,
+    PhoneticTraining,
+    collate_phonetic,
+    ctc_loss,
+    evaluate_phoneme_error_rate,
+    phonetic_ctc_step,
+    train_phonetic_encoder,
+)
 from .tokenizer import (
     DedupedTokens,
     HubertKMeansTokenizer,
@@ -25,6 +48,9 @@ from .tokenizer import (
 )
 
 __all__ = [
+    "BLANK",
+    "SILENCE",
+    "STRESS_MARKS",
     "DedupedTokens",
     "Hubert",
     "HubertConfig",
@@ -37,16 +63,39 @@ __all__ = [
     "MFCCFeatureConfig",
     "MFCCKMeansTokenizer",
     "MFCCKMeansTokenizerConfig",
+    "PhoneticDataset",
+    "PhoneticEncoder",
+    "PhoneticEncoderConfig",
+    "PhoneticEncoderOutput",
+    "PhoneticKMeansTokenizer",
+    "PhoneticKMeansTokenizerConfig",
+    "PhoneticTraining",
     "SemanticTokens",
+    "TokenPhonemeScores",
     "UnsafeCheckpointError",
     "UntrustedPickleError",
+    "collate_phonetic",
     "collect_features",
+    "contingency",
     "conv_output_length",
+    "corpus_phonemes",
+    "ctc_loss",
     "deduplicate",
+    "edit_distance",
+    "evaluate_phoneme_error_rate",
     "fit_kmeans",
+    "frame_labels",
     "kmeans_plus_plus",
     "load_hubert",
     "load_legacy_kmeans",
+    "phoneme_error_rate",
+    "phonetic_ctc_step",
     "read_fairseq_checkpoint",
+    "read_manifest",
+    "score_tokenizer",
+    "scores_from_counts",
     "spectral_features",
+    "strip_stress",
+    "token_phoneme_scores",
+    "train_phonetic_encoder",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,9 @@ from cadence.core.validation import check_lengths
 
 from .hubert import Hubert, HubertConfig, conv_output_length
 from .kmeans import KMeans, KMeansConfig, KMeansTrainConfig, collect_features, fit_kmeans
+
+if TYPE_CHECKING:
+    from .phonetic_tokenizer import PhoneticKMeansTokenizerConfig
 
 __all__ = [
     "DedupedTokens",
@@ -104,11 +107,11 @@ class SemanticTokens:
 
 
 class _TokenizerBase(PretrainedMixin, nn.Module):
-    """Input checks, resampling and the batch plumbing shared by both tokenizers."""
+    """Input checks, resampling and the batch plumbing shared by the tokenizers."""
 
     sample_rate: int = 16000
     kmeans: KMeans
-    config: HubertKMeansTokenizerConfig | MFCCKMeansTokenizerConfig
+    config: HubertKMeansTokenizerConfig | MFCCKMeansTokenizerConfig | PhoneticKMeansTokenizerConfig
     hop_length: int
     feature_dim: int
     min_samples: int

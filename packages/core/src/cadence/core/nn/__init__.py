@@ -1,4 +1,4 @@
-"""Shared neural building blocks: rotary attention, Transformer / Conformer / U-Conformer backbones."""
+"""Shared neural building blocks: rotary attention, Transformer / Conformer / U-Conformer backbones, a log-mel front end."""
 
 from .attention import Attention, RotaryEmbedding, apply_rotary
 from .backbone import Backbone, BackboneConfig, BackboneKind, build_backbone
@@ -9,6 +9,7 @@ from .blocks import (
     FeedForward,
     TransformerBlock,
 )
+from .frontend import MelFrontend, MelFrontendConfig
 
 __all__ = [
     "AdaptiveLayerNorm",
@@ -19,6 +20,8 @@ __all__ = [
     "ConformerBlock",
     "ConvolutionModule",
     "FeedForward",
+    "MelFrontend",
+    "MelFrontendConfig",
     "RotaryEmbedding",
     "TransformerBlock",
     "apply_rotary",
