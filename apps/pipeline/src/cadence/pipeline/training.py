@@ -63,6 +63,10 @@ class TrainJob:
         max_frames: training crop, in frames, of the flow matcher.
         speaker_chains: train the semantic LM on chains of one speaker's utterances (needs
             ``corpus`` for the speakers).
+        architecture: which model a stage trains, where it has a choice: the codec
+            (``"soundstream"``, default, or ``"istft"``: :class:`~cadence.codec.ISTFTCodec`) and
+            the semantic tokenizer (``"mfcc"``, default, or ``"phonetic"``: k-means over a CTC
+            phoneme encoder).
         model: overrides of the model config's fields.
         train: fields of the package's train config (``SoundStormTrainConfig``,
             ``NaturalSpeech2TrainConfig``, ``FlowMatchingTrainConfig``, ``AudioLMTrainConfig``):
@@ -79,6 +83,7 @@ class TrainJob:
     crop_seconds: float = 1.0
     max_frames: int = 200
     speaker_chains: bool = False
+    architecture: str | None = None
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     trainer: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +99,12 @@ class TrainJob:
         for key, stages in needs.items():
             if self.stage in stages and getattr(self, key) is None:
                 raise PipelineError(f"stage {self.stage!r} needs `{key} = ...` in its config")
+        choices = {"codec": ("soundstream", "istft"), "semantic_tokenizer": ("mfcc", "phonetic")}
+        if self.architecture is not None and self.architecture not in choices.get(self.stage, ()):
+            known = ", ".join(choices.get(self.stage, ())) or "none (this stage has one model)"
+            raise PipelineError(
+                f"stage {self.stage!r} has no architecture {self.architecture!r}; choices: {known}"
+            )
         if self.speaker_chains and self.corpus is None:
             raise PipelineError(
                 "speaker_chains = true needs `corpus = ...` (its manifests name the speakers)"
@@ -173,9 +184,20 @@ def _write_summary(job: TrainJob, metrics: dict[str, float]) -> None:
 
 
 def _train_codec(job: TrainJob) -> dict[str, float]:
-    from cadence.codec import CodecTrainer, CodecTrainerConfig, SoundStream, SoundStreamConfig
+    from cadence.codec import (
+        CodecTrainer,
+        CodecTrainerConfig,
+        ISTFTCodec,
+        ISTFTCodecConfig,
+        SoundStream,
+        SoundStreamConfig,
+    )
 
-    config = _config(SoundStreamConfig, job.model, "model")
+    model_class, config_class = {
+        "soundstream": (SoundStream, SoundStreamConfig),
+        "istft": (ISTFTCodec, ISTFTCodecConfig),
+    }[job.architecture or "soundstream"]
+    config = _config(config_class, job.model, "model")
     trainer_config = _config(CodecTrainerConfig, job.trainer, "trainer")
     train = AudioDataset(
         _manifest(cast(str, job.corpus), "train"),
@@ -188,7 +210,7 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
         crop_seconds=max(job.crop_seconds, 2.0),
     )
     trainer = CodecTrainer(
-        SoundStream(config), train, trainer_config, output_dir=job.run_path, eval_data=valid
+        model_class(config), train, trainer_config, output_dir=job.run_path, eval_data=valid
     )
     trainer.train(resume_from="latest")
     metrics = trainer.evaluate()
@@ -199,6 +221,8 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
 
 
 def _train_semantic_tokenizer(job: TrainJob) -> dict[str, float]:
+    if job.architecture == "phonetic":
+        return _train_phonetic_tokenizer(job)
     from cadence.semantic import KMeansTrainConfig, MFCCFeatureConfig, MFCCKMeansTokenizer
 
     features = _config(MFCCFeatureConfig, job.model.get("features", {}), "model.features")
@@ -212,6 +236,56 @@ def _train_semantic_tokenizer(job: TrainJob) -> dict[str, float]:
     if _is_main():
         tokenizer.save_pretrained(job.output)
     return {"num_clusters": float(tokenizer.codebook_size)}
+
+
+def _train_phonetic_tokenizer(job: TrainJob) -> dict[str, float]:
+    """CosyVoice-style supervised semantic tokens: k-means over a CTC phoneme encoder's layer.
+
+    ``[model]``: ``layer`` (default 4) and ``encoder`` (fields of ``PhoneticEncoderConfig``,
+    e.g. ``backbone``); ``[trainer]``: the encoder's CTC training (``TrainerConfig``);
+    ``[train]``: the k-means (``KMeansTrainConfig``, ``num_clusters`` the vocabulary).
+    """
+    from cadence.semantic import (
+        KMeansTrainConfig,
+        PhoneticEncoderConfig,
+        PhoneticKMeansTokenizer,
+        train_phonetic_encoder,
+    )
+
+    corpus = cast(str, job.corpus)
+    model = dict(job.model)
+    layer = int(model.pop("layer", 4))
+    unknown = sorted(set(model) - {"encoder"})
+    if unknown:
+        raise PipelineError(
+            f"[model] of the phonetic tokenizer takes layer and encoder, not {unknown}"
+        )
+    manifests = [_manifest(corpus, "train"), _manifest(corpus, "valid")]
+    try:
+        base = PhoneticEncoderConfig.from_corpus(manifests)
+        encoder_config = config_from_dict(
+            PhoneticEncoderConfig, {**base.to_dict(), **model.get("encoder", {})}
+        )
+    except (ConfigError, TypeError, ValueError) as err:
+        raise PipelineError(
+            f"[model.encoder] does not make a valid PhoneticEncoderConfig: {err}"
+        ) from err
+    trained = train_phonetic_encoder(
+        corpus, job.run_path / "encoder", _trainer_config(job), config=encoder_config
+    )
+    data = AudioDataset(
+        _manifest(corpus, "train"), sample_rate=trained.model.sample_rate, crop_seconds=None
+    )
+    tokenizer = PhoneticKMeansTokenizer.fit(
+        trained.model, data, _config(KMeansTrainConfig, job.train, "train"), layer=layer,
+        state_dir=job.run_path / "kmeans",
+    )  # fmt: skip
+    if _is_main():
+        tokenizer.save_pretrained(job.output)
+    return {
+        "num_clusters": float(tokenizer.codebook_size),
+        **{k: float(v) for k, v in trained.metrics.items()},
+    }
 
 
 def _trainer_config(job: TrainJob, **defaults: Any) -> TrainerConfig:
