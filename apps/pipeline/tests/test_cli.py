@@ -281,10 +281,15 @@ def test_unknown_recipe(tmp_path):
     check_user_error(invoke("recipe", "huge", "--out", tmp_path), "unknown recipe")
 
 
-def test_recipe_needs_a_corpus_and_never_looks_for_one(tmp_path, monkeypatch):
-    # The command line must not find a corpus by walking up from the current directory.
+def test_recipe_never_looks_for_a_corpus_outside_its_output(tmp_path, monkeypatch):
+    # The command line must not find a corpus by walking up from the current directory:
+    # without --corpus the recipe's own corpus is OUT/corpus (synthesized by the corpus stage).
     monkeypatch.chdir(tmp_path)
-    check_user_error(invoke("recipe", "toy", "--out", tmp_path / "toy"), "--corpus")
+    check_user_error(
+        invoke("recipe", "toy", "--out", tmp_path / "toy", "--only", "codec"),
+        str(tmp_path / "toy" / "corpus"),
+        "is not a corpus",
+    )
 
 
 def test_eval_defaults_to_the_held_out_set_shipped_in_the_pipeline(tmp_path, monkeypatch):

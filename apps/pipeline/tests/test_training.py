@@ -154,3 +154,18 @@ def test_train_stage_under_accelerate_launch_with_two_processes(tmp_path, mini_c
     assert (
         model.config.codebook_size == load_pretrained(shipped / "semantic_tokenizer").codebook_size
     )
+
+
+def test_the_recipe_synthesizes_its_own_corpus_with_held_out_speakers_and_sentences(tmp_path):
+    from cadence.pipeline.recipe import CORPUS, make_corpus
+
+    assert (
+        CORPUS["num_utterances"] >= 1500 and len(CORPUS["voices"]) * len(CORPUS["variants"]) >= 40
+    )
+    spec = {**CORPUS, "num_utterances": 90, "num_sentences": 400, "held_out_sentences": 10}
+    corpus = make_corpus(tmp_path / "corpus", spec)
+    rows = {split: [json.loads(x) for x in (corpus / f"{split}.jsonl").read_text().splitlines()]
+            for split in ("train", "valid")}  # fmt: skip
+    assert not {r["speaker"] for r in rows["train"]} & {r["speaker"] for r in rows["valid"]}
+    assert not {r["text"] for r in rows["train"]} & {r["text"] for r in rows["valid"]}
+    assert make_corpus(corpus, spec) == corpus  # a second call keeps what is there

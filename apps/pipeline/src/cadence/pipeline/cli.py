@@ -288,7 +288,7 @@ def recipe(
     corpus: Annotated[
         Path | None,
         typer.Option(
-            help="corpus directory with train.jsonl and valid.jsonl (e.g. tests/data/toy_speech of the repository)"
+            help="train on this corpus (train.jsonl + valid.jsonl) instead of synthesizing the recipe's own into OUT/corpus"
         ),
     ] = None,
     steps_scale: Annotated[
@@ -303,7 +303,7 @@ def recipe(
     ] = 1,
     assemble: Annotated[bool, typer.Option(hidden=True)] = True,
 ) -> None:
-    """Train the whole chain on a corpus: codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer."""
+    """Train the whole chain: synthesize a corpus (or use --corpus), then codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer."""
     from .recipe import ORDER, run_toy_recipe
 
     if name != "toy":
@@ -312,11 +312,6 @@ def recipe(
         unknown = sorted(set(only) - set(ORDER))
         if unknown:
             raise PipelineError(f"unknown stages {unknown}; the stages are {', '.join(ORDER)}")
-    if corpus is None:
-        raise PipelineError(
-            "give the corpus to train on: --corpus DIR (a directory with train.jsonl and "
-            "valid.jsonl; make one with `cadence-toy-corpus DIR`)"
-        )
     if steps_scale <= 0:
         raise PipelineError("--steps-scale must be > 0")
     if workers < 1:

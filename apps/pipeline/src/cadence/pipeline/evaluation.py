@@ -142,6 +142,12 @@ def _voice_partners(items: list[dict[str, Any]]) -> list[int]:
     return out
 
 
+def _fit(audio: Tensor, length: int) -> Tensor:
+    """Crop or zero-pad ``(..., t)`` to ``length`` samples (codecs decode whole frames only:
+    ceil-frame codecs run past the end, floor-frame ones stop before its last partial frame)."""
+    return torch.nn.functional.pad(audio[..., :length], (0, max(0, length - audio.shape[-1])))
+
+
 def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values)) if values else float("nan")
 
@@ -226,7 +232,7 @@ def evaluate_codec(
         listener.hear("original", i, audio)
         codes = codec.encode(audio[None])
         codes_all.append(codes[0])
-        resynth = codec.decode(codes)[..., : audio.shape[-1]]
+        resynth = _fit(codec.decode(codes), audio.shape[-1])
         for k, v in codec_metrics(resynth, audio[None], data.sample_rate, perceptual=None).items():
             metrics[k].append(v)
         listener.hear("codec", i, resynth[0], voice=audio)
@@ -294,10 +300,10 @@ def evaluate_soundstorm(
         )
         correct += (out.codes[0, : n - p] == codes[p:]).float().sum(0)
         total_frames += n - p
-        decoded = codec.decode(out.sequence[:, :n])[..., : audio.shape[-1]]
+        decoded = _fit(codec.decode(out.sequence[:, :n]), audio.shape[-1])
         span = slice(p * hop, audio.shape[-1])
         storm_mel.append(float(mel_distance(decoded[..., span], audio[None, :, span], rate).mean()))
-        resynth = codec.decode(codes[None])[..., : audio.shape[-1]]
+        resynth = _fit(codec.decode(codes[None]), audio.shape[-1])
         codec_mel.append(float(mel_distance(resynth[..., span], audio[None, :, span], rate).mean()))
         listener.hear("soundstorm", i, decoded[0], voice=audio)
     accuracy = correct / max(total_frames, 1)
