@@ -78,9 +78,9 @@ def _number(
     if low is not None and high is not None:
         bounds = f"{low:g}{sign}x<={high:g}"
     elif low is not None:
-        bounds = f"x{sign.replace('<', '>')}{low:g}"
+        bounds = f"{low:g}{sign}x"  # not "x>=0": rich would read "[x>=0]" as a style tag
     else:
-        bounds = f"x<={high:g}" if high is not None else "any finite number"
+        bounds = f"-inf<x<={high:g}" if high is not None else "-inf<x<inf"
 
     def check(value: float | None) -> float | None:
         if value is None:
