@@ -568,8 +568,10 @@ def _no_traceback(result) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+# A handful of examples by default (most fail validation at once); CADENCE_PROPERTY_EXAMPLES=200
+# searches harder.
 PROPERTY = settings(
-    max_examples=12,
+    max_examples=int(os.environ.get("CADENCE_PROPERTY_EXAMPLES", "12")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
