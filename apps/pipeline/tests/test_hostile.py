@@ -633,3 +633,13 @@ def test_tts_never_shows_a_traceback(clip_dir, text, steps, guidance):
         )  # fmt: skip
     _no_traceback(result)
     assert a.read_bytes() == before
+
+
+def test_the_command_lines_bounds_are_the_pipelines():
+    # The command line does not import the model packages to build its options, so it
+    # repeats these numbers; they must agree.
+    from cadence.pipeline import cli, continuation, synthesis
+
+    assert cli.MAX_SECONDS == continuation.MAX_SECONDS
+    assert synthesis.VOICE_PROMPT_SECONDS == 10.0  # "its first 10 s" in --help
+    assert continuation.SOUNDSTORM_PROMPT_SECONDS == 10.0  # "the last 10 s" in --help

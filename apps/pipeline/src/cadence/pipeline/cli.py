@@ -286,13 +286,7 @@ def generate(
     Only the end of a long prompt is used (the last 10 s with the toy pipeline); a longer
     prompt is cropped to it before anything runs, with a notice.
     """
-    paths = (
-        [out]
-        if len(prompt) == 1
-        else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(len(prompt))]
-    )
-    for path in paths:
-        _output_file(path, inputs=prompt)
+    paths = [_output_file(path, inputs=prompt) for path in _batch_outputs(out, len(prompt))]
     from cadence.audiolm import SamplingOptions
     from cadence.soundstorm import default_iterations
 
@@ -316,18 +310,28 @@ def generate(
     )
     elapsed = time.perf_counter() - start
     for i, path in enumerate(paths):
-        audio = result.audio[i, :, : int(result.lengths[i])]
-        if include_prompt:
-            import torch
-
-            audio = torch.cat(
-                [result.prompt_audio[i, :, : int(result.prompt_lengths[i])], audio], dim=-1
-            )
-        _write_audio(path, audio, result.sample_rate)
+        _write_audio(path, _generated(result, i, include_prompt=include_prompt), result.sample_rate)
     total = float(result.lengths.sum()) / result.sample_rate
     console.print(
         f"generated {total:.2f} s of audio in {elapsed:.2f} s (real-time factor {elapsed / max(total, 1e-9):.2f})"
     )
+
+
+def _batch_outputs(out: Path, count: int) -> list[Path]:
+    """``out`` for one prompt; ``out``'s stem + ``-<i>`` for several."""
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(count)]
+
+
+def _generated(result: Any, i: int, *, include_prompt: bool) -> Any:
+    """Row ``i`` of a ContinuationOutput: the continuation, after the whole prompt if asked."""
+    audio = result.audio[i, :, : int(result.lengths[i])]
+    if not include_prompt:
+        return audio
+    import torch
+
+    return torch.cat([result.prompt_audio[i, :, : int(result.prompt_lengths[i])], audio], dim=-1)
 
 
 @app.command()
