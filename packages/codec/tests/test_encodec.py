@@ -168,6 +168,34 @@ class Unpicklable:
     """A class that weights_only unpickling refuses (as an experiment config would be)."""
 
 
+class Malicious:
+    """Unpickling this runs a shell command (what a hostile checkpoint does)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_from_official_says_a_malicious_file_holds_code_and_runs_none(tmp_path, zipped):
+    marker = tmp_path / "ran"
+    path = tmp_path / "encodec_24khz-evil.th"
+    state = {"encoder.model.0.conv.conv.weight": torch.zeros(1), "x": Malicious(marker)}
+    torch.save(state, path, _use_new_zipfile_serialization=zipped)
+    with pytest.raises(CheckpointError) as info:
+        EnCodec.from_official(path)
+    message = str(info.value)
+    assert "posix.system" in message or "nt.system" in message
+    assert "can run code" in message and "refused" in message
+    assert "weights_only" not in message and "will likely succeed" not in message
+    assert info.value.__cause__ is None  # torch's advice is not chained either
+    assert not marker.exists()
+
+
 def test_folded_weight_norm_keeps_outputs_and_refuses_to_save(tmp_path):
     from cadence.codec.streaming import encode_chunked
 

@@ -158,3 +158,42 @@ def test_a_directory_or_missing_path_raises_an_audio_error(tmp_path):
     with pytest.raises(AudioNotFoundError, match="not found") as info:
         audio.load(tmp_path / "missing.wav")
     assert isinstance(info.value, (AudioError, FileNotFoundError))
+
+
+def _cut_in_half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_truncated_wav_warns_and_gives_what_is_there(tmp_path):
+    path = tmp_path / "cut.wav"
+    sf.write(str(path), np.full(48000, 0.1, dtype="float32"), 16000, subtype="PCM_16")
+    _cut_in_half(path)
+    with pytest.warns(
+        audio.TruncatedAudioWarning, match=r"prompt .*cut\.wav is truncated.*3\.00 s.*1\.50 s"
+    ):
+        clip, rate = audio.load(path, what="prompt")
+    assert rate == 16000 and 23900 < clip.shape[-1] < 24000
+
+
+def test_whole_files_and_partial_reads_do_not_warn(tmp_path, recwarn):
+    whole = tmp_path / "whole.wav"
+    sf.write(str(whole), np.full(16000, 0.1, dtype="float32"), 16000)
+    audio.load(whole)
+    cut = tmp_path / "cut.wav"
+    sf.write(str(cut), np.full(16000, 0.1, dtype="float32"), 16000, subtype="PCM_16")
+    _cut_in_half(cut)
+    audio.load(cut, offset=100, frames=1000)  # a crop of what is there
+    assert not [w for w in recwarn if issubclass(w.category, audio.TruncatedAudioWarning)]
+
+
+def test_a_streamed_wav_with_an_unknown_size_does_not_warn(tmp_path, recwarn):
+    path = tmp_path / "streamed.wav"
+    sf.write(str(path), np.full(16000, 0.1, dtype="float32"), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = (0xFFFFFFFF).to_bytes(4, "little")  # what a pipe writer leaves
+    path.write_bytes(bytes(data))
+    clip, _ = audio.load(path)
+    assert clip.shape[-1] == 16000
+    assert not [w for w in recwarn if issubclass(w.category, audio.TruncatedAudioWarning)]

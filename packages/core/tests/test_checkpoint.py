@@ -3,6 +3,7 @@ import random
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,89 @@ def test_killed_save_leaves_a_loadable_checkpoint(tmp_path):
         assert len(values) == 1, f"attempt {attempt}: mixed checkpoint {values}"
         iteration = json.loads((directory / "config.json").read_text())["metadata"]["iteration"]
         assert values == {float(iteration)}
+
+
+# -- tampered config.json (issue 20): refused before anything large is allocated ----------
+
+
+def _edit(path, **changes):
+    header = json.loads((path / "config.json").read_text())
+    for key, value in changes.items():
+        if key in ("class", "format_version"):
+            header[key] = value
+        else:
+            header["config"][key] = value
+    (path / "config.json").write_text(json.dumps(header))
+
+
+@pytest.mark.parametrize("dim", [100_000_000_000, 10**18])
+def test_huge_config_is_refused_before_allocating(tmp_path, monkeypatch, dim):
+    make().save_pretrained(tmp_path / "c")
+    _edit(tmp_path / "c", dim=dim)
+    built = []
+    original = TinyModel.__init__
+
+    def spy(self, config):
+        built.append(torch.empty(0).device.type)  # the default device while building
+        original(self, config)
+
+    monkeypatch.setattr(TinyModel, "__init__", spy)
+    with pytest.raises(CheckpointError, match=r"does not describe its weights|too large to exist"):
+        TinyModel.load_pretrained(tmp_path / "c")
+    assert built == ["meta"]  # never built for real
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableConfig(TinyModelConfig):
+    table: int = 16
+
+
+class BigBuffer(TinyModel):
+    """A model with a non-persistent buffer whose size no stored weight shows."""
+
+    config_class = TableConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.register_buffer("table", torch.zeros(config.table, 1024), persistent=False)
+
+
+def test_huge_unstored_buffer_is_refused(tmp_path):
+    BigBuffer(TableConfig()).save_pretrained(tmp_path / "c")
+    assert isinstance(load_pretrained(tmp_path / "c", BigBuffer), BigBuffer)
+    _edit(tmp_path / "c", table=100_000_000)  # 400 GB of table, the same weights file
+    with pytest.raises(CheckpointError, match=r"builds a model of 381\.5 GiB"):
+        load_pretrained(tmp_path / "c", BigBuffer)
+
+
+def test_a_class_entry_naming_a_non_class_is_a_checkpoint_error(tmp_path):
+    make().save_pretrained(tmp_path / "c")
+    for name in ("cadence.core.testing", "cadence.core.config.config_from_dict"):
+        _edit(tmp_path / "c", **{"class": name})
+        with pytest.raises(CheckpointError, match="not a"):
+            load_pretrained(tmp_path / "c", TinyModel)
+        with pytest.raises(CheckpointError, match="not a model class"):
+            load_pretrained(tmp_path / "c")
+
+
+def test_a_changed_class_names_the_file_and_the_class(tmp_path):
+    make().save_pretrained(tmp_path / "c")
+    _edit(tmp_path / "c", **{"class": "cadence.core.testing.TinyModel"}, bogus=1)
+    with pytest.raises(CheckpointError, match=r"config\.json.*TinyModelConfig.*bogus"):
+        load_pretrained(tmp_path / "c")
+
+
+@pytest.mark.parametrize("version", ["1", 1.5, True, None, 0, [1]])
+def test_bad_format_version(tmp_path, version):
+    make().save_pretrained(tmp_path / "c")
+    _edit(tmp_path / "c", format_version=version)
+    with pytest.raises(CheckpointError, match="format_version"):
+        load_pretrained(tmp_path / "c")
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"text"', "\x00\x01binary\xff"])
+def test_config_json_that_is_not_an_object(tmp_path, content):
+    make().save_pretrained(tmp_path / "c")
+    (tmp_path / "c" / "config.json").write_bytes(content.encode("latin-1"))
+    with pytest.raises(CheckpointError, match=r"not an object|not valid JSON"):
+        load_pretrained(tmp_path / "c")

@@ -256,3 +256,22 @@ def test_two_processes_write_one_manifest(tmp_path: Path):
     assert np.array_equal(
         reader.lengths("codes"), [len(reader[i]["codes"]) for i in range(len(reader))]
     )
+
+
+def test_truncated_and_too_short_files_are_skipped_and_listed(tmp_path: Path):
+    corpus = make_corpus(tmp_path / "audio", DURATIONS[:3])
+    cut = corpus / "utt07_cut.wav"
+    save(cut, 0.1 * torch.randn(1, 16000, generator=torch.Generator().manual_seed(7)), 16000)
+    cut.write_bytes(cut.read_bytes()[:20000])  # the header still promises 1 s
+    save(corpus / "utt08_tiny.wav", torch.full((1, 28), 0.1), 16000)
+    dataset = AudioDataset(corpus, sample_rate=16000)
+    precompute(dataset, tmp_path / "out", codec=FakeCodec(), progress=False, min_seconds=0.05)
+    reader = ShardReader(tmp_path / "out")
+    assert sorted(reader.ids) == ["utt00.wav", "utt01.wav", "utt02.wav"]
+    assert set(reader.skipped) == {"utt07_cut.wav", "utt08_tiny.wav"}
+    assert "truncated" in reader.skipped["utt07_cut.wav"]
+    assert "too short: 0.002 s" in reader.skipped["utt08_tiny.wav"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert set(manifest["skipped"]) == {"utt07_cut.wav", "utt08_tiny.wav"}
+    with pytest.raises(ValueError, match="min_seconds"):
+        precompute(dataset, tmp_path / "o2", codec=FakeCodec(), min_seconds=float("nan"))

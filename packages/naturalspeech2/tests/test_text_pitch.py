@@ -16,7 +16,12 @@ from cadence.naturalspeech2 import (
     yin,
 )
 from cadence.naturalspeech2.espeak import EspeakNotFoundError, find_espeak
-from cadence.naturalspeech2.text import SILENCE, SPECIAL_SYMBOLS
+from cadence.naturalspeech2.text import (
+    SILENCE,
+    SPECIAL_SYMBOLS,
+    UnreadableTextWarning,
+    unreadable_characters,
+)
 
 
 def _first_row() -> dict:
@@ -85,3 +90,28 @@ def test_pitch_on_toy_utterance_agrees_with_librosa():
     np.testing.assert_allclose(
         track.log_f0[track.voiced], np.log(track.f0[track.voiced]), rtol=1e-5
     )
+
+
+def test_letters_the_voice_cannot_read_are_named():
+    assert unreadable_characters("こんにちは、世界! ok", "en-us") == [
+        "こ",
+        "ん",
+        "に",
+        "ち",
+        "は",
+        "世",
+        "界",
+    ]
+    assert unreadable_characters("Café, naïve Straße 42 ½ — ok?", "en-us") == []
+    assert unreadable_characters("Ｆｕｌｌ ｗｉｄｔｈ", "en") == []
+    assert unreadable_characters("привет мир", "ru") == []
+    assert unreadable_characters("привет", "en-us") == ["п", "р", "и", "в", "е", "т"]
+    assert unreadable_characters("こんにちは世界", "ja") == []
+    assert unreadable_characters("anything こ", "xx-unknown") == []
+
+
+def test_phonemize_warns_about_japanese_for_an_english_voice(recwarn):
+    phonemize("hello there", "en-us")
+    assert not [w for w in recwarn if issubclass(w.category, UnreadableTextWarning)]
+    with pytest.warns(UnreadableTextWarning, match=r"en-us .*cannot read こ ん に ち は 世 界"):
+        phonemize("こんにちは世界", "en-us")

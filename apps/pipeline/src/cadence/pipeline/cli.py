@@ -8,16 +8,19 @@ it never shows a traceback. ``CADENCE_DEBUG=1`` shows the traceback anyway.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cadence.core.audio import AudioError, load, save
@@ -46,8 +49,77 @@ USER_ERRORS = (
     ConfigError,
     ShardError,
     FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
 )
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+# Bounds of the options (shown in --help). The continuation's comes from the pipeline.
+MAX_SECONDS = 60.0  # = continuation.MAX_SECONDS (not imported: that loads the models' packages)
+MAX_STEPS = 1000  # sampling steps / passes: the toy models saturate far below
+MAX_TEXT_CHARACTERS = 1000  # tts: about a minute of speech; split longer text into sentences
+
+
+def _number(
+    help_text: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    above: bool = False,
+    names: Sequence[str] = (),
+) -> Any:
+    """A float option in ``[low, high]`` (``(low, high]`` when ``above``), never NaN or inf.
+
+    The range is checked at parse time (exit status 2, click's usage message) and shown in
+    --help; click's own FloatRange would let NaN through.
+    """
+    sign = "<" if above else "<="
+    if low is not None and high is not None:
+        bounds = f"{low:g}{sign}x<={high:g}"
+    elif low is not None:
+        bounds = f"{low:g}{sign}x"  # not "x>=0": rich would read "[x>=0]" as a style tag
+    else:
+        bounds = f"-inf<x<={high:g}" if high is not None else "-inf<x<inf"
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        ok = (
+            math.isfinite(value)
+            and (low is None or (value > low if above else value >= low))
+            and (high is None or value <= high)
+        )
+        if not ok:
+            raise typer.BadParameter(f"{value:g} is not in the range {bounds}.")
+        return value
+
+    return typer.Option(*names, help=f"{help_text} [{bounds}]", callback=check)
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}.")
+        return value
+
+    return check
+
+
+def _notice(message: str) -> None:
+    errors.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _show_warning(previous: Callable[..., None]) -> Callable[..., None]:
+    """Cadence's own warnings (a truncated file, unreadable text) as one line, no source."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if category.__module__.startswith("cadence."):
+            _notice(str(message))
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,30 +128,99 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning(warnings.showwarning)
+                return command(*args, **kwargs)
         except USER_ERRORS as err:
             if os.environ.get("CADENCE_DEBUG"):
                 raise
-            message = (
-                str(err)
-                if not isinstance(err, FileNotFoundError) or not err.filename
-                else f"file not found: {err.filename}"
-            )
-            errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            if isinstance(err, FileNotFoundError) and err.filename:
+                message = f"file not found: {err.filename}"
+            elif isinstance(err, OSError) and not isinstance(err, AudioError) and err.filename:
+                message = f"{err.strerror or err}: {err.filename}"
+            else:
+                message = str(err)
+            # escape: a message may hold [brackets] (a TOML table name), which rich would eat
+            errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
-def _output_path(path: Path) -> Path:
-    if path.suffix.lower() not in AUDIO_SUFFIXES:
-        raise PipelineError(f"output {path} must end in one of {', '.join(AUDIO_SUFFIXES)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+# -------------------------------------------------------------------------- outputs
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and check a file can be made in it (before any work)."""
+    if folder.exists() and not folder.is_dir():
+        raise PipelineError(f"cannot write {what}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PipelineError(
+            f"cannot write {what}: the folder {folder} cannot be created ({err.strerror or err})"
+        ) from None
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".cadence-write-test-")
+    except OSError as err:
+        raise PipelineError(
+            f"cannot write {what}: {folder} is not writable ({err.strerror or err}); "
+            "choose another folder"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _output_file(
+    path: Path,
+    *,
+    inputs: Sequence[Path] = (),
+    suffixes: Sequence[str] | None = AUDIO_SUFFIXES,
+    what: str = "output",
+) -> Path:
+    """Refuse an output that cannot be written, or that is an input, before any work."""
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise PipelineError(f"{what} {path} must end in one of {', '.join(suffixes)}")
+    if path.is_dir():
+        raise PipelineError(f"{what} {path} is a folder; give a file name inside it")
+    for source in inputs:
+        if _same_file(path, source):
+            raise PipelineError(
+                f"{what} {path} is also an input ({source}); writing it would destroy the "
+                "input: choose another output name"
+            )
+    if path.exists() and not path.stat().st_mode & 0o222:
+        raise PipelineError(f"{what} {path} is read-only; choose another name or remove it")
+    _writable_folder(path.parent, f"{what} {path}")
+    return path
+
+
+def _output_folder(path: Path, *, inputs: Sequence[Path] = (), what: str = "output") -> Path:
+    for source in inputs:
+        if _same_file(path, source):
+            raise PipelineError(f"{what} {path} is also an input ({source}); choose another folder")
+    _writable_folder(path, f"{what} {path}")
     return path
 
 
 def _write_audio(path: Path, audio, sample_rate: int) -> None:
-    save(path, audio, sample_rate)
+    try:
+        save(path, audio, sample_rate)  # atomic: an existing file is replaced whole or kept
+    except (OSError, RuntimeError) as err:  # soundfile's LibsndfileError is a RuntimeError
+        reason = getattr(err, "strerror", None) or getattr(err, "error_string", None) or err
+        raise PipelineError(
+            f"cannot write {path} ({reason}); check that its folder is writable and the disk "
+            "has room"
+        ) from None
     console.print(f"wrote {path} ({audio.shape[-1] / sample_rate:.2f} s)")
 
 
@@ -87,11 +228,24 @@ def _pipeline_dir(pipeline: Path | None) -> Path:
     return pipeline if pipeline is not None else default_pipeline()
 
 
+def _crop_notice(path: Path, audio, rate: int, limit: float, which: str) -> None:
+    seconds = audio.shape[-1] / rate
+    if seconds > limit:
+        _notice(f"{path} is {seconds:.1f} s long; the models use its {which} {limit:g} s")
+
+
 PipelineOption = Annotated[
     Path | None,
     typer.Option("--pipeline", "-p", help="pipeline directory (default: the shipped toy pipeline)"),
 ]
-SeedOption = Annotated[int | None, typer.Option(help="random seed (reproducible output)")]
+SeedOption = Annotated[
+    int | None,
+    typer.Option(help="random seed (reproducible output)", min=0, max=2**32 - 1),
+]
+
+
+def _guidance(help_text: str) -> Any:
+    return _number(help_text, 0, names=("--guidance-scale", "--guidance"))
 
 
 @app.command()
@@ -102,59 +256,82 @@ def generate(
     ],
     out: Annotated[Path, typer.Option(help="output audio (with several prompts: OUT stem + -<i>)")],
     seconds: Annotated[
-        float, typer.Option(help="seconds to add after each prompt (at most, unless --no-eos)")
+        float,
+        _number(
+            "seconds to add after each prompt (at most, unless --no-eos)",
+            0,
+            MAX_SECONDS,
+            above=True,
+        ),
     ] = 3.0,
     pipeline: PipelineOption = None,
-    temperature: Annotated[float, typer.Option(help="semantic LM sampling temperature")] = 0.9,
-    top_p: Annotated[float, typer.Option(help="semantic LM nucleus sampling")] = 0.95,
-    steps: Annotated[int, typer.Option(help="SoundStorm passes on the first level")] = 16,
-    guidance: Annotated[
-        float, typer.Option(help="SoundStorm classifier-free guidance (1 = off)")
-    ] = 1.0,
+    temperature: Annotated[
+        float,
+        _number("semantic LM sampling temperature (0 = greedy)", 0),
+    ] = 0.9,
+    top_p: Annotated[
+        float,
+        _number("semantic LM nucleus sampling", 0, 1, above=True),
+    ] = 0.95,
+    steps: Annotated[
+        int, typer.Option(min=1, max=MAX_STEPS, help="SoundStorm passes on the first level")
+    ] = 16,
+    guidance: Annotated[float, _guidance("SoundStorm classifier-free guidance (1 = off)")] = 1.0,
     eos: Annotated[bool, typer.Option(help="let the model end the utterance early")] = True,
     include_prompt: Annotated[bool, typer.Option(help="write prompt + continuation")] = False,
     seed: SeedOption = None,
 ) -> None:
-    """Speech continuation: prompt -> semantic tokens -> AudioLM -> SoundStorm -> codec."""
+    """Speech continuation: prompt -> semantic tokens -> AudioLM -> SoundStorm -> codec.
+
+    Only the end of a long prompt is used (the last 10 s with the toy pipeline); a longer
+    prompt is cropped to it before anything runs, with a notice.
+    """
+    paths = [_output_file(path, inputs=prompt) for path in _batch_outputs(out, len(prompt))]
     from cadence.audiolm import SamplingOptions
     from cadence.soundstorm import default_iterations
 
     from .continuation import SpeechContinuation
 
-    _output_path(out)
     sampling = SamplingOptions(temperature=temperature, top_p=top_p, allow_eos=eos)
     pipe = SpeechContinuation.from_pretrained(_pipeline_dir(pipeline))
     items = [load(p, sample_rate=pipe.sample_rate, what="prompt")[0] for p in prompt]
-    with console.status("generating"):
-        start = time.perf_counter()
-        result = pipe.generate(
-            items,
-            sample_rate=pipe.sample_rate,
-            seconds=seconds,
-            sampling=sampling,
-            iterations=default_iterations(pipe.soundstorm.config.num_quantizers, first=steps),
-            guidance_scale=guidance,
-            seed=seed,
-        )
-        elapsed = time.perf_counter() - start
-    paths = (
-        [out]
-        if len(items) == 1
-        else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(len(items))]
+    for path, item in zip(prompt, items):
+        _crop_notice(path, item, pipe.sample_rate, pipe.prompt_seconds, "last")
+    start = time.perf_counter()
+    result = pipe.generate(
+        items,
+        sample_rate=pipe.sample_rate,
+        seconds=seconds,
+        sampling=sampling,
+        iterations=default_iterations(pipe.soundstorm.config.num_quantizers, first=steps),
+        guidance_scale=guidance,
+        seed=seed,
+        progress=lambda stage: errors.print(f"[dim]{escape(stage)}[/]", highlight=False),
     )
+    elapsed = time.perf_counter() - start
     for i, path in enumerate(paths):
-        audio = result.audio[i, :, : int(result.lengths[i])]
-        if include_prompt:
-            import torch
-
-            audio = torch.cat(
-                [result.prompt_audio[i, :, : int(result.prompt_lengths[i])], audio], dim=-1
-            )
-        _write_audio(path, audio, result.sample_rate)
+        _write_audio(path, _generated(result, i, include_prompt=include_prompt), result.sample_rate)
     total = float(result.lengths.sum()) / result.sample_rate
     console.print(
         f"generated {total:.2f} s of audio in {elapsed:.2f} s (real-time factor {elapsed / max(total, 1e-9):.2f})"
     )
+
+
+def _batch_outputs(out: Path, count: int) -> list[Path]:
+    """``out`` for one prompt; ``out``'s stem + ``-<i>`` for several."""
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(count)]
+
+
+def _generated(result: Any, i: int, *, include_prompt: bool) -> Any:
+    """Row ``i`` of a ContinuationOutput: the continuation, after the whole prompt if asked."""
+    audio = result.audio[i, :, : int(result.lengths[i])]
+    if not include_prompt:
+        return audio
+    import torch
+
+    return torch.cat([result.prompt_audio[i, :, : int(result.prompt_lengths[i])], audio], dim=-1)
 
 
 @app.command()
@@ -162,29 +339,38 @@ def generate(
 def convert(
     source: Annotated[Path, typer.Option(help="speech whose words are kept")],
     target_voice: Annotated[
-        Path, typer.Option("--target-voice", help="a recording of the voice to use")
+        Path,
+        typer.Option("--target-voice", help="a recording of the voice to use (its first 10 s)"),
     ],
     out: Annotated[Path, typer.Option(help="output audio")],
     method: Annotated[
-        str, typer.Option(help="soundstorm or flow (the flow-matching model)")
+        str,
+        typer.Option(
+            callback=_choice("soundstorm", "flow"),
+            help="soundstorm or flow (the flow-matching model)",
+        ),
     ] = "soundstorm",
     steps: Annotated[
-        int, typer.Option(help="SoundStorm passes on the first level, or ODE steps of the flow")
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_STEPS,
+            help="SoundStorm passes on the first level, or ODE steps of the flow",
+        ),
     ] = 16,
-    guidance: Annotated[float, typer.Option(help="classifier-free guidance (1 = off)")] = 1.0,
+    guidance: Annotated[float, _guidance("classifier-free guidance (1 = off)")] = 1.0,
     pipeline: PipelineOption = None,
     seed: SeedOption = None,
 ) -> None:
     """Voice conversion: the content of --source in the voice of --target-voice."""
-    from .synthesis import VoiceConversion
+    _output_file(out, inputs=[source, target_voice])
+    from .synthesis import VOICE_PROMPT_SECONDS, VoiceConversion
 
-    if method not in ("soundstorm", "flow"):
-        raise PipelineError(f"--method must be soundstorm or flow, got {method!r}")
-    _output_path(out)
-    vc = VoiceConversion.from_pretrained(_pipeline_dir(pipeline), method=method)  # type: ignore[arg-type]  # checked above
+    vc = VoiceConversion.from_pretrained(_pipeline_dir(pipeline), method=method)  # type: ignore[arg-type]  # checked by _choice
     src, _ = load(source, sample_rate=vc.sample_rate, what="source")
     tgt, _ = load(target_voice, sample_rate=vc.sample_rate, what="target voice")
-    with console.status(f"converting ({method})"):
+    _crop_notice(target_voice, tgt, vc.sample_rate, VOICE_PROMPT_SECONDS, "first")
+    with console.status(f"converting {src.shape[-1] / vc.sample_rate:.1f} s ({method})"):
         audio = vc.convert(
             src, tgt, sample_rate=vc.sample_rate, steps=steps, guidance_scale=guidance, seed=seed
         )
@@ -194,20 +380,30 @@ def convert(
 @app.command()
 @_user_errors
 def tts(
-    text: Annotated[str, typer.Argument(help="the sentence to say")],
-    prompt: Annotated[Path, typer.Option(help="a recording of the voice to use")],
+    text: Annotated[
+        str, typer.Argument(help=f"the sentence to say (at most {MAX_TEXT_CHARACTERS} characters)")
+    ],
+    prompt: Annotated[Path, typer.Option(help="a recording of the voice to use (its first 10 s)")],
     out: Annotated[Path, typer.Option(help="output audio")],
-    steps: Annotated[int, typer.Option(help="diffusion sampling steps (DPM-Solver++)")] = 32,
-    guidance: Annotated[float, typer.Option(help="classifier-free guidance scale")] = 1.5,
+    steps: Annotated[
+        int, typer.Option(min=1, max=MAX_STEPS, help="diffusion sampling steps (DPM-Solver++)")
+    ] = 32,
+    guidance: Annotated[float, _guidance("classifier-free guidance scale (1 = off)")] = 1.5,
     pipeline: PipelineOption = None,
     seed: SeedOption = None,
 ) -> None:
     """Text to speech with NaturalSpeech 2, in the voice of --prompt."""
-    from .synthesis import TextToSpeech
+    if len(text) > MAX_TEXT_CHARACTERS:
+        raise PipelineError(
+            f"the text has {len(text)} characters; say at most {MAX_TEXT_CHARACTERS} at once "
+            "(split it into sentences)"
+        )
+    _output_file(out, inputs=[prompt])
+    from .synthesis import VOICE_PROMPT_SECONDS, TextToSpeech
 
-    _output_path(out)
     model = TextToSpeech.from_pretrained(_pipeline_dir(pipeline))
     voice, rate = load(prompt, sample_rate=model.sample_rate, what="voice prompt")
+    _crop_notice(prompt, voice, rate, VOICE_PROMPT_SECONDS, "first")
     with console.status("synthesizing"):
         audio = model.synthesize(
             text, voice, sample_rate=rate, steps=steps, guidance_scale=guidance, seed=seed
@@ -230,11 +426,20 @@ def tokenize(
     pipeline: Annotated[
         Path | None, typer.Option(help="take --codec and --tokenizer from a pipeline")
     ] = None,
-    batch_size: int = 8,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="items per model call")] = 8,
+    min_seconds: Annotated[
+        float,
+        _number("skip (and list in the manifest) shorter items", 0, 60),
+    ] = 0.1,
 ) -> None:
-    """Precompute token shards (codec codes, semantic tokens, latents) of a dataset (resumable; split across processes under accelerate launch)."""
+    """Precompute token shards (codec codes, semantic tokens, latents) of a dataset (resumable; split across processes under accelerate launch).
+
+    Unreadable, truncated and too short files are skipped and listed under "skipped" in
+    the manifest.
+    """
     from .training import tokenize_corpus
 
+    _output_folder(out, inputs=[data], what="shard folder")
     if pipeline is not None:
         spec = PipelineSpec.read(pipeline)
         codec = codec or spec.path("codec")
@@ -252,6 +457,7 @@ def tokenize(
         latents=latents,
         batch_size=batch_size,
         accelerator=accelerator,
+        min_seconds=min_seconds,
     )
     console.print(f"wrote shards to {path}")
 
@@ -292,14 +498,19 @@ def recipe(
         ),
     ] = None,
     steps_scale: Annotated[
-        float, typer.Option(help="multiply every model's steps (e.g. 0.01 for a smoke run)")
+        float,
+        _number("multiply every model's steps (e.g. 0.01 for a smoke run)", 0, 100, above=True),
     ] = 1.0,
     only: Annotated[
         list[str] | None, typer.Option(help="run only these stages (repeatable)")
     ] = None,
     workers: Annotated[
         int,
-        typer.Option(help="run independent stages at once, one thread each (2 suits a 2-core CPU)"),
+        typer.Option(
+            min=1,
+            max=64,
+            help="run independent stages at once, one thread each (2 suits a 2-core CPU)",
+        ),
     ] = 1,
     assemble: Annotated[bool, typer.Option(hidden=True)] = True,
 ) -> None:
@@ -312,10 +523,7 @@ def recipe(
         unknown = sorted(set(only) - set(ORDER))
         if unknown:
             raise PipelineError(f"unknown stages {unknown}; the stages are {', '.join(ORDER)}")
-    if steps_scale <= 0:
-        raise PipelineError("--steps-scale must be > 0")
-    if workers < 1:
-        raise PipelineError("--workers must be >= 1")
+    _output_folder(out, inputs=[corpus] if corpus is not None else [], what="recipe folder")
     pipeline_dir = run_toy_recipe(
         out,
         corpus,
@@ -340,14 +548,19 @@ def evaluate(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="write the metrics as JSON here")] = None,
     limit: Annotated[
-        int | None, typer.Option(help="evaluate on the first N validation utterances")
+        int | None, typer.Option(min=1, help="evaluate on the first N validation utterances")
     ] = None,
-    prompt_seconds: Annotated[float, typer.Option(help="SoundStorm / TTS prompt length")] = 3.0,
-    seed: int = 0,
+    prompt_seconds: Annotated[
+        float,
+        _number("SoundStorm / TTS prompt length", 0, MAX_SECONDS, above=True),
+    ] = 3.0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
 ) -> None:
     """Objective metrics of every model in a pipeline on held-out speech."""
     from .evaluation import evaluate_pipeline
 
+    if out is not None:
+        _output_file(out, suffixes=None, what="metrics file")
     if corpus is None:
         corpus = PipelineSpec.read(_pipeline_dir(pipeline)).held_out()
     report = evaluate_pipeline(
@@ -360,7 +573,10 @@ def evaluate(
     )
     _print_report(report)
     if out is not None:
-        write_json(out, report)
+        try:
+            write_json(out, report)
+        except OSError as err:
+            raise PipelineError(f"cannot write {out} ({err.strerror or err})") from None
         console.print(f"wrote {out}")
 
 
@@ -384,14 +600,19 @@ def demo(
     out: Annotated[Path, typer.Option(help="output directory")] = Path("outputs/demo"),
     pipeline: PipelineOption = None,
     prompt_seconds: Annotated[
-        float, typer.Option(help="seconds of the held-out utterance used as the prompt")
+        float,
+        _number("seconds of the held-out utterance used as the prompt", 0, MAX_SECONDS, above=True),
     ] = 2.0,
-    seconds: Annotated[float, typer.Option(help="seconds to continue")] = 3.0,
-    seed: int = 0,
+    seconds: Annotated[
+        float,
+        _number("seconds to continue", 0, MAX_SECONDS, above=True),
+    ] = 3.0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
 ) -> None:
     """The main job: continue a held-out prompt with the shipped pipeline; writes wavs and a spectrogram PNG (prompt | generated), prints metrics."""
     from .demo import run_demo
 
+    _output_folder(out, what="demo folder")
     run_demo(
         _pipeline_dir(pipeline),
         out,

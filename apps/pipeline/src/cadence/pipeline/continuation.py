@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -32,11 +32,28 @@ from cadence.soundstorm import SoundStorm, default_iterations
 from .components import PipelineError, check_compatible
 from .pipeline import PipelineSpec
 
-__all__ = ["DEFAULT_SAMPLING", "ContinuationOutput", "SpeechContinuation"]
+__all__ = [
+    "DEFAULT_SAMPLING",
+    "MAX_SECONDS",
+    "SOUNDSTORM_PROMPT_SECONDS",
+    "ContinuationOutput",
+    "SpeechContinuation",
+]
 
 # The semantic LM's sampling unless told otherwise: a little below temperature 1 with
 # nucleus sampling keeps the toy LM from wandering off into rare tokens.
 DEFAULT_SAMPLING = SamplingOptions(temperature=0.9, top_p=0.95)
+
+# The longest continuation: 3000 semantic frames at 50 Hz, a dozen sliding windows of the
+# toy LM. Far longer requests are runaways (`--seconds 1e9`), refused rather than run.
+MAX_SECONDS = 60.0
+
+# What of a prompt the models use: the semantic LM its last half context of tokens (see
+# continue_semantic), SoundStorm its last SOUNDSTORM_PROMPT_SECONDS of codes and tokens
+# (every training prompt was part of an utterance of a few seconds; SoundStorm's paper
+# prompts with 3 s). A longer prompt is cropped to the longer of the two BEFORE it is
+# tokenized or encoded, so a 10-minute prompt costs what a 10-second one does.
+SOUNDSTORM_PROMPT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,12 @@ class SpeechContinuation:
     def channels(self) -> int:
         return self.codec.channels
 
+    @property
+    def prompt_seconds(self) -> float:
+        """The most of a prompt the models use (its end); longer prompts are cropped to it."""
+        lm_seconds = (self.semantic_lm.config.max_frames // 2) / self.tokenizer.frame_rate
+        return max(lm_seconds, SOUNDSTORM_PROMPT_SECONDS)
+
     def _device(self) -> torch.device:
         return next(self.soundstorm.parameters()).device
 
@@ -125,6 +148,7 @@ class SpeechContinuation:
         soundstorm_temperature: float = 1.0,
         guidance_scale: float = 1.0,
         seed: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> ContinuationOutput:
         """Continue each prompt by ``seconds`` (at most, when ``sampling.allow_eos``).
 
@@ -132,15 +156,26 @@ class SpeechContinuation:
             prompt: ``(b, c, t)`` audio, one ``(c, t)`` clip, or a list of clips of different
                 lengths; any channel count and rate (converted to the codec's).
             sample_rate: the prompts' rate.
-            seconds: length of the continuation.
+            seconds: length of the continuation, at most :data:`MAX_SECONDS`.
             sampling: the semantic LM's sampling (default :data:`DEFAULT_SAMPLING`); with
                 ``allow_eos`` the LM may end an utterance before ``seconds``.
             iterations: SoundStorm passes per level (default 16 on the first, 1 after).
             soundstorm_temperature, guidance_scale: SoundStorm sampling.
             seed: makes the result reproducible.
+            progress: called with the name of each stage as it starts; the semantic LM then
+                also shows a progress bar.
+
+        Only the last :attr:`prompt_seconds` of a prompt are used (tokenized, encoded);
+        ``prompt_audio`` holds the whole prompt.
         """
         if not math.isfinite(seconds) or seconds <= 0:
             raise PipelineError(f"seconds must be > 0 and finite, got {seconds}")
+        if seconds > MAX_SECONDS:
+            raise PipelineError(
+                f"seconds must be at most {MAX_SECONDS:g} (a continuation that long takes "
+                f"minutes already), got {seconds:g}"
+            )
+        report = progress or (lambda stage: None)
         sampling = DEFAULT_SAMPLING if sampling is None else sampling
         device = self._device()
         generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
@@ -153,32 +188,45 @@ class SpeechContinuation:
             raise PipelineError(
                 f"a prompt is shorter than {2 * hop / self.sample_rate:.2f} s; give at least a few tenths of a second"
             )
-        audio = audio.to(device)
-        semantic = self.tokenizer.tokenize(audio, lengths)
-        semantic_lengths = frame_lengths(self.tokenizer, lengths)
-        codes = self.codec.encode(audio, lengths)
-        code_lengths = frame_lengths(self.codec, lengths)
+        used, used_lengths = _last_samples(
+            audio, lengths, math.ceil(self.prompt_seconds * self.sample_rate)
+        )
+        used = used.to(device)
+        report("tokenizing the prompt")
+        semantic = self.tokenizer.tokenize(used, used_lengths)
+        semantic_lengths = frame_lengths(self.tokenizer, used_lengths)
+        codes = self.codec.encode(used, used_lengths)
+        code_lengths = frame_lengths(self.codec, used_lengths)
+        # SoundStorm's share of the prompt (the LM crops its own in continue_semantic).
+        storm_frames = round(SOUNDSTORM_PROMPT_SECONDS * self.codec.frame_rate)
+        codes, code_lengths = _last_frames(codes, code_lengths, storm_frames)
+        storm_semantic, storm_semantic_lengths = _last_frames(
+            semantic, semantic_lengths, round(SOUNDSTORM_PROMPT_SECONDS * self.tokenizer.frame_rate)
+        )
         new_frames = max(1, round(seconds * self.tokenizer.frame_rate))
+        report(f"semantic LM: {new_frames} tokens")
         new, new_lengths = self.continue_semantic(
-            semantic, semantic_lengths, new_frames, sampling, generator
+            semantic, semantic_lengths, new_frames, sampling, generator, progress=bool(progress)
         )
         plan = (
             tuple(iterations)
             if iterations is not None
             else default_iterations(self.soundstorm.config.num_quantizers)
         )
+        report(f"SoundStorm: {sum(plan)} passes")
         out = self.soundstorm.generate(
             new,
             semantic_lengths=new_lengths.to(device),
             prompt_codes=codes,
             prompt_lengths=code_lengths.to(device),
-            prompt_semantic=semantic,
-            prompt_semantic_lengths=semantic_lengths.to(device),
+            prompt_semantic=storm_semantic,
+            prompt_semantic_lengths=storm_semantic_lengths.to(device),
             iterations=plan,
             temperature=soundstorm_temperature,
             guidance_scale=guidance_scale,
             generator=generator,
         )
+        report("decoding")
         decoded = self.codec.decode(out.codes, out.lengths)
         samples_per_frame = round(self.sample_rate / self.codec.frame_rate)
         out_lengths = (out.lengths.cpu() * samples_per_frame).clamp(max=decoded.shape[-1])
@@ -200,6 +248,8 @@ class SpeechContinuation:
         new_frames: int,
         sampling: SamplingOptions,
         generator: torch.Generator | None = None,
+        *,
+        progress: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """The semantic tokens that follow each prompt: ``(b, s)`` right-padded, and ``(b,)`` lengths.
 
@@ -220,7 +270,12 @@ class SpeechContinuation:
         totals = keep + new_frames
         if int(totals.max()) <= context:
             out = lm.generate(
-                cropped, keep, max_frames=totals, sampling=sampling, generator=generator
+                cropped,
+                keep,
+                max_frames=totals,
+                sampling=sampling,
+                generator=generator,
+                progress=progress,
             )
         else:
             out = lm.generate_long(
@@ -231,6 +286,7 @@ class SpeechContinuation:
                 keep_frames=context // 2,
                 sampling=sampling,
                 generator=generator,
+                progress=progress,
             )
         rows = []
         for i in range(out.codes.shape[0]):
@@ -241,3 +297,29 @@ class SpeechContinuation:
             rows.append(tokens)
         new, mask = pad_sequences(rows)
         return new, mask.sum(1).cpu()
+
+
+def _last_frames(x: Tensor, lengths: Tensor, keep: int) -> tuple[Tensor, Tensor]:
+    """The last ``keep`` real frames of each right-padded row of ``x`` ``(b, s, ...)``.
+
+    Returns them right-padded ``(b, min(s, keep), ...)`` (0 past each row's length) with
+    their ``(b,)`` lengths; rows no longer than ``keep`` are unchanged.
+    """
+    lengths = lengths.to(x.device)
+    if int(lengths.max()) <= keep:
+        return x, lengths
+    kept = lengths.clamp(max=keep)
+    index = ((lengths - kept)[:, None] + torch.arange(keep, device=x.device)[None]).clamp(
+        max=x.shape[1] - 1
+    )
+    gathered = x.gather(
+        1, index.view(*index.shape, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:])
+    )
+    mask = lengths_to_mask(kept, keep).view(*index.shape, *([1] * (x.ndim - 2)))
+    return gathered * mask.to(gathered.dtype), kept
+
+
+def _last_samples(audio: Tensor, lengths: Tensor, keep: int) -> tuple[Tensor, Tensor]:
+    """The last ``keep`` samples of each right-padded clip of ``audio`` ``(b, c, t)``."""
+    cropped, kept = _last_frames(audio.transpose(1, 2), lengths, keep)
+    return cropped.transpose(1, 2).contiguous(), kept.cpu()

@@ -17,9 +17,15 @@ from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
 from .components import PipelineError, check_compatible
 from .pipeline import PipelineSpec
 
-__all__ = ["ConversionMethod", "TextToSpeech", "VoiceConversion"]
+__all__ = ["VOICE_PROMPT_SECONDS", "ConversionMethod", "TextToSpeech", "VoiceConversion"]
 
 ConversionMethod = Literal["soundstorm", "flow"]
+
+# The most of a voice recording (convert's target voice, tts's prompt) the models are
+# prompted with: its first VOICE_PROMPT_SECONDS. Their training prompts were parts of
+# utterances of a few seconds; a longer recording adds cost (attention over every prompt
+# frame), not voice. Cropped before encoding, so a 10-minute recording costs what 10 s does.
+VOICE_PROMPT_SECONDS = 10.0
 
 
 def _generator(model: torch.nn.Module, seed: int | None) -> torch.Generator | None:
@@ -30,6 +36,11 @@ def _generator(model: torch.nn.Module, seed: int | None) -> torch.Generator | No
 def _check_steps(steps: int, what: str) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise PipelineError(f"{what} must be a whole number >= 1, got {steps!r}")
+
+
+def _voice(audio: Tensor, sample_rate: int) -> Tensor:
+    """The part of a ``(b, c, t)`` voice recording the models use (its first seconds)."""
+    return audio[..., : math.ceil(VOICE_PROMPT_SECONDS * sample_rate)]
 
 
 def _check_guidance(scale: float) -> None:
@@ -92,7 +103,8 @@ class VoiceConversion:
     ) -> Tensor:
         """``(c, t)`` source and target audio at ``sample_rate`` -> ``(c, t')`` at :attr:`sample_rate`.
 
-        ``steps``: SoundStorm's passes on the first level, or the flow's ODE steps.
+        ``steps``: SoundStorm's passes on the first level, or the flow's ODE steps. Only the
+        first :data:`VOICE_PROMPT_SECONDS` of ``target`` are used.
         """
         _check_steps(steps, "steps")
         _check_guidance(guidance_scale)
@@ -112,7 +124,7 @@ class VoiceConversion:
             channels=self.codec.channels,
             what="target voice",
         )
-        src, tgt = src.to(device), tgt.to(device)
+        src, tgt = src.to(device), _voice(tgt, self.sample_rate).to(device)
         if self.method == "flow":
             from cadence.flowmatching import voice_conversion
 
@@ -184,7 +196,10 @@ class TextToSpeech:
         guidance_scale: float = 1.5,
         seed: int | None = None,
     ) -> Tensor:
-        """``text`` in the voice of ``prompt`` ``(c, t)`` -> ``(c, t')`` audio at :attr:`sample_rate`."""
+        """``text`` in the voice of ``prompt`` ``(c, t)`` -> ``(c, t')`` audio at :attr:`sample_rate`.
+
+        Only the first :data:`VOICE_PROMPT_SECONDS` of ``prompt`` are used.
+        """
         if not text or not text.strip():
             raise PipelineError("no text to synthesize: give a non-empty sentence")
         _check_steps(steps, "steps")
@@ -198,7 +213,7 @@ class TextToSpeech:
             channels=self.codec.channels,
             what="voice prompt",
         )
-        prompt_latents = self.codec.encode_latents(voice.to(device))[0]
+        prompt_latents = self.codec.encode_latents(_voice(voice, self.sample_rate).to(device))[0]
         try:
             latents = self.model.synthesize(
                 text,

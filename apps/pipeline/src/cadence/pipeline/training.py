@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from accelerate.utils import set_seed
 
 from cadence.core.config import ConfigError, config_from_dict
 from cadence.core.data import AudioDataset, ShardReader, precompute
@@ -484,6 +485,11 @@ TRAINERS: dict[str, Callable[[TrainJob], dict[str, float]]] = {
 
 def run_job(job: TrainJob) -> dict[str, float]:
     """Train one stage and write its release checkpoint; returns the final evaluation metrics."""
+    # The model is built (initialized) before the Trainer seeds anything: seed first, from the
+    # trainer's seed, so that two runs of one job start from the same weights (issue 20).
+    seed = job.trainer.get("seed", 0)
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+        set_seed(seed)
     metrics = TRAINERS[job.stage](job)
     _write_summary(job, metrics)
     return metrics
@@ -502,9 +508,11 @@ def tokenize_corpus(
     batch_size: int = 8,
     accelerator: Any = None,
     progress: bool = True,
+    min_seconds: float = 0.1,
 ) -> Path:
     """Precompute shards of a manifest (or of every ``.jsonl``-less audio folder) with a codec
     and/or a semantic tokenizer given as checkpoint directories; see ``cadence.core.data.precompute``.
+    Items shorter than ``min_seconds`` are skipped (listed in the manifest), as are truncated files.
     """
     if codec is None and tokenizer is None:
         raise PipelineError(
@@ -535,4 +543,5 @@ def tokenize_corpus(
         batch_size=batch_size,
         accelerator=accelerator,
         progress=progress,
+        min_seconds=min_seconds,
     )

@@ -20,10 +20,12 @@ for training and are dropped. Files are read without unpickling code
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -238,13 +240,19 @@ def _load_tensor_file(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # "Unsupported global": a pickled class (an experiment config); anything else: not a pickle.
-        if "Unsupported global" not in str(err):
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint ({err}); {_HINT}") from err
+        # torch's message suggests weights_only=False, which would run whatever the file holds:
+        # it is not passed on (nor chained).
+        names = _pickled_globals(path, err)
+        if names:
+            raise CheckpointError(
+                f"{path} holds Python objects besides tensors ({', '.join(names)}), and "
+                "unpickling them can run code: it was refused and nothing in it ran (official "
+                "EnCodec files hold only tensors; a training checkpoint also keeps its "
+                f"experiment config this way); {_HINT}"
+            ) from None
         raise CheckpointError(
-            f"{path} holds Python objects besides tensors (e.g. a training checkpoint with its "
-            f"experiment config), which are not loaded for safety; {_HINT}"
-        ) from err
+            f"{path} is not a PyTorch checkpoint ({_unpickler_reason(err)}); {_HINT}"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({err}); {_HINT}") from err
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
@@ -252,6 +260,25 @@ def _load_tensor_file(path: Path) -> dict[str, Tensor]:
             f"{path} holds a {type(state).__name__}, not a state dict of tensors; {_HINT}"
         )
     return state
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _pickled_globals(path: Path, err: Exception) -> list[str]:
+    """The Python globals a pickle refused by weights_only loading refers to (none: not a pickle)."""
+    names = set(_GLOBAL.findall(str(err)))
+    if zipfile.is_zipfile(path):
+        # a damaged archive cannot be scanned: the error's own name is enough then
+        with contextlib.suppress(Exception):
+            names.update(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    return sorted({n if "." in n else f"builtins.{n}" for n in names})
+
+
+def _unpickler_reason(err: Exception) -> str:
+    # The part of torch's message that says what is wrong, without its advice.
+    match = re.search(r"Unpickler error:\s*(.+?)\s*(?:\n\s*\n|$)", str(err), re.S)
+    return " ".join(match.group(1).split()) if match else "not a pickle"
 
 
 def _config_from_original(state: dict[str, Tensor], bandwidth: float, where: str) -> EnCodecConfig:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +32,7 @@ __all__ = [
     "NonFiniteAudioError",
     "NotAnAudioFileError",
     "SampleRateMismatchError",
+    "TruncatedAudioWarning",
     "batch_audio",
     "check_audio",
     "check_sample_rate",
@@ -75,6 +78,14 @@ class SampleRateMismatchError(AudioError):
 
 class ChannelMismatchError(AudioError):
     """The audio has a number of channels the consumer cannot use."""
+
+
+class TruncatedAudioWarning(UserWarning):
+    """The file's header promises more samples than it holds (a cut-off copy or download).
+
+    :func:`load` warns and returns the samples that are there; dataset tools that must not
+    train on half a file (``precompute``) turn the warning into a skip.
+    """
 
 
 def _check_finite(audio: Tensor, what: str) -> None:
@@ -141,18 +152,26 @@ def load(
         AudioDecodeError: the file is unreadable or not decodable audio (corrupt, truncated, not audio).
         EmptyAudioError: the file holds no samples.
         NonFiniteAudioError: the file holds NaN/inf samples (possible in float WAV).
+
+    Warns:
+        TruncatedAudioWarning: the header promises more samples than the file holds (checked
+            when the whole file is read); the samples present are returned.
     """
     path = Path(path)
     _check_path(path, what)
     try:
-        data, file_rate = sf.read(
-            str(path), start=offset, frames=frames, dtype="float32", always_2d=True
-        )
+        with sf.SoundFile(str(path)) as f:
+            file_rate, promised, log = f.samplerate, f.frames, f.extra_info
+            if offset:
+                f.seek(offset)
+            data = f.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioDecodeError(
             f"cannot decode {path} as audio ({err}); supported formats: "
             f"{', '.join(SUPPORTED_FORMATS)}. Check the file is not truncated or mislabeled."
         ) from err
+    if offset == 0 and frames < 0:
+        _warn_if_truncated(path, what, file_rate, promised, data.shape[0], log)
     if data.size == 0:
         raise EmptyAudioError(f"{path} contains no audio samples")
     # numpy, not torch: torch.isfinite on a small tensor costs ~20 ms of thread start-up.
@@ -168,6 +187,37 @@ def load(
         audio = resample(audio, file_rate, sample_rate)
         file_rate = sample_rate
     return audio, int(file_rate)
+
+
+# libsndfile's log of a WAV whose data chunk promises more bytes than the file holds:
+# "data : 96000 (should be 47978)".
+_SHORT_DATA_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+# Sizes that streaming writers put in a header they cannot seek back to: not a promise.
+_UNKNOWN_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}
+
+
+def _warn_if_truncated(
+    path: Path, what: str, rate: int, header_frames: int, read_frames: int, log: str
+) -> None:
+    """Warn when the header promises more audio than the file holds (a cut-off download)."""
+    promised = have = None
+    match = _SHORT_DATA_CHUNK.search(log or "")
+    if match is not None and int(match.group(1)) not in _UNKNOWN_SIZES:
+        promised_bytes, have_bytes = int(match.group(1)), int(match.group(2))
+        if promised_bytes > have_bytes:
+            # libsndfile counts frames from the bytes present; scale to the promise.
+            promised = round(read_frames * promised_bytes / max(have_bytes, 1))
+            have = read_frames
+    elif 0 < read_frames < header_frames:  # e.g. a FLAC whose stream ends early
+        promised, have = header_frames, read_frames
+    if promised is not None and have is not None:
+        warnings.warn(
+            TruncatedAudioWarning(
+                f"{what} {path} is truncated: its header promises {promised / rate:.2f} s but "
+                f"it holds {have / rate:.2f} s; using the {have / rate:.2f} s that are there"
+            ),
+            stacklevel=3,
+        )
 
 
 def save(

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar, cast, overload
 
@@ -51,6 +53,12 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 2
 
 M = TypeVar("M", bound=nn.Module)
+
+# torch's words for a size that no device could hold (on meta nothing is allocated, so only
+# the size arithmetic can fail).
+_IMPOSSIBLE_SIZE = re.compile(r"overflow|negative dimension|too large|invalid shape", re.I)
+# Memory a model may hold beyond twice its stored weights (tables, caches, filterbanks).
+_UNSTORED_ALLOWANCE = 1 << 30
 
 
 class CheckpointError(ValueError):
@@ -263,9 +271,11 @@ def load_pretrained(
         ok = saved_name == expected or saved_name.rsplit(".", 1)[-1] == cls.__qualname__
         if not ok:
             try:
-                ok = issubclass(_import_class(saved_name), cls)
+                saved = _import_class(saved_name)
             except CheckpointError:
-                ok = False
+                saved = None
+            # A name that is not a class (a module, a function) is simply another thing.
+            ok = isinstance(saved, type) and issubclass(saved, cls)
         if not ok:
             raise CheckpointError(
                 f"{directory} holds a {saved_name} checkpoint, not a {expected}; "
@@ -279,12 +289,17 @@ def load_pretrained(
             f"{cls.__name__} has no `config_class` (a Config dataclass); it cannot be rebuilt from config.json"
         )
     data = header["config"]
-    if header["format_version"] < FORMAT_VERSION:
-        data = upgrade_config_dict(config_class, data, header["format_version"])
     try:
+        if header["format_version"] < FORMAT_VERSION:
+            data = upgrade_config_dict(config_class, data, header["format_version"])
         config = config_from_dict(config_class, data)
-    except ConfigError as err:
-        raise CheckpointError(f"{directory / CONFIG_NAME}: {err}") from err
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        # An upgrade hook or a config of another class (the "class" entry was edited) fails
+        # here; the message names the file and the class it claims to hold.
+        raise CheckpointError(
+            f"{directory / CONFIG_NAME}: its config is not a valid {config_class.__name__} "
+            f"(the checkpoint says it holds a {saved_name}): {err}"
+        ) from err
     weights = directory / WEIGHTS_NAME
     if not weights.exists():
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}; the checkpoint is incomplete")
@@ -318,13 +333,22 @@ def _check_shapes_before_building(
 
     The model is built on the meta device (shapes, no memory), so a tampered config asking
     for a 10^11-entry codebook is refused by comparing shapes, not by running out of memory.
+    Tensors that are not stored (non-persistent buffers) are bounded too: the model may not
+    need much more memory than its weights file holds.
     """
     try:
         with torch.device("meta"):
             skeleton = cls(config)
-        own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    except Exception:  # a model whose __init__ cannot run on meta: checked after loading
+    except (RuntimeError, ValueError) as err:
+        if _IMPOSSIBLE_SIZE.search(str(err)):
+            raise CheckpointError(
+                f"checkpoint {where}: its {CONFIG_NAME} asks for tensors too large to exist "
+                f"({err}); the config was edited or is corrupt"
+            ) from err
+        return  # a model whose __init__ cannot run on meta: checked after loading
+    except Exception:
         return
+    own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     wrong = [
         f"{k}: checkpoint {shapes[k]} vs config {own[k]}"
         for k in own.keys() & shapes.keys()
@@ -334,6 +358,16 @@ def _check_shapes_before_building(
         raise CheckpointError(
             f"checkpoint {where}: its {CONFIG_NAME} does not describe its weights, {len(wrong)} shape "
             f"mismatches: {wrong[:5]}; the config was edited or belongs to other weights"
+        )
+    needed = sum(
+        t.numel() * t.element_size()
+        for t in (*skeleton.parameters(), *skeleton.buffers())  # buffers include non-persistent
+    )
+    stored = sum(math.prod(shape) for shape in shapes.values()) * 4  # float32 upper bound
+    if needed > 2 * stored + _UNSTORED_ALLOWANCE:
+        raise CheckpointError(
+            f"checkpoint {where}: its {CONFIG_NAME} builds a model of {needed / 2**30:.1f} GiB "
+            f"from {stored / 2**30:.3f} GiB of weights; the config was edited or is corrupt"
         )
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import unicodedata
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +34,11 @@ __all__ = [
     "UNK",
     "WORD_BOUNDARY",
     "PhonemeVocabulary",
+    "UnreadableTextWarning",
     "durations_from_starts",
     "phonemize",
     "read_corpus_phonemes",
+    "unreadable_characters",
 ]
 
 PAD = "<pad>"
@@ -44,6 +48,84 @@ WORD_BOUNDARY = "|"
 #: Leading silence (espeak-ng starts every utterance with ~0.1 s of it).
 SILENCE = "_"
 SPECIAL_SYMBOLS = (PAD, UNK, WORD_BOUNDARY, SILENCE)
+
+# The scripts (a word of the Unicode character name) an espeak-ng language reads. A letter
+# of another script is spelled out by name ("Chinese letter", "Japanese letter") or guessed
+# at, which a model trained on one language then says. Latin is read by every voice.
+_LATIN_LANGUAGES = [
+    "af",
+    "cs",
+    "cy",
+    "da",
+    "de",
+    "en",
+    "eo",
+    "es",
+    "et",
+    "eu",
+    "fi",
+    "fr",
+    "ga",
+    "hr",
+    "hu",
+    "id",
+    "is",
+    "it",
+    "lt",
+    "lv",
+    "ms",
+    "mt",
+    "nb",
+    "nl",
+    "pl",
+    "pt",
+    "ro",
+    "sk",
+    "sl",
+    "sq",
+    "sv",
+    "sw",
+    "tr",
+    "vi",
+]
+_SCRIPTS: dict[str, tuple[str, ...]] = {
+    **{language: () for language in _LATIN_LANGUAGES},
+    **{language: ("CYRILLIC",) for language in ("ru", "uk", "be", "bg", "mk", "sr", "kk")},
+    "el": ("GREEK",),
+    "ja": ("HIRAGANA", "KATAKANA", "CJK"),
+    "cmn": ("CJK",),
+    "yue": ("CJK",),
+    "zh": ("CJK",),
+    "ko": ("HANGUL",),
+    **{language: ("ARABIC",) for language in ("ar", "fa", "ur")},
+    "he": ("HEBREW",),
+    **{language: ("DEVANAGARI",) for language in ("hi", "mr", "ne")},
+}
+
+
+class UnreadableTextWarning(UserWarning):
+    """The text holds letters the G2P of the model's language cannot read."""
+
+
+def unreadable_characters(text: str, voice: str = "en-us") -> list[str]:
+    """The letters of ``text`` that espeak-ng's ``voice`` cannot read, in order of appearance.
+
+    A letter is readable when it belongs to a script of the voice's language (Latin always
+    is). Digits, punctuation, symbols and spaces are never flagged; a language this module
+    has no table for flags nothing.
+    """
+    language = voice.lower().split("-")[0].split("_")[0]
+    scripts = _SCRIPTS.get(language)
+    if scripts is None:
+        return []
+    allowed = {"LATIN", *scripts}
+    bad: dict[str, None] = {}
+    for char in text:
+        if unicodedata.category(char) in ("Lu", "Ll", "Lt", "Lo"):
+            words = unicodedata.name(char, "").split()
+            if not allowed.intersection(words):
+                bad[char] = None
+    return list(bad)
 
 
 @dataclass(frozen=True)
@@ -103,9 +185,23 @@ def phonemize(text: str, voice: str = "en-us") -> list[str]:
             names the install (``pip install espeakng-loader`` or ``apt-get install espeak-ng``).
         cadence.naturalspeech2.espeak.EspeakError: espeak-ng has no such voice.
         ValueError: empty text.
+
+    Warns:
+        UnreadableTextWarning: ``text`` holds letters the voice cannot read (Japanese text for
+            an English model), naming them (:func:`unreadable_characters`).
     """
     if not text.strip():
         raise ValueError("cannot phonemize empty text")
+    bad = unreadable_characters(text, voice)
+    if bad:
+        shown = " ".join(bad[:12]) + (f" (and {len(bad) - 12} more)" if len(bad) > 12 else "")
+        warnings.warn(
+            UnreadableTextWarning(
+                f"the {voice} text front end cannot read {shown}: espeak-ng spells such letters "
+                f"out by name or guesses; write the text in the model's language ({voice})"
+            ),
+            stacklevel=2,
+        )
     # The binding reports phonemes as synthesis events; synthesizing a sentence costs a few
     # milliseconds, and the events are the same ones the corpus timings come from.
     synthesis = synthesize(text, voice)

@@ -11,7 +11,8 @@ the codec in its loop. The run is built for large corpora on many GPUs:
 * multi-process under ``accelerate launch``: process ``r`` of ``p`` takes items
   ``index % p == r`` and writes shards ``shard-rank<r>-*``; the main process writes one
   ``manifest.json`` over all of them;
-* a bad file is skipped and listed in the manifest's ``skipped``, never a crash.
+* a bad file (unreadable, truncated, or shorter than ``min_seconds``) is skipped and listed
+  in the manifest's ``skipped``, never a crash.
 """
 
 # b batch | c channels | t samples | n frames | q quantizers | d latent dim
@@ -23,6 +24,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..audio import AudioError, ChannelMismatchError, SampleRateMismatchError
+from ..audio import (
+    AudioError,
+    ChannelMismatchError,
+    SampleRateMismatchError,
+    TruncatedAudioWarning,
+)
 from ..interfaces import Codec, LatentCodec, SemanticTokenizer
 from .collate import collate_audio
 from .dataset import AudioDataset
@@ -104,6 +111,7 @@ def precompute(
     accelerator: _ProcessState | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    min_seconds: float = 0.0,
 ) -> Path:
     """Encode every item of ``dataset`` and write the results as shards with a manifest.
 
@@ -135,6 +143,11 @@ def precompute(
         device: where the models run; default the accelerator's device, else the device of
             the models' parameters, else CPU. ``nn.Module`` models are put in eval mode and
             moved there.
+        min_seconds: items shorter than this are skipped (listed in ``skipped``) rather than
+            stored with next to no frames; 0 keeps every item.
+
+    Truncated files (a header promising more samples than the file holds,
+    :class:`~cadence.core.audio.TruncatedAudioWarning`) are skipped like unreadable ones.
 
     Returns:
         Path of ``manifest.json``.
@@ -144,6 +157,8 @@ def precompute(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not math.isfinite(min_seconds) or min_seconds < 0:
+        raise ValueError(f"min_seconds must be a finite number >= 0, got {min_seconds}")
     output_dir = Path(output_dir)
     state = accelerator if accelerator is not None else _default_state()
     rank, world = state.process_index, state.num_processes
@@ -182,6 +197,8 @@ def precompute(
             "metadata": metadata,
             "max_items_per_shard": max_items_per_shard,
             "num_processes": world,
+            # only when set, so that runs begun before the option existed still resume
+            **({"min_seconds": min_seconds} if min_seconds else {}),
         }
     )
     record = _resume(progress_path, plan_hash)
@@ -214,6 +231,7 @@ def precompute(
         num_workers=num_workers,
         device=run_device,
         sample_rate=sample_rate,
+        min_samples=math.ceil(min_seconds * sample_rate),
     )
     with bar, torch.inference_mode():
         for k, results, skipped in encoded:
@@ -486,6 +504,7 @@ def _encode_shards(
     num_workers: int,
     device: torch.device,
     sample_rate: int,
+    min_samples: int = 0,
 ) -> Iterator[tuple[int, dict[int, dict[str, np.ndarray]], dict[int, str]]]:
     """Run the models over ``(shard number, item indices)``; yields ``(shard, results, skipped)``.
 
@@ -497,7 +516,7 @@ def _encode_shards(
     batches, shard_of_batch, last_batch = _batches(dataset, shards, batch_size, max_batch_seconds)
     items_of = dict(shards)
     loader = DataLoader(
-        _Reader(dataset),
+        _Reader(dataset, min_samples=min_samples, sample_rate=sample_rate),
         batch_sampler=batches,
         num_workers=num_workers,
         collate_fn=_collate,
@@ -518,22 +537,39 @@ def _encode_shards(
 
 
 class _Reader(Dataset):
-    """Reads items for precompute; a bad file becomes an error record, not a substitute."""
+    """Reads items for precompute; a bad file becomes an error record, not a substitute.
 
-    def __init__(self, dataset: Dataset):
+    Bad means unreadable, truncated (its header promises more than it holds) or shorter
+    than ``min_samples``.
+    """
+
+    def __init__(self, dataset: Dataset, *, min_samples: int = 0, sample_rate: int = 1):
         self.dataset = dataset
+        self.min_samples = min_samples
+        self.sample_rate = sample_rate
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         try:
-            read = getattr(self.dataset, "read", None)
-            item = read(index) if read is not None else self.dataset[index]
-        except (AudioError, OSError) as err:
+            with warnings.catch_warnings():
+                # half a file must not become a training item: the warning is raised here
+                warnings.simplefilter("error", TruncatedAudioWarning)
+                read = getattr(self.dataset, "read", None)
+                item = read(index) if read is not None else self.dataset[index]
+        except (AudioError, OSError, TruncatedAudioWarning) as err:
             return {"index": index, "error": f"{type(err).__name__}: {err}"}
         audio = item["audio"]
-        return {"index": index, "audio": audio, "length": int(item.get("length", audio.shape[-1]))}
+        length = int(item.get("length", audio.shape[-1]))
+        if length < self.min_samples:
+            rate = self.sample_rate
+            return {
+                "index": index,
+                "error": f"too short: {length / rate:.3f} s, the minimum is "
+                f"{self.min_samples / rate:.3f} s",
+            }
+        return {"index": index, "audio": audio, "length": length}
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
