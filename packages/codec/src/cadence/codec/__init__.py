@@ -22,6 +22,7 @@ from .metrics import codec_metrics, mel_distance, pesq, si_snr, stft_distance, s
 from .quantizer import CodeRangeError, QuantizedResult, QuantizerConfig, ResidualQuantizer
 from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from .soundstream import SoundStream, SoundStreamConfig, SoundStreamOutput
+from .speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig, SpeechTokenizerSemantic
 from .streaming import (
     StreamableCodec,
     StreamingDecoder,
@@ -58,6 +59,9 @@ __all__ = [
     "SoundStream",
     "SoundStreamConfig",
     "SoundStreamOutput",
+    "SpeechTokenizer",
+    "SpeechTokenizerConfig",
+    "SpeechTokenizerSemantic",
     "StreamableCodec",
     "StreamingDecoder",
     "StreamingEncoder",
