@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from cadence.codec import (
+    DacCodec,
     EnCodec,
     EnCodecConfig,
     ISTFTCodec,
     ISTFTCodecConfig,
+    MimiCodec,
     SoundStream,
     SoundStreamConfig,
     SpeechTokenizer,
@@ -49,6 +51,9 @@ REAL_CODECS = [
     pytest.param(
         lambda: SpeechTokenizer(SpeechTokenizerConfig.tiny()).eval(), id="SpeechTokenizer"
     ),
+    # adapters over transformers' models (random small configs, built offline)
+    pytest.param(lambda: (torch.manual_seed(0), DacCodec.tiny())[1], id="DacCodec"),
+    pytest.param(lambda: (torch.manual_seed(0), MimiCodec.tiny())[1], id="MimiCodec"),
 ]
 CODECS = [pytest.param(lambda: FakeCodec(), id="FakeCodec"), *REAL_CODECS]
 LATENT_CODECS = [pytest.param(lambda: FakeCodec(latent_dim=8), id="FakeCodec"), *REAL_CODECS]

@@ -10,6 +10,7 @@ from .discriminators import (
 )
 from .encodec import EnCodec, EnCodecConfig
 from .encodec_loading import load_official, to_official_state_dict
+from .hf_codecs import DacCodec, MimiCodec
 from .istft_codec import ISTFTCodec, ISTFTCodecConfig
 from .losses import (
     MultiScaleMelLoss,
@@ -41,11 +42,13 @@ __all__ = [
     "CodecDiscriminator",
     "CodecTrainer",
     "CodecTrainerConfig",
+    "DacCodec",
     "DiscriminatorConfig",
     "EnCodec",
     "EnCodecConfig",
     "ISTFTCodec",
     "ISTFTCodecConfig",
+    "MimiCodec",
     "MultiPeriodDiscriminator",
     "MultiScaleDiscriminator",
     "MultiScaleMelLoss",
