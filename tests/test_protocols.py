@@ -11,6 +11,8 @@ from cadence.codec import (
     DacCodec,
     EnCodec,
     EnCodecConfig,
+    HiFiCodec,
+    HiFiCodecConfig,
     ISTFTCodec,
     ISTFTCodecConfig,
     MimiCodec,
@@ -50,6 +52,9 @@ REAL_CODECS = [
     pytest.param(lambda: ISTFTCodec(ISTFTCodecConfig.tiny()).eval(), id="ISTFTCodec"),
     pytest.param(
         lambda: SpeechTokenizer(SpeechTokenizerConfig.tiny()).eval(), id="SpeechTokenizer"
+    ),
+    pytest.param(
+        lambda: (torch.manual_seed(0), HiFiCodec(HiFiCodecConfig.tiny()).eval())[1], id="HiFiCodec"
     ),
     # adapters over transformers' models (random small configs, built offline)
     pytest.param(lambda: (torch.manual_seed(0), DacCodec.tiny())[1], id="DacCodec"),

@@ -11,6 +11,7 @@ from .discriminators import (
 from .encodec import EnCodec, EnCodecConfig
 from .encodec_loading import load_official, to_official_state_dict
 from .hf_codecs import DacCodec, MimiCodec
+from .hificodec import HiFiCodec, HiFiCodecConfig
 from .istft_codec import ISTFTCodec, ISTFTCodecConfig
 from .losses import (
     MultiScaleMelLoss,
@@ -46,6 +47,8 @@ __all__ = [
     "DiscriminatorConfig",
     "EnCodec",
     "EnCodecConfig",
+    "HiFiCodec",
+    "HiFiCodecConfig",
     "ISTFTCodec",
     "ISTFTCodecConfig",
     "MimiCodec",
