@@ -32,6 +32,7 @@ class LevelUNet(nn.Module):
         self.down = nn.Conv1d(dim, dim, 3, stride=2, padding=1)
         self.conv_out = nn.Conv1d(2 * dim, dim, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
+        assert self.conv_out.bias is not None
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, embeddings: Tensor) -> Tensor:

@@ -67,8 +67,13 @@ def _masked_problem(
     if q != config.num_quantizers:
         raise ValueError(f"batch codes have {q} levels, the model {config.num_quantizers}")
     if draw is None:
-        schedule = "linear" if objective == "diffusion" else "cosine"
-        draw = training_mask(lengths, n, q, prompt_range=prompt_range, schedule=schedule)
+        draw = training_mask(
+            lengths,
+            n,
+            q,
+            prompt_range=prompt_range,
+            schedule="linear" if objective == "diffusion" else "cosine",
+        )
     inputs = codes.masked_fill(draw.masked, config.codebook_size)
     targets = codes.gather(2, draw.level[:, None, None].expand(b, n, 1)).squeeze(-1)
     mask = lengths_to_mask(lengths.to(codes.device), n)
