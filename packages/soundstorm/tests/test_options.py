@@ -214,9 +214,9 @@ def test_cross_attention_reads_tokens_at_their_own_rate():
 
 
 LEARNING = {
-    # option -> (model config changes, train config changes, sampler)
-    "unet": (dict(codebook_combiner="unet"), dict(), "maskgit"),
-    "diffusion": (dict(), dict(objective="diffusion"), "diffusion"),
+    # option -> (model config changes, train config changes, sampler, steps)
+    "unet": (dict(codebook_combiner="unet"), dict(), "maskgit", 200),
+    "diffusion": (dict(), dict(objective="diffusion"), "diffusion", 200),
     "cross": (
         dict(
             semantic_conditioning="cross_attention",
@@ -232,6 +232,7 @@ LEARNING = {
         ),
         dict(),
         "maskgit",
+        400,  # it has to learn the alignment the paper's model is given: 0.296 at 200 steps
     ),
 }
 
@@ -241,10 +242,12 @@ LEARNING = {
 def test_each_option_learns_level_one_on_the_toy_corpus(name, toy_shards, toy_config, tmp_path):
     """As ``test_learns_level_one_on_the_toy_corpus`` (the paper's setting), per option.
 
-    Measured (bench/soundstorm/bench_options.py, seeds 0 / 1, the paper's setting 0.452 /
-    0.438 there): see the thresholds' comments below and docs/packages/soundstorm.md.
+    Measured with bench/soundstorm/bench_options.py (held-out level-1 masked accuracy, seeds
+    0 / 1; unigram baseline 0.269): paper 0.452 / 0.437 at 200 steps; unet 0.395 / 0.385;
+    diffusion 0.379 / 0.276; cross-attention 0.421 / 0.413 at 400 steps. The thresholds
+    hold for seed 0 with margin, and a model that ignores its input stays below them.
     """
-    changes, train_changes, sampler = LEARNING[name]
+    changes, train_changes, sampler, steps = LEARNING[name]
     train, valid = toy_shards["train"], toy_shards["valid"]
     torch.manual_seed(0)
     model = SoundStorm(toy_config(**changes))
@@ -255,7 +258,7 @@ def test_each_option_learns_level_one_on_the_toy_corpus(name, toy_shards, toy_co
         model,
         train.directory,
         TrainerConfig(
-            max_steps=200,
+            max_steps=steps,
             batch_size=8,
             learning_rate=5e-3,
             warmup_steps=10,
