@@ -8,12 +8,18 @@ import pytest
 import torch
 
 from cadence.codec import (
+    DacCodec,
     EnCodec,
     EnCodecConfig,
+    HiFiCodec,
+    HiFiCodecConfig,
     ISTFTCodec,
     ISTFTCodecConfig,
+    MimiCodec,
     SoundStream,
     SoundStreamConfig,
+    SpeechTokenizer,
+    SpeechTokenizerConfig,
 )
 from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
 from cadence.core.testing import FakeCodec, FakeSemanticTokenizer
@@ -26,10 +32,35 @@ from cadence.semantic import (
     PhoneticKMeansTokenizerConfig,
 )
 
+
+def _data_initialized_speechtokenizer() -> SpeechTokenizer:
+    """A tiny SpeechTokenizer whose codebooks are residual frames of a test signal.
+
+    Untrained codebooks are zeros (training k-means-inits them), which map every frame to
+    one token; frames of the signal as entries make the tokens depend on the audio.
+    """
+    torch.manual_seed(0)
+    model = SpeechTokenizer(SpeechTokenizerConfig.tiny()).eval()
+    frames = model.encode_latents(speechlike(2, 0.5, model.sample_rate)).flatten(0, 1)
+    picks = torch.randint(0, frames.shape[0], (model.codebook_size,))
+    with torch.no_grad():
+        model.quantizer.codebooks[0] = frames[picks]  # RVQ-1, the level tokenize reads
+    return model
+
+
 REAL_CODECS = [
     pytest.param(lambda: SoundStream(SoundStreamConfig.tiny()).eval(), id="SoundStream"),
     pytest.param(lambda: EnCodec(EnCodecConfig.tiny()).eval(), id="EnCodec"),
     pytest.param(lambda: ISTFTCodec(ISTFTCodecConfig.tiny()).eval(), id="ISTFTCodec"),
+    pytest.param(
+        lambda: SpeechTokenizer(SpeechTokenizerConfig.tiny()).eval(), id="SpeechTokenizer"
+    ),
+    pytest.param(
+        lambda: (torch.manual_seed(0), HiFiCodec(HiFiCodecConfig.tiny()).eval())[1], id="HiFiCodec"
+    ),
+    # adapters over transformers' models (random small configs, built offline)
+    pytest.param(lambda: (torch.manual_seed(0), DacCodec.tiny())[1], id="DacCodec"),
+    pytest.param(lambda: (torch.manual_seed(0), MimiCodec.tiny())[1], id="MimiCodec"),
 ]
 CODECS = [pytest.param(lambda: FakeCodec(), id="FakeCodec"), *REAL_CODECS]
 LATENT_CODECS = [pytest.param(lambda: FakeCodec(latent_dim=8), id="FakeCodec"), *REAL_CODECS]
@@ -54,6 +85,10 @@ TOKENIZERS = [
             PhoneticKMeansTokenizer(PhoneticKMeansTokenizerConfig.tiny()),
         )[1],
         id="PhoneticKMeansTokenizer",
+    ),
+    pytest.param(
+        lambda: _data_initialized_speechtokenizer().semantic_tokenizer(),
+        id="SpeechTokenizerSemantic",
     ),
 ]
 

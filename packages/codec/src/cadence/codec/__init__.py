@@ -10,6 +10,8 @@ from .discriminators import (
 )
 from .encodec import EnCodec, EnCodecConfig
 from .encodec_loading import load_official, to_official_state_dict
+from .hf_codecs import DacCodec, MimiCodec
+from .hificodec import HiFiCodec, HiFiCodecConfig
 from .istft_codec import ISTFTCodec, ISTFTCodecConfig
 from .losses import (
     MultiScaleMelLoss,
@@ -22,6 +24,7 @@ from .metrics import codec_metrics, mel_distance, pesq, si_snr, stft_distance, s
 from .quantizer import CodeRangeError, QuantizedResult, QuantizerConfig, ResidualQuantizer
 from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from .soundstream import SoundStream, SoundStreamConfig, SoundStreamOutput
+from .speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig, SpeechTokenizerSemantic
 from .streaming import (
     StreamableCodec,
     StreamingDecoder,
@@ -40,11 +43,15 @@ __all__ = [
     "CodecDiscriminator",
     "CodecTrainer",
     "CodecTrainerConfig",
+    "DacCodec",
     "DiscriminatorConfig",
     "EnCodec",
     "EnCodecConfig",
+    "HiFiCodec",
+    "HiFiCodecConfig",
     "ISTFTCodec",
     "ISTFTCodecConfig",
+    "MimiCodec",
     "MultiPeriodDiscriminator",
     "MultiScaleDiscriminator",
     "MultiScaleMelLoss",
@@ -58,6 +65,9 @@ __all__ = [
     "SoundStream",
     "SoundStreamConfig",
     "SoundStreamOutput",
+    "SpeechTokenizer",
+    "SpeechTokenizerConfig",
+    "SpeechTokenizerSemantic",
     "StreamableCodec",
     "StreamingDecoder",
     "StreamingEncoder",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from cadence.core.config import Config, ConfigError
 from cadence.core.nn import BackboneConfig
@@ -34,17 +34,28 @@ class SoundStormConfig(Config):
         semantic_frame_rate: semantic tokens per second; tokens are mapped onto codec frames
             by nearest frame (:func:`cadence.soundstorm.masking.semantic_frame_index`).
         backbone: the sequence model (Conformer, Transformer or U-Conformer from core);
-            ``cond_dim`` and ``cross_attn_dim`` must be 0 (conditioning is summed per frame).
+            ``cond_dim`` must be 0; ``cross_attn_dim`` is 0 with ``semantic_conditioning=
+            "aligned"`` and ``dim`` with ``"cross_attention"``.
+        codebook_combiner: how a frame's level embeddings become one vector: ``"sum"`` (the
+            paper) or ``"unet"`` (InstructTTS: a shallow U-Net over the level axis,
+            :class:`~cadence.soundstorm.combiner.LevelUNet`, which starts as the sum).
+        semantic_conditioning: ``"aligned"`` (the paper): each codec frame gets the
+            embedding of the semantic token at its centre, summed in; ``"cross_attention"``:
+            the backbone cross-attends to the semantic tokens at their own rate, both sides
+            carrying sinusoidal time features, so the rates need not divide each other.
 
     The training settings (prompt sampling, condition dropout) are in
     :class:`SoundStormTrainConfig`; checkpoints of format 1 held them here and load without
     them (:attr:`dropped_keys`).
     """
 
+    # Every training setting (SoundStormTrainConfig's fields): format 1 held the first three
+    # here; "objective" came later and never was, so dropping it on upgrade changes nothing.
     dropped_keys: ClassVar[tuple[str, ...]] = (
         "prompt_range",
         "cond_drop_prob",
         "prompt_cond_drop_prob",
+        "objective",
     )
 
     num_quantizers: int = 12
@@ -53,6 +64,8 @@ class SoundStormConfig(Config):
     frame_rate: float = 50.0
     semantic_frame_rate: float = 25.0
     backbone: BackboneConfig = field(default_factory=_paper_backbone)
+    codebook_combiner: Literal["sum", "unet"] = "sum"
+    semantic_conditioning: Literal["aligned", "cross_attention"] = "aligned"
 
     def __post_init__(self) -> None:
         for name in ("num_quantizers", "codebook_size", "semantic_codebook_size"):
@@ -65,10 +78,29 @@ class SoundStormConfig(Config):
                 "SoundStormConfig: frame_rate and semantic_frame_rate must be > 0, got "
                 f"{self.frame_rate} and {self.semantic_frame_rate}"
             )
-        if self.backbone.cond_dim or self.backbone.cross_attn_dim:
+        if self.semantic_conditioning == "aligned" and (
+            self.backbone.cond_dim or self.backbone.cross_attn_dim
+        ):
             raise ConfigError(
                 "SoundStormConfig.backbone: SoundStorm sums its conditioning into the frame "
                 "embeddings; set cond_dim=0 and cross_attn_dim=0"
+            )
+        if self.semantic_conditioning == "cross_attention" and (
+            self.backbone.cond_dim or self.backbone.cross_attn_dim != self.backbone.dim
+        ):
+            raise ConfigError(
+                "SoundStormConfig: semantic_conditioning='cross_attention' attends to semantic "
+                f"embeddings of the model width: set backbone.cross_attn_dim={self.backbone.dim} "
+                "and cond_dim=0"
+            )
+        if self.codebook_combiner not in ("sum", "unet"):
+            raise ConfigError(
+                f"codebook_combiner must be 'sum' or 'unet', got {self.codebook_combiner!r}"
+            )
+        if self.semantic_conditioning not in ("aligned", "cross_attention"):
+            raise ConfigError(
+                "semantic_conditioning must be 'aligned' or 'cross_attention', got "
+                f"{self.semantic_conditioning!r}"
             )
 
     @classmethod
@@ -99,11 +131,17 @@ class SoundStormTrainConfig(Config):
         prompt_cond_drop_prob: probability, per training sample, of replacing the semantic
             tokens of its prompt frames only, so that a prompt without semantic tokens
             (voice conversion from a bare recording) is seen in training.
+        objective: ``"maskgit"`` (the paper: masking ratio ``cos(u)``, cross-entropy averaged
+            over the masked frames) or ``"diffusion"`` (absorbing-state discrete diffusion,
+            as InstructTTS trains: masking ratio ``r ~ U(0, 1]``, each sample's masked
+            cross-entropy weighted by ``1 / r``, the ELBO of the masking process; decode it
+            with ``generate(sampler="diffusion")``).
     """
 
     prompt_range: tuple[float, float] = (0.0, 1.0)
     cond_drop_prob: float = 0.1
     prompt_cond_drop_prob: float = 0.1
+    objective: Literal["maskgit", "diffusion"] = "maskgit"
 
     def __post_init__(self) -> None:
         lo, hi = self.prompt_range
@@ -120,4 +158,8 @@ class SoundStormTrainConfig(Config):
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ConfigError(
                 f"SoundStormTrainConfig.cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}"
+            )
+        if self.objective not in ("maskgit", "diffusion"):
+            raise ConfigError(
+                f"SoundStormTrainConfig.objective must be 'maskgit' or 'diffusion', got {self.objective!r}"
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -23,6 +24,8 @@ from cadence.core.validation import check_ids, check_lengths
 
 from .config import SoundStormConfig
 from .masking import align_semantic, aligned_length
+
+Sampler = Literal["maskgit", "diffusion"]
 
 __all__ = [
     "DecodePlan",
@@ -42,13 +45,15 @@ def default_iterations(num_quantizers: int, first: int = 16) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class DecodePlan:
-    """The sampling options of one call: passes per level, temperatures, guidance, schedule."""
+    """The sampling options of one call: passes per level, temperatures, guidance, schedule,
+    and the sampler of levels with several passes (MaskGIT or absorbing-state diffusion)."""
 
     iterations: tuple[int, ...]
     temperature: float
     choice_temperature: float
     guidance_scale: float
     schedule: MaskSchedule
+    sampler: Sampler = "maskgit"
 
     @property
     def guided(self) -> bool:
@@ -92,6 +97,10 @@ class Layout:
         is_new: ``(b, f)`` bool, the frames to generate.
         lengths: ``(b,)`` host, new frames per row.
         prompt_lengths: ``(b,)`` host, prompt frames per row.
+        context: ``(b, m)`` long, with cross-attention conditioning: the semantic tokens of
+            each row on the semantic grid, the prompt's span (its tokens, or "no condition")
+            then the new tokens; None with aligned conditioning.
+        context_mask: ``(b, m)`` bool, the real entries of ``context``.
     """
 
     codes: Tensor
@@ -100,6 +109,8 @@ class Layout:
     is_new: Tensor
     lengths: Tensor
     prompt_lengths: Tensor
+    context: Tensor | None = None
+    context_mask: Tensor | None = None
 
 
 def check_plan(
@@ -109,6 +120,7 @@ def check_plan(
     choice_temperature: float,
     guidance_scale: float,
     schedule: MaskSchedule,
+    sampler: Sampler = "maskgit",
 ) -> DecodePlan:
     """The sampling options, checked; ``iterations=None`` is :func:`default_iterations`."""
     q = num_quantizers
@@ -124,7 +136,9 @@ def check_plan(
         )
     if guidance_scale < 0:
         raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
-    return DecodePlan(plan, temperature, choice_temperature, guidance_scale, schedule)
+    if sampler not in ("maskgit", "diffusion"):
+        raise ValueError(f"sampler must be 'maskgit' or 'diffusion', got {sampler!r}")
+    return DecodePlan(plan, temperature, choice_temperature, guidance_scale, schedule, sampler)
 
 
 def check_request(
@@ -186,6 +200,11 @@ def lay_out(config: SoundStormConfig, request: DecodeRequest) -> Layout:
         codes[:, :window] = torch.where(
             is_prompt[:, :window, None], request.prompt_codes[:, :window], codes[:, :window]
         )
+    context, context_mask = (
+        _context_semantic(config, request)
+        if config.semantic_conditioning == "cross_attention"
+        else (None, None)
+    )
     return Layout(
         codes=codes,
         semantic=_frame_semantic(config, request, is_prompt, is_real, n_max),
@@ -193,7 +212,35 @@ def lay_out(config: SoundStormConfig, request: DecodeRequest) -> Layout:
         is_new=is_new,
         lengths=lengths,
         prompt_lengths=prompt_lengths,
+        context=context,
+        context_mask=context_mask,
     )
+
+
+def _context_semantic(config: SoundStormConfig, request: DecodeRequest) -> tuple[Tensor, Tensor]:
+    """``(b, m)`` tokens and mask on the semantic grid of each row: the prompt's span, then the new.
+
+    The prompt of ``p`` frames spans ``round(p * semantic_rate / frame_rate)`` tokens: its own
+    semantic tokens where given (the last one repeated if they fall short), else "no
+    condition"; the new tokens follow, so token ``j`` of a row lies at ``j / semantic_rate``.
+    """
+    device = request.semantic.device
+    null = config.semantic_codebook_size
+    rows = []
+    for i in range(request.semantic.shape[0]):
+        p = int(request.prompt_lengths[i])
+        span = round(p * config.semantic_frame_rate / config.frame_rate)
+        prompt = torch.full((span,), null, dtype=torch.long, device=device)
+        if request.prompt_semantic is not None and span > 0:
+            given = int(request.prompt_semantic_lengths[i])  # type: ignore[index]  # set with prompt_semantic
+            index = torch.arange(span, device=device).clamp(max=max(given - 1, 0))
+            prompt = request.prompt_semantic[i, :given][index] if given else prompt
+        rows.append(torch.cat([prompt, request.semantic[i, : int(request.semantic_lengths[i])]]))
+    lengths = torch.tensor([row.numel() for row in rows])
+    context = torch.full((len(rows), int(lengths.max())), null, dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        context[i, : row.numel()] = row
+    return context, lengths_to_mask(lengths, context.shape[1]).to(device)
 
 
 def _frame_semantic(

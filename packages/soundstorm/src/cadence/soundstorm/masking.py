@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -40,12 +41,14 @@ class TrainingMask:
         prompt_lengths: ``(b,)`` long, frames at the start visible on every level.
         masked: ``(b, n, q)`` bool, True where the input code is replaced by the mask id.
         loss_mask: ``(b, n)`` bool, True where the loss is taken (masked frames of ``level``).
+        ratio: ``(b,)`` float64, the masking probability drawn for each sample's level.
     """
 
     level: Tensor
     prompt_lengths: Tensor
     masked: Tensor
     loss_mask: Tensor
+    ratio: Tensor | None = None
 
 
 def training_mask(
@@ -56,6 +59,7 @@ def training_mask(
     prompt_range: tuple[float, float] = (0.0, 1.0),
     level: int | None = None,
     mask_ratio: float | None = None,
+    schedule: Literal["cosine", "linear"] = "cosine",
     generator: torch.Generator | None = None,
 ) -> TrainingMask:
     """Draw the SoundStorm training mask (see the module docstring) for a batch.
@@ -71,6 +75,9 @@ def training_mask(
             The prompt never covers the last frame, so there is always something to predict.
         level: evaluate one fixed level instead of drawing it (evaluation).
         mask_ratio: a fixed masking probability instead of ``cos(u)`` (evaluation).
+        schedule: how the ratio is drawn: ``"cosine"`` (the paper, ``cos(u)``) or
+            ``"linear"`` (``1 - u``, uniform in ``(0, 1]``: absorbing-state diffusion's
+            ``t / T`` with ``t`` uniform, for ``objective="diffusion"``).
         generator: a CPU generator for reproducible draws (all draws happen on the CPU, so no
             device sync is needed to read ``level``).
 
@@ -107,7 +114,11 @@ def training_mask(
         raise ValueError(f"level must be in [0, {num_quantizers}), got {level}")
     else:
         levels_drawn = torch.full((b,), level, dtype=torch.long)
-    if mask_ratio is None:
+    if schedule not in ("cosine", "linear"):
+        raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
+    if mask_ratio is None and schedule == "linear":
+        ratio = 1.0 - torch.rand(b, generator=generator, dtype=torch.float64)
+    elif mask_ratio is None:
         # Cosine schedule: p = cos(u), u ~ U[0, pi/2].
         ratio = torch.cos(torch.rand(b, generator=generator, dtype=torch.float64) * (math.pi / 2))
     elif not 0.0 <= mask_ratio <= 1.0:
@@ -132,6 +143,7 @@ def training_mask(
         prompt_lengths=prompt.to(device),
         masked=masked.to(device),
         loss_mask=chosen.to(device),
+        ratio=ratio.to(device),
     )
 
 

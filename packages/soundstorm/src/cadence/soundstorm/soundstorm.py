@@ -31,8 +31,18 @@ from cadence.core.sampling import (
     num_masked,
 )
 
+from .combiner import LevelUNet
 from .config import SoundStormConfig
-from .layout import DecodePlan, Layout, check_plan, check_request, default_iterations, lay_out
+from .cross import time_features
+from .layout import (
+    DecodePlan,
+    Layout,
+    Sampler,
+    check_plan,
+    check_request,
+    default_iterations,
+    lay_out,
+)
 from .masking import align_semantic
 
 __all__ = ["SoundStorm", "SoundStormOutput", "default_iterations"]
@@ -61,11 +71,14 @@ class SoundStormOutput:
 @dataclass(frozen=True)
 class _Conditioning:
     """What every pass of one call shares: the semantic embedding ``(b, f, d)`` (``2b`` rows
-    with guidance: conditional, then unconditional) and the attention mask ``(b, f)``."""
+    with guidance: conditional, then unconditional) and the attention mask ``(b, f)``; with
+    cross-attention conditioning, the embedded semantic context ``(b, m, d)`` and its mask."""
 
     embedding: Tensor
     key_mask: Tensor | None
     guided: bool
+    context: Tensor | None = None
+    context_mask: Tensor | None = None
 
 
 class SoundStorm(PretrainedMixin, nn.Module):
@@ -97,6 +110,20 @@ class SoundStorm(PretrainedMixin, nn.Module):
             self.head_weight,
         ):
             nn.init.normal_(weight, std=0.02)
+        # Options built after the paper's modules, so its initialisation is unchanged.
+        if config.codebook_combiner == "unet":
+            self.combiner = LevelUNet(d)
+        if config.semantic_conditioning == "cross_attention":
+            # learned projections of the sinusoidal time features of frames and tokens
+            self.frame_time = nn.Linear(d, d, bias=False)
+            self.token_time = nn.Linear(d, d, bias=False)
+            for weight in (self.frame_time.weight, self.token_time.weight):
+                nn.init.normal_(weight, std=0.02)
+
+    @property
+    def cross_attends(self) -> bool:
+        """Whether the semantic tokens are a cross-attention context (not aligned per frame)."""
+        return self.config.semantic_conditioning == "cross_attention"
 
     # -- vocabulary ------------------------------------------------------------------------
 
@@ -125,8 +152,25 @@ class SoundStorm(PretrainedMixin, nn.Module):
     # -- network ---------------------------------------------------------------------------
 
     def embed_codes(self, codes: Tensor) -> Tensor:
-        """``(b, n, q)`` codes (mask id allowed) -> ``(b, n, d)`` sum of the level embeddings."""
-        return self.code_embedding(codes + self.level_offsets).sum(-2)
+        """``(b, n, q)`` codes (mask id allowed) -> ``(b, n, d)``: the level embeddings combined
+        (summed, or through the level U-Net with ``codebook_combiner="unet"``)."""
+        embeddings = self.code_embedding(codes + self.level_offsets)
+        if self.config.codebook_combiner == "sum":
+            return embeddings.sum(-2)
+        return self.combiner(embeddings)
+
+    def frame_time_embedding(self, num_frames: int, device) -> Tensor:
+        """``(n, d)``: where codec frames lie in time (cross-attention conditioning only)."""
+        d = self.config.backbone.dim
+        return self.frame_time(time_features(num_frames, self.config.frame_rate, d, device=device))
+
+    def embed_context(self, semantic: Tensor) -> Tensor:
+        """Semantic tokens ``(b, s)`` at their own rate -> the cross-attention context ``(b, s, d)``."""
+        d = self.config.backbone.dim
+        times = time_features(
+            semantic.shape[1], self.config.semantic_frame_rate, d, device=semantic.device
+        )
+        return self.semantic_embedding(semantic) + self.token_time(times)
 
     def head(self, hidden: Tensor, level: int | Tensor | None = None) -> Tensor:
         """Logits of one level (int), of a level per sample (``(b,)`` tensor) or of all levels.
@@ -147,27 +191,40 @@ class SoundStorm(PretrainedMixin, nn.Module):
         mask: Tensor | None = None,
         *,
         level: int | Tensor | None = None,
+        semantic_mask: Tensor | None = None,
     ) -> Tensor:
         """Logits for masked codes.
 
         Args:
             codes: ``(b, n, q)`` long, values in ``[0, codebook_size]`` (``mask_id`` = masked).
             semantic: ``(b, n)`` long semantic tokens already aligned to codec frames
-                (:meth:`align_semantic`), ``null_semantic_id`` for "no condition".
+                (:meth:`align_semantic`), ``null_semantic_id`` for "no condition". With
+                cross-attention conditioning: ``(b, s)`` tokens at ``semantic_frame_rate``
+                from the first frame on, not aligned.
             mask: ``(b, n)`` bool, True at real frames (None: all real).
             level: see :meth:`head`.
+            semantic_mask: ``(b, s)`` bool, the real semantic tokens (cross-attention only).
         """
+        if self.cross_attends:
+            self._check_frames(codes, None, mask)
+            if semantic.ndim != 2 or semantic.shape[0] != codes.shape[0]:
+                raise ValueError(f"semantic must be (b, s) tokens, got {tuple(semantic.shape)}")
+            x = self.embed_codes(codes) + self.frame_time_embedding(codes.shape[1], codes.device)
+            hidden = self.backbone(
+                x, mask, context=self.embed_context(semantic), context_mask=semantic_mask
+            )
+            return self.head(hidden, level)
         self._check_frames(codes, semantic, mask)
         hidden = self.backbone(self.embed_codes(codes) + self.semantic_embedding(semantic), mask)
         return self.head(hidden, level)
 
-    def _check_frames(self, codes: Tensor, semantic: Tensor, mask: Tensor | None) -> None:
+    def _check_frames(self, codes: Tensor, semantic: Tensor | None, mask: Tensor | None) -> None:
         q = self.config.num_quantizers
         if codes.ndim != 3 or codes.shape[-1] != q:
             raise ValueError(
                 f"codes must be (b, n, {q}) (one column per level), got {tuple(codes.shape)}"
             )
-        if semantic.shape != codes.shape[:2]:
+        if semantic is not None and semantic.shape != codes.shape[:2]:
             raise ValueError(
                 f"semantic must be aligned to the codec frames, (b, n) = {tuple(codes.shape[:2])}, "
                 f"got {tuple(semantic.shape)}; use model.align_semantic(tokens, num_frames)"
@@ -195,6 +252,7 @@ class SoundStorm(PretrainedMixin, nn.Module):
         choice_temperature: float = 1.0,
         guidance_scale: float = 1.0,
         schedule: MaskSchedule = "cosine",
+        sampler: Sampler = "maskgit",
         generator: torch.Generator | None = None,
     ) -> SoundStormOutput:
         """Decode codes for ``semantic`` tokens, optionally continuing an acoustic prompt.
@@ -224,6 +282,11 @@ class SoundStorm(PretrainedMixin, nn.Module):
             guidance_scale: classifier-free guidance (1 = off; MaskGCT uses 2.5). The
                 conditional and unconditional rows run as one batch of ``2b``, one pass.
             schedule: the masking schedule ``gamma``.
+            sampler: how a level with several passes is decoded: ``"maskgit"`` (above) or
+                ``"diffusion"``, the absorbing-state reverse process (for models trained with
+                ``objective="diffusion"``): at pass ``k`` of ``K`` each still-masked frame is
+                revealed with probability ``1 / (K - k)``, sampled at ``temperature``, in a
+                random order rather than by confidence. One pass is greedy in both.
             generator: for reproducible sampling.
         """
         plan = check_plan(
@@ -233,6 +296,7 @@ class SoundStorm(PretrainedMixin, nn.Module):
             choice_temperature,
             guidance_scale,
             schedule,
+            sampler,
         )
         request = check_request(
             self.config,
@@ -295,14 +359,32 @@ class SoundStorm(PretrainedMixin, nn.Module):
 
     def _conditioning(self, layout: Layout, guided: bool) -> _Conditioning:
         """The semantic embedding of every row and the attention mask, ``2b`` rows if guided."""
-        embedding = self.semantic_embedding(layout.semantic)
         key_mask = None if bool(layout.is_real.all()) else layout.is_real
+        if layout.context is not None:
+            return self._cross_conditioning(layout, key_mask, guided)
+        embedding = self.semantic_embedding(layout.semantic)
         if guided:
             # the unconditional rows: every frame gets "no condition"; prompt codes stay
             null = self.semantic_embedding(torch.full_like(layout.semantic, self.null_semantic_id))
             embedding = torch.cat((embedding, null))
             key_mask = None if key_mask is None else torch.cat((key_mask, key_mask))
         return _Conditioning(embedding=embedding, key_mask=key_mask, guided=guided)
+
+    def _cross_conditioning(
+        self, layout: Layout, key_mask: Tensor | None, guided: bool
+    ) -> _Conditioning:
+        """Cross-attention conditioning: frame times summed in, the semantic row as context."""
+        assert layout.context is not None and layout.context_mask is not None
+        b, f = layout.semantic.shape
+        embedding = self.frame_time_embedding(f, layout.semantic.device).expand(b, -1, -1)
+        context, context_mask = self.embed_context(layout.context), layout.context_mask
+        if guided:  # unconditional rows: every token "no condition"
+            null = torch.full_like(layout.context, self.null_semantic_id)
+            embedding = torch.cat((embedding, embedding))
+            context = torch.cat((context, self.embed_context(null)))
+            context_mask = torch.cat((context_mask, context_mask))
+            key_mask = None if key_mask is None else torch.cat((key_mask, key_mask))
+        return _Conditioning(embedding, key_mask, guided, context, context_mask)
 
     def _decode_level(
         self,
@@ -319,14 +401,23 @@ class SoundStorm(PretrainedMixin, nn.Module):
         One pass: every frame takes its argmax (SoundStorm sec. 3.3, greedy on the finer
         levels). More: MaskGIT (:meth:`_maskgit_step`).
         """
-        base = self._other_levels_embedding(codes, level, conditioning)
+        summed = self.config.codebook_combiner == "sum"
+        if summed:
+            base = self._other_levels_embedding(codes, level, conditioning)
+        else:  # a combiner mixes the levels: every pass embeds the whole frame
+            base = conditioning.embedding
         left = self._masked_counts(steps, layout.lengths, plan.schedule, codes.device)
         for step in range(steps):
             current = codes[..., level]
-            logits = self._level_logits(base, current, level, conditioning, plan.guidance_scale)
+            frame = current if summed else codes
+            logits = self._level_logits(base, frame, level, conditioning, plan.guidance_scale)
             still = (current == self.mask_id) & layout.is_new
             if steps == 1:
                 codes[..., level] = torch.where(still, logits.argmax(-1), current)
+            elif plan.sampler == "diffusion":
+                codes[..., level] = self._diffusion_step(
+                    logits, current, still, step, steps, plan, generator
+                )
             else:
                 codes[..., level] = self._maskgit_step(
                     logits, current, still, step, steps, left, plan, generator
@@ -353,11 +444,25 @@ class SoundStorm(PretrainedMixin, nn.Module):
     ) -> Tensor:
         """One network pass: ``(b, f, v)`` float logits of ``level``, guided if asked.
 
-        The conditional and unconditional rows run as one batch of ``2b``.
+        ``current`` is the level's ``(b, f)`` codes (summed levels) or every level's
+        ``(b, f, q)`` (a combiner). The conditional and unconditional rows run as one batch
+        of ``2b``.
         """
-        x = self.code_embedding(current + self.level_offsets[level])
+        if current.ndim == 2:
+            x = self.code_embedding(current + self.level_offsets[level])
+        else:
+            x = self.embed_codes(current)
         x = base + (torch.cat((x, x)) if conditioning.guided else x)
-        logits = self.head(self.backbone(x, conditioning.key_mask), level).float()
+        if conditioning.context is None:
+            hidden = self.backbone(x, conditioning.key_mask)
+        else:
+            hidden = self.backbone(
+                x,
+                conditioning.key_mask,
+                context=conditioning.context,
+                context_mask=conditioning.context_mask,
+            )
+        logits = self.head(hidden, level).float()
         if not conditioning.guided:
             return logits
         cond, uncond = logits.chunk(2)
@@ -394,6 +499,27 @@ class SoundStorm(PretrainedMixin, nn.Module):
             generator=generator,
         )
         return filled.masked_fill(remask, self.mask_id)
+
+    def _diffusion_step(
+        self,
+        logits: Tensor,
+        current: Tensor,
+        still: Tensor,
+        step: int,
+        steps: int,
+        plan: DecodePlan,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Pass ``step`` of ``steps`` of the absorbing-state reverse process on one level.
+
+        With ``t = steps - step`` passes left, each masked frame is revealed with probability
+        ``1 / t`` (masked at ``t / T`` of the way, revealed at ``(t - 1) / T``), from the
+        model's distribution at ``temperature``; revealed frames stay (they never re-mask).
+        """
+        sampled = gumbel_sample(logits, plan.temperature, generator=generator)
+        draw = torch.rand(still.shape, device=still.device, generator=generator)
+        reveal = still & (draw < 1.0 / (steps - step))
+        return torch.where(reveal, sampled, current)
 
     def _assemble(self, codes: Tensor, layout: Layout, passes: int) -> SoundStormOutput:
         """The decoded rows and the new frames cut out of them, 0 past every length."""

@@ -24,6 +24,7 @@ from cadence.core.data import ShardReader, collate_sequences, lengths_to_mask
 from cadence.core.train import StepOutput, Trainer, TrainerConfig
 
 from .config import SoundStormConfig, SoundStormTrainConfig
+from .cross import prompt_tokens
 from .masking import TrainingMask, align_semantic, training_mask
 from .soundstorm import SoundStorm
 
@@ -52,18 +53,39 @@ def _masked_problem(
     draw: TrainingMask | None,
     *,
     prompt_range: tuple[float, float] = (0.0, 1.0),
+    objective: str = "maskgit",
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, TrainingMask]:
-    """Inputs (masked codes, aligned semantic, frame mask), targets and the mask of one batch.
+    """Inputs (masked codes, semantic, frame mask), targets and the mask of one batch.
 
     ``config`` is the model's (levels, vocabularies, frame rates); without a ``draw``, the
-    training mask is drawn with ``prompt_range`` from the global RNG.
+    training mask is drawn with ``prompt_range`` from the global RNG (ratio from the cosine
+    schedule, or uniform for the diffusion ``objective``). The semantic tokens are aligned
+    to the frames ``(b, n)``, or kept at their rate ``(b, s)`` for cross-attention.
     """
     codes, lengths, tokens, token_lengths = _unpack(batch)
     b, n, q = codes.shape
     if q != config.num_quantizers:
         raise ValueError(f"batch codes have {q} levels, the model {config.num_quantizers}")
     if draw is None:
-        draw = training_mask(lengths, n, q, prompt_range=prompt_range)
+        draw = training_mask(
+            lengths,
+            n,
+            q,
+            prompt_range=prompt_range,
+            schedule="linear" if objective == "diffusion" else "cosine",
+        )
+    inputs = codes.masked_fill(draw.masked, config.codebook_size)
+    targets = codes.gather(2, draw.level[:, None, None].expand(b, n, 1)).squeeze(-1)
+    mask = lengths_to_mask(lengths.to(codes.device), n)
+    if config.semantic_conditioning == "cross_attention":
+        token_mask = lengths_to_mask(token_lengths.to(tokens.device), tokens.shape[1])
+        return (
+            inputs,
+            tokens.masked_fill(~token_mask, config.semantic_codebook_size),
+            mask,
+            targets,
+            draw,
+        )
     semantic = align_semantic(
         tokens,
         n,
@@ -71,11 +93,28 @@ def _masked_problem(
         semantic_rate=config.semantic_frame_rate,
         semantic_lengths=token_lengths,
     )
-    mask = lengths_to_mask(lengths.to(codes.device), n)
     semantic = semantic.masked_fill(~mask, config.semantic_codebook_size)
-    inputs = codes.masked_fill(draw.masked, config.codebook_size)
-    targets = codes.gather(2, draw.level[:, None, None].expand(b, n, 1)).squeeze(-1)
     return inputs, semantic, mask, targets, draw
+
+
+def _semantic_kwargs(config: SoundStormConfig, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+    """``semantic_mask`` for a cross-attending model (aligned tokens need none)."""
+    if config.semantic_conditioning != "cross_attention":
+        return {}
+    tokens, token_lengths = batch["tokens"], batch["tokens_lengths"]
+    return {"semantic_mask": lengths_to_mask(token_lengths.to(tokens.device), tokens.shape[1])}
+
+
+def _in_prompt(config: SoundStormConfig, draw: TrainingMask, semantic: Tensor) -> Tensor:
+    """``(b, n)`` or ``(b, s)`` bool: the semantic entries of each sample's prompt."""
+    if config.semantic_conditioning == "cross_attention":
+        return prompt_tokens(
+            draw.prompt_lengths,
+            semantic.shape[1],
+            frame_rate=config.frame_rate,
+            semantic_rate=config.semantic_frame_rate,
+        )
+    return lengths_to_mask(draw.prompt_lengths, semantic.shape[1])
 
 
 class SoundStormTrainStep:
@@ -85,7 +124,8 @@ class SoundStormTrainStep:
     with the prompt lengths of ``config.prompt_range``, drops the semantic tokens of a
     sample's prompt frames with probability ``prompt_cond_drop_prob`` and of all its frames
     with probability ``cond_drop_prob``, and returns the cross-entropy over the masked frames
-    of each sample's level, with the masked-token accuracy as a metric. The levels,
+    of each sample's level (``objective="diffusion"``: ratios drawn uniformly and each
+    sample's loss weighted by ``1 / ratio``), with the masked-token accuracy as a metric. The levels,
     vocabularies and frame rates are the model's (``model.config``). Randomness comes from the
     global RNGs, which the Trainer reseeds per micro-batch (exact resume).
 
@@ -100,25 +140,43 @@ class SoundStormTrainStep:
         cfg = self.config
         model_config = cast(SoundStormConfig, unwrap_model(model).config)
         inputs, semantic, mask, targets, draw = _masked_problem(
-            model_config, batch, None, prompt_range=cfg.prompt_range
+            model_config, batch, None, prompt_range=cfg.prompt_range, objective=cfg.objective
         )
         if model.training:
-            b, n = semantic.shape
+            b = semantic.shape[0]
             null = model_config.semantic_codebook_size
             if cfg.prompt_cond_drop_prob > 0:
                 drop = torch.rand(b, device=inputs.device) < cfg.prompt_cond_drop_prob
-                in_prompt = lengths_to_mask(draw.prompt_lengths, n)
+                in_prompt = _in_prompt(model_config, draw, semantic)
                 semantic = semantic.masked_fill(drop[:, None] & in_prompt, null)
             if cfg.cond_drop_prob > 0:
                 drop = torch.rand(b, device=inputs.device) < cfg.cond_drop_prob
                 semantic = semantic.masked_fill(drop[:, None], null)
-        logits = model(inputs, semantic, mask, level=draw.level)  # (b, n, v)
+        extra = _semantic_kwargs(model_config, batch)
+        logits = model(inputs, semantic, mask, level=draw.level, **extra)  # (b, n, v)
         weight = draw.loss_mask.float()
         per_frame = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
         total = weight.sum().clamp(min=1.0)
-        loss = (per_frame * weight).sum() / total
+        if cfg.objective == "diffusion":
+            loss = _diffusion_loss(per_frame, weight, draw, mask)
+        else:
+            loss = (per_frame * weight).sum() / total
         accuracy = ((logits.argmax(-1) == targets).float() * weight).sum() / total
         return StepOutput(loss=loss, metrics={"accuracy": accuracy.detach()})
+
+
+def _diffusion_loss(per_frame: Tensor, weight: Tensor, draw: TrainingMask, mask: Tensor) -> Tensor:
+    """The absorbing-state ELBO: each sample's masked cross-entropy over ``ratio * T``, averaged.
+
+    ``T`` is the sample's maskable frames (real, not prompt): in expectation ``ratio * T``
+    are masked, so a sample masked lightly counts as much as one masked heavily.
+    """
+    assert draw.ratio is not None
+    n = mask.shape[1]
+    prompt = lengths_to_mask(draw.prompt_lengths.to(mask.device), n)
+    candidates = (mask & ~prompt).sum(1).clamp(min=1).float()
+    per_sample = (per_frame * weight).sum(1) / (draw.ratio.float().to(mask.device) * candidates)
+    return per_sample.mean()
 
 
 @torch.no_grad()
@@ -141,7 +199,7 @@ def masked_accuracy(
         inputs, semantic, mask, targets, draw = _fixed_problem(
             model.config, batch, level, mask_ratio, generator
         )
-        logits = model(inputs, semantic, mask, level=level)
+        logits = model(inputs, semantic, mask, level=level, **_semantic_kwargs(model.config, batch))
         hits = (logits.argmax(-1) == targets) & draw.loss_mask
         return float(hits.sum() / draw.loss_mask.sum().clamp(min=1))
     finally:
