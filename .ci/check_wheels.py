@@ -19,14 +19,24 @@ ROOT = Path(__file__).resolve().parents[1]
 IMPORT_CHECK = """
 import importlib, importlib.util, pkgutil, sys
 name, allowed = sys.argv[1], set(sys.argv[2].split(","))
+optional = set(filter(None, sys.argv[3].split(",")))
 module = importlib.import_module(name)
-# Import every submodule: a dependency used but not declared fails here.
-count = 0
+# Import every submodule: a dependency used but not declared fails here. A submodule that
+# wraps an optional extra may fail only for want of that extra's own packages.
+count, skipped = 0, []
 for info in pkgutil.walk_packages(module.__path__, name + "."):
     if not info.name.endswith("__main__"):
-        importlib.import_module(info.name)
+        try:
+            importlib.import_module(info.name)
+        except ModuleNotFoundError as err:
+            missing = (err.name or "").split(".")[0].lower().replace("_", "-")
+            if not any(extra == missing or extra.startswith(missing + "-") for extra in optional):
+                raise
+            skipped.append(f"{{info.name}} (extra: {{missing}})")
+            continue
         count += 1
-print("imported", name, "and", count, "submodules from", module.__path__[0])
+print("imported", name, "and", count, "submodules from", module.__path__[0],
+      "; needs an extra:", ", ".join(skipped) if skipped else "none")
 for other in {others}:
     if other not in allowed and importlib.util.find_spec(other) is not None:
         sys.exit(f"{{other}} is importable but was not installed on purpose")
@@ -46,6 +56,15 @@ def requirements(wheel: Path) -> list[str]:
         for line in text.splitlines()
         if line.startswith("Requires-Dist:")
     ]
+
+
+def extras(wheel: Path) -> list[str]:
+    """Third-party distributions the wheel declares only under an extra."""
+    names = []
+    for req in requirements(wheel):
+        if "extra ==" in req:
+            names.append(re.split(r"[ ;<>=!~\[]", req, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
 
 
 def main() -> int:
@@ -89,7 +108,9 @@ def main() -> int:
         try:
             print(
                 f"{name}: installs with {sorted(needed)};",
-                run(python, "-c", check, modules[name], allowed).strip(),
+                run(
+                    python, "-c", check, modules[name], allowed, ",".join(extras(wheels[name]))
+                ).strip(),
             )
         except subprocess.CalledProcessError as err:
             failures.append(name)
