@@ -67,14 +67,35 @@ def test_generate_batch_of_prompts(tmp_path, utterances):
         out,
         "--seconds",
         1.5,
-        "--no-eos",
         "--seed",
         0,
     )
     assert result.exit_code == 0, result.output
+    # --seconds is honoured by default: EOS stopping is opt-in (--eos)
     for i in range(2):
         check_audio_file(tmp_path / f"gen-{i}.wav", min_seconds=1.48, max_seconds=1.52)
     assert "real-time factor" in result.output
+    assert "shorter than" not in result.output
+
+
+def test_generate_with_eos_says_when_shorter(tmp_path, utterances):
+    out = tmp_path / "eos.wav"
+    result = invoke("generate", "--prompt", utterances[2], "--out", out, "--seconds", 2, "--eos")
+    assert result.exit_code == 0, result.output
+    seconds = sf.info(str(out)).frames / 16000
+    assert seconds <= 2.02
+    if seconds < 1.95:
+        assert "shorter than the 2 s asked" in result.output, result.output
+
+
+def test_short_notice_names_file_and_reason(capsys):
+    from cadence.pipeline import cli
+
+    cli._short_notice(Path("x.wav"), 0.4, 3.0, eos=True)
+    cli._short_notice(Path("y.wav"), 2.99, 3.0, eos=True)  # within a frame: silent
+    err = capsys.readouterr().err
+    assert "x.wav: 0.40 s, shorter than the 3 s asked" in err and "--eos" in err
+    assert "y.wav" not in err
 
 
 def test_generate_is_reproducible_with_a_seed(tmp_path, utterances):

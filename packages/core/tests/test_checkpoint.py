@@ -60,6 +60,42 @@ def test_halved_weights_load_back_as_float32(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
 
 
+def test_quantized_weights_load_back_close_and_small(tmp_path):
+    model = make(dim=128, depth=3, share_weights=True)
+    with torch.no_grad():
+        model.layers[1].weight[0, 0] = 40.0  # an outlier costs precision in its block only
+    path = model.save_pretrained(tmp_path / "ckpt")
+    full = (path / "model.safetensors").stat().st_size
+    saved = checkpoint.quantize_weights(path)
+    assert saved > 0.7 * full  # int8 + a float16 scale per 64 values: ~27% of float32
+    assert checkpoint.quantize_weights(path) == 0  # already quantized
+    loaded = load_pretrained(path).eval()
+    assert all(p.dtype == torch.float32 for p in loaded.state_dict().values())
+    assert loaded.layers[0].weight is loaded.layers[-1].weight  # tied weights stay tied
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        blocks = a.reshape(-1)
+        bound = blocks.abs().max() / 254 + 1e-3 * blocks.abs().max() + 1e-6
+        assert (a - b).abs().max() <= bound, name
+    # away from the outlier's block, rows keep their own precision
+    w, q = model.layers[1].weight, loaded.layers[1].weight
+    assert (w[1:] - q[1:]).abs().max() < w[1:].abs().max() / 200
+    x = torch.randn(32, 8)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0.02, atol=0.02)
+
+
+def test_quantized_scales_must_match(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = make(dim=128).save_pretrained(tmp_path / "ckpt")
+    checkpoint.quantize_weights(path)
+    state = load_file(str(path / "model.safetensors"))
+    key = next(k for k in state if k.endswith(".__int8_scales"))
+    state[key] = state[key][:-1]
+    save_file(state, str(path / "model.safetensors"), metadata={"stored_dtype": "int8"})
+    with pytest.raises(CheckpointError, match="does not match its scales"):
+        load_pretrained(path)
+
+
 def test_tied_weights_survive(tmp_path):
     model = make(share_weights=True, depth=3)
     model.save_pretrained(tmp_path / "c")

@@ -258,7 +258,7 @@ def generate(
     seconds: Annotated[
         float,
         _number(
-            "seconds to add after each prompt (at most, unless --no-eos)",
+            "seconds to add after each prompt (fewer only with --eos)",
             0,
             MAX_SECONDS,
             above=True,
@@ -277,7 +277,10 @@ def generate(
         int, typer.Option(min=1, max=MAX_STEPS, help="SoundStorm passes on the first level")
     ] = 16,
     guidance: Annotated[float, _guidance("SoundStorm classifier-free guidance (1 = off)")] = 1.0,
-    eos: Annotated[bool, typer.Option(help="let the model end the utterance early")] = True,
+    eos: Annotated[
+        bool,
+        typer.Option(help="stop when the semantic LM ends the utterance (may be shorter)"),
+    ] = False,
     include_prompt: Annotated[bool, typer.Option(help="write prompt + continuation")] = False,
     seed: SeedOption = None,
 ) -> None:
@@ -311,10 +314,22 @@ def generate(
     elapsed = time.perf_counter() - start
     for i, path in enumerate(paths):
         _write_audio(path, _generated(result, i, include_prompt=include_prompt), result.sample_rate)
+        _short_notice(path, float(result.lengths[i]) / result.sample_rate, seconds, eos=eos)
     total = float(result.lengths.sum()) / result.sample_rate
     console.print(
         f"generated {total:.2f} s of audio in {elapsed:.2f} s (real-time factor {elapsed / max(total, 1e-9):.2f})"
     )
+
+
+def _short_notice(path: Path, got: float, asked: float, *, eos: bool) -> None:
+    """Say so when a continuation is shorter than asked (one frame of slack)."""
+    if got < asked - 0.05:
+        why = "the semantic LM ended the utterance (--eos)" if eos else "the model's context"
+        errors.print(
+            f"[yellow]note:[/] {escape(str(path))}: {got:.2f} s, shorter than the {asked:g} s "
+            f"asked: {why}",
+            highlight=False,
+        )
 
 
 def _batch_outputs(out: Path, count: int) -> list[Path]:

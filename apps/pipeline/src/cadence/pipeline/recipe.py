@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cadence.core.checkpoint import CONFIG_NAME, halve_weights
+from cadence.core.checkpoint import CONFIG_NAME, quantize_weights
 from cadence.core.io import write_json, write_text
 
 from .components import PipelineError
@@ -65,7 +65,8 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
         "stage": "codec",
         "architecture": "istft",
         "crop_seconds": 1.0,
-        "model": {},
+        # narrower than the class default (256/384): fits the recipe's time and size budgets
+        "model": {"dim": 192, "decoder_dim": 320},
         "trainer": {
             "max_steps": 2500,
             "batch_size": 16,
@@ -96,12 +97,12 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
         "model": {"layer": 4},
         "train": {"num_clusters": 256, "batch_size": 10000, "max_steps": 150},
         "trainer": {
-            "max_steps": 600,
+            "max_steps": 500,
             "batch_size": 16,
             "learning_rate": 2e-3,
-            "warmup_steps": 60,
+            "warmup_steps": 50,
             "ema_decay": 0.99,
-            "save_every": 200,
+            "save_every": 250,
             "log_every": 25,
         },
     },
@@ -110,22 +111,22 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
         # chains of one speaker's utterances: the LM learns to go on after an utterance ends
         "speaker_chains": True,
         "model": {
-            "dim": 256,
+            "dim": 192,
             "depth": 4,
             "heads": 4,
-            "dim_head": 64,
+            "dim_head": 48,
             "max_seq_len": 512,
             "ff_dropout": 0.1,
             "attn_dropout": 0.1,
         },
         "trainer": {
-            "max_steps": 800,
-            "batch_size": 16,
+            "max_steps": 600,
+            "batch_size": 8,
             "learning_rate": 1e-3,
-            "warmup_steps": 80,
+            "warmup_steps": 60,
             "weight_decay": 0.1,
             "ema_decay": 0.99,
-            "save_every": 400,
+            "save_every": 300,
             "log_every": 25,
         },
     },
@@ -134,15 +135,15 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
         "model": {
             "backbone": {
                 "kind": "conformer",
-                "dim": 256,
-                "depth": 6,
+                "dim": 192,
+                "depth": 4,
                 "heads": 4,
                 "ff_mult": 2.0,
                 "conv_kernel_size": 15,
             }
         },
         "trainer": {
-            "max_steps": 2000,
+            "max_steps": 1000,
             "batch_size": 16,
             "learning_rate": 1e-3,
             "warmup_steps": 100,
@@ -153,9 +154,9 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
     },
     "naturalspeech2": {
         "stage": "naturalspeech2",
-        "model": {"tiny": True, "dim": 128, "wavenet_channels": 128, "wavenet_depth": 12},
+        "model": {"tiny": True, "dim": 128, "wavenet_channels": 96, "wavenet_depth": 10},
         "trainer": {
-            "max_steps": 1500,
+            "max_steps": 1000,
             "batch_size": 16,
             "learning_rate": 1e-3,
             "warmup_steps": 100,
@@ -172,16 +173,16 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
                 "semantic_dim": 128,
                 "backbone": {
                     "kind": "conformer",
-                    "dim": 192,
+                    "dim": 160,
                     "depth": 4,
                     "heads": 4,
                     "conv_kernel_size": 15,
-                    "cond_dim": 192,
+                    "cond_dim": 160,
                 },
             }
         },
         "trainer": {
-            "max_steps": 1500,
+            "max_steps": 1000,
             "batch_size": 16,
             "learning_rate": 1e-3,
             "warmup_steps": 100,
@@ -509,14 +510,15 @@ def run_toy_recipe(
         _held_out_prompt(corpus, pipeline_dir / "prompts")
         copy_held_out(corpus, pipeline_dir / "held_out", per_speaker=SHIPPED_PER_SPEAKER)
         for name in TOY_JOBS:
-            halve_weights(pipeline_dir / name)
+            # blockwise int8 storage: what ships stays under ~40 MB (cadence.core.checkpoint)
+            quantize_weights(pipeline_dir / name)
         write_pipeline(
             pipeline_dir,
             {name: name for name in TOY_JOBS},
             prompt="prompts/prompt.flac",
             description="toy recipe: ISTFTCodec, phonetic semantic tokens, AudioLM semantic stage, "
             "SoundStorm, NaturalSpeech 2, flow matching, trained on a synthetic corpus",
-            weights_dtype="float16",
+            weights_dtype="int8 blocks of 64 with float16 scales; small tensors float16",
             held_out="held_out",
         )
         eval_file = pipeline_dir / EVAL_FILE

@@ -40,6 +40,7 @@ __all__ = [
     "PretrainedMixin",
     "halve_weights",
     "load_pretrained",
+    "quantize_weights",
     "read_checkpoint_config",
     "save_pretrained",
     "unwrap_model",
@@ -160,6 +161,72 @@ def halve_weights(directory: str | os.PathLike) -> int:
     with atomic_file(path) as tmp:
         save_file(state, str(tmp), metadata={**metadata, "stored_dtype": "float16"})
     return before - path.stat().st_size
+
+
+# Blockwise int8 storage (the scheme of bitsandbytes' blockwise quantization, Dettmers et al.
+# 2022, arXiv 2110.02861): each run of BLOCK consecutive values shares one float16 absmax
+# scale, so an outlier costs precision only inside its own block. Written here rather than
+# taken from bitsandbytes, whose CPU build is a heavy native dependency for ~30 lines; the
+# weights are dequantized to float32 on load (storage only, not int8 inference).
+_QUANT_BLOCK = 64
+_SCALE_SUFFIX = ".__int8_scales"
+
+
+def quantize_weights(directory: str | os.PathLike, *, min_numel: int = 4096) -> int:
+    """Store a checkpoint's large float tensors as blockwise int8 (for shipping); bytes saved.
+
+    Tensors with at least ``min_numel`` values (weight matrices, convolutions, embeddings,
+    codebooks) become int8 with one float16 scale per 64 values (about 0.2% of each block's
+    largest value as rounding error); the other float tensors become float16 where they fit
+    (as :func:`halve_weights`). :func:`load_pretrained` restores float32 tensors, so a
+    quantized checkpoint loads like any other. The file is rewritten atomically; a checkpoint
+    already quantized is left as it is (0 is returned).
+    """
+    path = Path(directory) / WEIGHTS_NAME
+    before = path.stat().st_size
+    with safe_open(str(path), "pt") as f:
+        metadata = dict(f.metadata() or {})
+    if metadata.get("stored_dtype") == "int8":
+        return 0
+    state = load_file(str(path))
+    limit = torch.finfo(torch.float16).max
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if not tensor.is_floating_point() or tensor.numel() == 0:
+            out[name] = tensor
+        elif tensor.numel() >= min_numel and bool(torch.isfinite(tensor).all()):
+            out[name], out[name + _SCALE_SUFFIX] = _quantize_blocks(tensor.float())
+        elif tensor.dtype == torch.float32 and float(tensor.abs().max()) < limit:
+            out[name] = tensor.half()
+        else:
+            out[name] = tensor
+    with atomic_file(path) as tmp:
+        save_file(out, str(tmp), metadata={**metadata, "stored_dtype": "int8"})
+    return before - path.stat().st_size
+
+
+def _quantize_blocks(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = tensor.reshape(-1)
+    pad = (-flat.numel()) % _QUANT_BLOCK
+    blocks = torch.cat([flat, flat.new_zeros(pad)]).view(-1, _QUANT_BLOCK)
+    scales = (blocks.abs().amax(dim=1) / 127).clamp_min(torch.finfo(torch.float16).tiny).half()
+    codes = torch.round(blocks / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
+    return codes.view(-1)[: flat.numel()].view(tensor.shape), scales
+
+
+def _dequantize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Undo :func:`quantize_weights`: int8 blocks times their scales, as float32."""
+    for key in [k for k in state if k.endswith(_SCALE_SUFFIX)]:
+        scales = state.pop(key).float()
+        name = key.removesuffix(_SCALE_SUFFIX)
+        codes = state[name]
+        if codes.dtype != torch.int8 or scales.numel() != -(-codes.numel() // _QUANT_BLOCK):
+            raise CheckpointError(f"quantized tensor {name!r} does not match its scales")
+        flat = codes.reshape(-1).float()
+        flat = torch.cat([flat, flat.new_zeros((-flat.numel()) % _QUANT_BLOCK)])
+        values = (flat.view(-1, _QUANT_BLOCK) * scales[:, None]).view(-1)
+        state[name] = values[: codes.numel()].view(codes.shape)
+    return state
 
 
 def read_checkpoint_config(directory: str | os.PathLike) -> dict[str, Any]:
@@ -307,7 +374,7 @@ def load_pretrained(
     _check_shapes_before_building(cls, config, shapes, where=str(directory))
     model = cls(config)
     try:
-        state = load_file(str(weights), device=str(device))
+        state = _dequantize(load_file(str(weights), device=str(device)))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights} is corrupt or truncated ({err})") from err
     upgrade = getattr(cls, "upgrade_state_dict", None)
