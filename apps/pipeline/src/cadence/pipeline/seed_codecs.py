@@ -113,6 +113,15 @@ def write_speechtokenizer(
         config = config_from_dict(SpeechTokenizerConfig, values)
     except (ConfigError, TypeError, ValueError) as err:
         raise PipelineError(f"the CoIG codec config is not a SpeechTokenizerConfig: {err}") from err
+    from cadence.codec.speechtokenizer_loading import config_from_official
+
+    official = config_from_official(official_speechtokenizer_config(config))
+    if official != config:
+        # the official config.json cannot say everything a SpeechTokenizerConfig can
+        raise PipelineError(
+            "the CoIG codec config has fields the official SpeechTokenizer layout cannot hold "
+            f"(it would load as {official}); keep the released model's (e.g. seanet.true_skip = false)"
+        )
     if config.codebook_size > max_frames:
         raise PipelineError(
             f"codebook_size {config.codebook_size} needs at least as many frames to fit; "
