@@ -192,6 +192,8 @@ def test_check_compatible_accepts_rvq1_with_the_acoustic_levels_and_coig_refuses
         PipelineError, match=r"CoIG .*soundstorm models 4 x 64 codes, the codec makes 3 x 64"
     ):
         check_coig(codec, rvq1, soundstorm=_soundstorm(4, codec))
+    with pytest.raises(PipelineError, match='add "conversion": "coig"'):
+        check_compatible(codec=codec, tokenizer=rvq1, soundstorm=_soundstorm(3, codec))
     with pytest.raises(PipelineError, match="RVQ-1 of another SpeechTokenizer"):
         check_coig(codec, _tiny_codec(1).semantic_tokenizer(), soundstorm=_soundstorm(3, codec))
     with pytest.raises(PipelineError, match="codec's own RVQ-1, not a DacCodec"):

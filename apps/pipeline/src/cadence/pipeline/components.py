@@ -143,8 +143,15 @@ def check_compatible(
     if soundstorm is not None and codec is not None:
         ss = soundstorm.config
         if (ss.num_quantizers, ss.codebook_size) != (codec.num_quantizers, codec.codebook_size):
+            # a model of the levels after a semantic first one (the tokenizer is the codec's RVQ-1)
+            coig = hasattr(tokenizer, "codec") and ss.num_quantizers == codec.num_quantizers - 1
             problems.append(
                 f"soundstorm models {ss.num_quantizers} x {ss.codebook_size} codes, the codec makes {codec.num_quantizers} x {codec.codebook_size}"
+                + (
+                    ' (a CoIG model of RVQ-2..: add "conversion": "coig" to pipeline.json)'
+                    if coig
+                    else ""
+                )
             )
         if not _close(ss.frame_rate, codec.frame_rate):
             problems.append(

@@ -139,8 +139,12 @@ def write_speechtokenizer(
 
 def write_dac(directory: str | os.PathLike, values: dict[str, Any], *, seed: int = 0) -> Path:
     """A randomly initialised DAC of ``transformers.DacConfig(**values)``, as a Hugging Face folder."""
-    from transformers import DacConfig, DacModel
-
+    try:
+        from transformers import DacConfig, DacModel
+    except ImportError as err:
+        raise PipelineError(
+            "the hierarchical recipe's DAC needs transformers: pip install 'cadence-codec[hf]'"
+        ) from err
     try:
         config = DacConfig(**values)
     except (TypeError, ValueError) as err:
