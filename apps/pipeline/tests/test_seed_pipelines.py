@@ -234,3 +234,26 @@ def test_a_speechtokenizer_config_the_official_layout_cannot_hold_is_refused(tmp
     with pytest.raises(PipelineError, match="official SpeechTokenizer layout cannot hold"):
         write_speechtokenizer(tmp_path / "st", values, mini_corpus / "train.jsonl")
     assert not (tmp_path / "st").exists()
+
+
+def test_the_hubert_stage_fits_kmeans_on_a_given_hubert_checkpoint(tmp_path, mini_corpus):
+    from cadence.pipeline.training import TrainJob, run_job
+    from cadence.semantic import Hubert, HubertConfig
+
+    torch.manual_seed(0)
+    Hubert(HubertConfig.tiny(output_layer=3)).save_pretrained(tmp_path / "hubert")
+    job = TrainJob(
+        stage="semantic_tokenizer",
+        architecture="hubert",
+        corpus=str(mini_corpus),
+        output=str(tmp_path / "tok"),
+        model={"checkpoint": str(tmp_path / "hubert"), "output_layer": 2},
+        trainer={"num_clusters": 8, "batch_size": 500, "max_steps": 3},
+    )
+    assert run_job(job) == {"num_clusters": 8.0}
+    tokenizer = load_component(tmp_path / "tok", "semantic_tokenizer")
+    assert isinstance(tokenizer, HubertKMeansTokenizer) and tokenizer.frame_rate == 50.0
+    assert tokenizer.config.hubert.output_layer == 2 and tokenizer.config.frames == "floor"
+    job = TrainJob(**{**job.__dict__, "model": {"checkpoint": str(tmp_path / "none")}})
+    with pytest.raises(PipelineError, match="checkpoint: checkpoint not found"):
+        run_job(job)
