@@ -2,7 +2,7 @@
 
 The companion of ``bench_options.py`` (masked accuracy on a decoder-less toy codec): here the
 codes are those of the shipped toy pipeline's codec (``cadence.pipeline.default_pipeline()``:
-ISTFTCodec, 8 x 1024 codes at 50 Hz, its first ``--levels`` levels (default all 8) modelled) and the
+its first ``--levels`` levels modelled, default all) and the
 semantic tokens its phonetic tokenizer's, so a generation can be decoded to audio and heard by
 the shipped phoneme recognizer (``phoneme_recognizer``, trained on the same corpus).
 
@@ -67,6 +67,8 @@ class FirstLevels(nn.Module):
 
     def __init__(self, codec: Any, levels: int):
         super().__init__()
+        if not 1 <= levels <= codec.num_quantizers:
+            raise SystemExit(f"--levels must be in [1, {codec.num_quantizers}] for this codec")
         self.codec, self.num_quantizers = codec, levels
         self.sample_rate, self.channels = codec.sample_rate, codec.channels
         self.frame_rate, self.codebook_size = codec.frame_rate, codec.codebook_size
@@ -163,13 +165,15 @@ def run(name: str, seed: int, args, codec, tokenizer, train, valid, batch, workd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--levels", type=int, default=8)
+    parser.add_argument("--levels", type=int, default=0, help="0: all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     shipped, corpus = default_pipeline(), toy_corpus_dir()
-    codec = FirstLevels(load_pretrained(shipped / "codec").eval(), args.levels)
+    full = load_pretrained(shipped / "codec").eval()
+    codec = FirstLevels(full, args.levels or full.num_quantizers)
+    args.levels = codec.num_quantizers
     tokenizer = load_pretrained(shipped / "semantic_tokenizer").eval()
     args.recognizer = load_pretrained(shipped / "phoneme_recognizer").eval()
     with tempfile.TemporaryDirectory() as tmp:
