@@ -502,7 +502,7 @@ def train(
 @app.command()
 @_user_errors
 def recipe(
-    name: Annotated[str, typer.Argument(help="the recipe: toy")],
+    name: Annotated[str, typer.Argument(help="the recipe: toy, coig or hierarchical")],
     out: Annotated[Path, typer.Option(help="where jobs, runs, shards and the pipeline go")] = Path(
         "runs/toy"
     ),
@@ -529,11 +529,23 @@ def recipe(
     ] = 1,
     assemble: Annotated[bool, typer.Option(hidden=True)] = True,
 ) -> None:
-    """Train the whole chain: synthesize a corpus (or use --corpus), then codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer."""
-    from .recipe import ORDER, run_toy_recipe
+    """Train the whole chain: synthesize a corpus (or use --corpus), then codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer.
 
+    The recipes coig and hierarchical build SpeechGPT-Gen's voice-conversion pipelines instead
+    (docs/pipeline.md, "The seeds' pipelines").
+    """
+    from .recipe import ORDER, run_toy_recipe
+    from .seed_recipes import SEED_RECIPES, run_seed_recipe
+
+    if name in SEED_RECIPES:
+        if only or workers != 1:
+            raise PipelineError(f"--only and --workers are options of the toy recipe, not {name}")
+        _output_folder(out, inputs=[corpus] if corpus is not None else [], what="recipe folder")
+        pipeline_dir = run_seed_recipe(name, out, corpus, steps_scale=steps_scale, console=console)
+        console.print(f"done: {pipeline_dir}")
+        return
     if name != "toy":
-        raise PipelineError(f"unknown recipe {name!r}; available: toy")
+        raise PipelineError(f"unknown recipe {name!r}; available: toy, {', '.join(SEED_RECIPES)}")
     if only:
         unknown = sorted(set(only) - set(ORDER))
         if unknown:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from cadence.core.checkpoint import CheckpointError, load_pretrained, read_checkpoint_config
 from cadence.core.config import ConfigError
+
+from .official import load_official
 
 __all__ = ["ROLE_TYPES", "PipelineError", "check_compatible", "expected_type", "load_component"]
 
@@ -63,10 +65,19 @@ def load_component(
     directory = Path(directory)
     expected = expected or expected_type(role)
     try:
-        header = read_checkpoint_config(directory)
-        model = load_pretrained(directory, device=device)
-    except (CheckpointError, ConfigError) as err:
+        # a publisher's own layout (official SpeechTokenizer, Hugging Face DAC / Mimi) first
+        model: Any = load_official(directory, device=device)
+        if model is None:
+            held = read_checkpoint_config(directory)["class"]
+            model = load_pretrained(directory, device=device)
+        else:
+            held = type(model).__name__
+    except (CheckpointError, ConfigError, ImportError) as err:
         raise PipelineError(f"{role}: {err}") from err
+    semantic_view = getattr(model, "semantic_tokenizer", None)
+    if role == "semantic_tokenizer" and not isinstance(model, expected) and callable(semantic_view):
+        # a codec whose first level is semantic (SpeechTokenizer's RVQ-1) is its own tokenizer
+        model = semantic_view()
     if not isinstance(model, expected):
         what = (
             "a "
@@ -74,10 +85,10 @@ def load_component(
             + (" (anything with its attributes)" if _is_protocol(expected) else "")
         )
         raise PipelineError(
-            f"{role}: {directory} holds a {header['class']}, but the {role} must be {what}; "
+            f"{role}: {directory} holds a {held}, but the {role} must be {what}; "
             "point the pipeline at the right checkpoint directory"
         )
-    return model.eval()
+    return cast(torch.nn.Module, model).eval()  # every loader gives a module
 
 
 def _is_protocol(cls: type) -> bool:
@@ -132,8 +143,15 @@ def check_compatible(
     if soundstorm is not None and codec is not None:
         ss = soundstorm.config
         if (ss.num_quantizers, ss.codebook_size) != (codec.num_quantizers, codec.codebook_size):
+            # a model of the levels after a semantic first one (the tokenizer is the codec's RVQ-1)
+            coig = hasattr(tokenizer, "codec") and ss.num_quantizers == codec.num_quantizers - 1
             problems.append(
                 f"soundstorm models {ss.num_quantizers} x {ss.codebook_size} codes, the codec makes {codec.num_quantizers} x {codec.codebook_size}"
+                + (
+                    ' (a CoIG model of RVQ-2..: add "conversion": "coig" to pipeline.json)'
+                    if coig
+                    else ""
+                )
             )
         if not _close(ss.frame_rate, codec.frame_rate):
             problems.append(

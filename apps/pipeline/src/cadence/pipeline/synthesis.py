@@ -82,6 +82,15 @@ class VoiceConversion:
         if method not in ("soundstorm", "flow"):
             raise PipelineError(f"unknown conversion method {method!r}; use 'soundstorm' or 'flow'")
         spec = PipelineSpec.read(directory)
+        conversion = spec.extra.get("conversion")
+        if conversion == "coig":  # SpeechTokenizer RVQ-1 -> RVQ-2..q (cadence.pipeline.coig)
+            from .coig import CoIGConversion
+
+            return CoIGConversion.from_spec(spec, method=method, device=device)
+        if conversion is not None:
+            raise PipelineError(
+                f'{spec.directory}: unknown "conversion" {conversion!r}; use "coig" or leave it out'
+            )
         model = spec.load("flowmatching" if method == "flow" else "soundstorm", device=device)
         codec = _load_codec(spec, latents=method == "flow", device=device)
         return cls(codec, spec.load("semantic_tokenizer", device=device), model, method)

@@ -66,8 +66,8 @@ class TrainJob:
             ``corpus`` for the speakers).
         architecture: which model a stage trains, where it has a choice: the codec
             (``"soundstream"``, default, or ``"istft"``: :class:`~cadence.codec.ISTFTCodec`) and
-            the semantic tokenizer (``"mfcc"``, default, or ``"phonetic"``: k-means over a CTC
-            phoneme encoder).
+            the semantic tokenizer (``"mfcc"``, default, ``"phonetic"``: k-means over a CTC
+            phoneme encoder, or ``"hubert"``: k-means over HuBERT, :mod:`.training_hubert`).
         model: overrides of the model config's fields.
         train: fields of the package's train config (``SoundStormTrainConfig``,
             ``NaturalSpeech2TrainConfig``, ``FlowMatchingTrainConfig``, ``AudioLMTrainConfig``):
@@ -100,7 +100,10 @@ class TrainJob:
         for key, stages in needs.items():
             if self.stage in stages and getattr(self, key) is None:
                 raise PipelineError(f"stage {self.stage!r} needs `{key} = ...` in its config")
-        choices = {"codec": ("soundstream", "istft"), "semantic_tokenizer": ("mfcc", "phonetic")}
+        choices = {
+            "codec": ("soundstream", "istft"),
+            "semantic_tokenizer": ("mfcc", "phonetic", "hubert"),
+        }
         if self.architecture is not None and self.architecture not in choices.get(self.stage, ()):
             known = ", ".join(choices.get(self.stage, ())) or "none (this stage has one model)"
             raise PipelineError(
@@ -224,6 +227,10 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
 def _train_semantic_tokenizer(job: TrainJob) -> dict[str, float]:
     if job.architecture == "phonetic":
         return _train_phonetic_tokenizer(job)
+    if job.architecture == "hubert":
+        from .training_hubert import train_hubert_tokenizer
+
+        return train_hubert_tokenizer(job)
     from cadence.semantic import KMeansTrainConfig, MFCCFeatureConfig, MFCCKMeansTokenizer
 
     features = _config(MFCCFeatureConfig, job.model.get("features", {}), "model.features")

@@ -25,6 +25,7 @@ from .quantizer import CodeRangeError, QuantizedResult, QuantizerConfig, Residua
 from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from .soundstream import SoundStream, SoundStreamConfig, SoundStreamOutput
 from .speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig, SpeechTokenizerSemantic
+from .speechtokenizer_acoustic import SpeechTokenizerAcoustic
 from .streaming import (
     StreamableCodec,
     StreamingDecoder,
@@ -66,6 +67,7 @@ __all__ = [
     "SoundStreamConfig",
     "SoundStreamOutput",
     "SpeechTokenizer",
+    "SpeechTokenizerAcoustic",
     "SpeechTokenizerConfig",
     "SpeechTokenizerSemantic",
     "StreamableCodec",
