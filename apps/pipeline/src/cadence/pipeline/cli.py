@@ -638,6 +638,15 @@ def demo(
     )
 
 
+def _register_real() -> None:
+    from .real_cli import register
+
+    register(app, _user_errors, console)
+
+
+_register_real()  # cadence corpus / cadence plan (real_cli.py)
+
+
 def main() -> None:
     """Entry point of the ``cadence`` script."""
     # A dependency still calls torch.jit.script; its deprecation notice means nothing to a user.
