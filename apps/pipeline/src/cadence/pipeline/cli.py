@@ -502,7 +502,9 @@ def train(
 @app.command()
 @_user_errors
 def recipe(
-    name: Annotated[str, typer.Argument(help="the recipe: toy")],
+    name: Annotated[
+        str, typer.Argument(help="the recipe: toy, or libritts/librispeech/ljspeech/vctk")
+    ],
     out: Annotated[Path, typer.Option(help="where jobs, runs, shards and the pipeline go")] = Path(
         "runs/toy"
     ),
@@ -528,12 +530,30 @@ def recipe(
         ),
     ] = 1,
     assemble: Annotated[bool, typer.Option(hidden=True)] = True,
+    override: Annotated[
+        Path | None, typer.Option(help="real recipes: a TOML merged over the recipe's jobs")
+    ] = None,
+    launch: Annotated[
+        str | None,
+        typer.Option(
+            help='real recipes: run stages under accelerate launch with these arguments, e.g. "--num_processes 8"'
+        ),
+    ] = None,
+    write_only: Annotated[
+        bool, typer.Option(help="real recipes: write the manifests and job files, train nothing")
+    ] = False,
 ) -> None:
     """Train the whole chain: synthesize a corpus (or use --corpus), then codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer."""
+    from .real_recipe import REAL_RECIPES
     from .recipe import ORDER, run_toy_recipe
 
+    if name in REAL_RECIPES:  # real corpora: real_cli.py (--override, --launch, --write-only)
+        from .real_cli import run_real
+
+        run_real(name, corpus, out, only, override, launch, write_only, console)
+        return
     if name != "toy":
-        raise PipelineError(f"unknown recipe {name!r}; available: toy")
+        raise PipelineError(f"unknown recipe {name!r}; available: toy, {', '.join(REAL_RECIPES)}")
     if only:
         unknown = sorted(set(only) - set(ORDER))
         if unknown:
