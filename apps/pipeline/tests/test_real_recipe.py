@@ -15,6 +15,7 @@ from cadence.core.data import ShardReader
 from cadence.pipeline.components import PipelineError
 from cadence.pipeline.corpora.miniature import write_miniature
 from cadence.pipeline.pretrained_components import resolve_pretrained
+from cadence.pipeline.plan import count_parameters, plan_recipe
 from cadence.pipeline.real_recipe import REAL_JOBS, run_real_recipe
 
 transformers = pytest.importorskip("transformers")
@@ -133,6 +134,13 @@ def test_the_real_recipe_runs_end_to_end_at_miniature_scale(tmp_path, cache):
     shards = ShardReader(out / "shards" / "train")
     assert {"codes", "tokens"} <= set(shards.fields)
     assert shards.metadata["tokenizer_frame_rate"] == 50.0 and shards.metadata["frame_rate"] == 75.0
+    # cadence plan builds the same models on the meta device: the same parameter counts
+    sizes = {"num_quantizers": 4, "codebook_size": 32, "frame_rate": 75.0,
+             "semantic_frame_rate": tokenizer.frame_rate}  # fmt: skip
+    plans = {p.stage: p for p in plan_recipe("libritts", override=tiny_override(cache),
+                                             sizes=sizes, include_frozen=False)}  # fmt: skip
+    assert plans["semantic_lm"].parameters == count_parameters(lm)
+    assert plans["soundstorm"].parameters == count_parameters(storm)
     # a rerun finds every step done and changes nothing
     before = (pipeline / "soundstorm" / "model.safetensors").stat().st_mtime_ns
     run_real_recipe("libritts", root, out, override=tiny_override(cache))
