@@ -4,6 +4,12 @@ EnCodec and HuBERT laid out in a Hugging Face cache, tiny models through an over
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -14,8 +20,8 @@ from cadence.core.checkpoint import load_pretrained
 from cadence.core.data import ShardReader
 from cadence.pipeline.components import PipelineError
 from cadence.pipeline.corpora.miniature import write_miniature
-from cadence.pipeline.pretrained_components import resolve_pretrained
 from cadence.pipeline.plan import count_parameters, plan_recipe
+from cadence.pipeline.pretrained_components import resolve_pretrained
 from cadence.pipeline.real_recipe import REAL_JOBS, run_real_recipe
 
 transformers = pytest.importorskip("transformers")
@@ -145,3 +151,81 @@ def test_the_real_recipe_runs_end_to_end_at_miniature_scale(tmp_path, cache):
     before = (pipeline / "soundstorm" / "model.safetensors").stat().st_mtime_ns
     run_real_recipe("libritts", root, out, override=tiny_override(cache))
     assert (pipeline / "soundstorm" / "model.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory, cache) -> tuple[Path, Path]:
+    """A miniature LibriSpeech run up to its shards: (corpus, recipe folder)."""
+    root = tmp_path_factory.mktemp("real")
+    corpus = write_miniature("librispeech", root / "LibriSpeech", seconds=0.6)
+    run_real_recipe("librispeech", corpus, root / "out", override=tiny_override(cache),
+                    only=("codec", "semantic_tokenizer", "tokenize"))  # fmt: skip
+    return corpus, root / "out"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_recipe_stage_runs_on_two_processes(tokenized, cache, monkeypatch):
+    corpus, out = tokenized
+    # `--multi_gpu` with ACCELERATE_USE_CPU=1: torch.distributed over gloo on the CPU
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    launch = ("--multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no "
+              f"--dynamo_backend no --main_process_port {_free_port()}")  # fmt: skip
+    override = tiny_override(cache, steps=4)
+    run_real_recipe("librispeech", corpus, out, override=override, only=("soundstorm",),
+                    launch=launch, num_processes=2)  # fmt: skip
+    summary = json.loads((out / "pipeline" / "soundstorm" / "training.json").read_text())
+    assert summary["num_processes"] == 2
+    checkpoint = out / "runs" / "soundstorm" / "checkpoints" / "step-00000004"
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in checkpoint.iterdir()}
+    assert load_pretrained(out / "pipeline" / "soundstorm").config.num_quantizers == 4
+
+
+def test_a_stage_killed_mid_run_resumes_from_its_last_checkpoint(tokenized, cache, monkeypatch):
+    from cadence.core.train import Trainer
+    from cadence.pipeline.training import TrainJob, run_job
+
+    corpus, out = tokenized
+    override = tiny_override(cache, steps=60)
+    jobs = run_real_recipe("librispeech", corpus, out, override=override, write_only=True)
+    job_file = jobs / "semantic_lm.toml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [
+        sys.executable,
+        "-m",
+        "cadence.pipeline.cli",
+        "train",
+        "semantic_lm",
+        "--config",
+        str(job_file),
+    ]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoints = out / "runs" / "semantic_lm" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not (checkpoints / "step-00000004").is_dir() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # mid-stage: between checkpoints, no release yet
+    process.wait()
+    assert not (out / "pipeline" / "semantic_lm" / "model.safetensors").exists()
+    started: list[int] = []
+    real_load = Trainer.load_checkpoint
+
+    def spy(self, checkpoint):
+        path = real_load(self, checkpoint)
+        started.append(self.global_step)
+        return path
+
+    monkeypatch.setattr(Trainer, "load_checkpoint", spy)
+    run_job(TrainJob.from_toml(job_file))  # the same command again
+    assert started and 4 <= started[0] < 60  # it went on from a checkpoint, not from step 0
+    release = json.loads((out / "pipeline" / "semantic_lm" / "config.json").read_text())
+    assert release["metadata"]["step"] == 60

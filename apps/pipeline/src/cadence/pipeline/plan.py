@@ -151,7 +151,8 @@ def _soundstorm(
     model = _meta(lambda: SoundStorm(config))
     q = config.num_quantizers
     # one level is predicted per step: the heads of the other q - 1 levels do no work
-    idle_heads = int(model.head_weight.numel() * (q - 1) / q)
+    head = model.get_parameter("head_weight")  # (q, d, v): one per level
+    idle_heads = int(head.numel() * (q - 1) / q)
     backbone = config.backbone
     shape = {"tokens": max(1, round(mean_seconds * config.frame_rate)), "depth": backbone.depth,
              "dim": backbone.dim, "attn_dim": backbone.dim,
