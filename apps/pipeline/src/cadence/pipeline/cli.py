@@ -502,7 +502,12 @@ def train(
 @app.command()
 @_user_errors
 def recipe(
-    name: Annotated[str, typer.Argument(help="the recipe: toy, coig or hierarchical")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="the recipe: toy, coig, hierarchical, or libritts/librispeech/ljspeech/vctk"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="where jobs, runs, shards and the pipeline go")] = Path(
         "runs/toy"
     ),
@@ -528,15 +533,34 @@ def recipe(
         ),
     ] = 1,
     assemble: Annotated[bool, typer.Option(hidden=True)] = True,
+    override: Annotated[
+        Path | None, typer.Option(help="real recipes: a TOML merged over the recipe's jobs")
+    ] = None,
+    launch: Annotated[
+        str | None,
+        typer.Option(
+            help='real recipes: run stages under accelerate launch with these arguments, e.g. "--num_processes 8"'
+        ),
+    ] = None,
+    write_only: Annotated[
+        bool, typer.Option(help="real recipes: write the manifests and job files, train nothing")
+    ] = False,
 ) -> None:
     """Train the whole chain: synthesize a corpus (or use --corpus), then codec, tokenizer, semantic LM, SoundStorm, NaturalSpeech 2, flow matching and the evaluation's phoneme recognizer.
 
     The recipes coig and hierarchical build SpeechGPT-Gen's voice-conversion pipelines instead
-    (docs/pipeline.md, "The seeds' pipelines").
+    (docs/pipeline.md, "The seeds' pipelines"); libritts, librispeech, ljspeech and vctk train
+    on a real corpus (docs/real_recipe.md).
     """
+    from .real_recipe import REAL_RECIPES
     from .recipe import ORDER, run_toy_recipe
     from .seed_recipes import SEED_RECIPES, run_seed_recipe
 
+    if name in REAL_RECIPES:  # real corpora: real_cli.py (--override, --launch, --write-only)
+        from .real_cli import run_real
+
+        run_real(name, corpus, out, only, override, launch, write_only, console)
+        return
     if name in SEED_RECIPES:
         if only or workers != 1:
             raise PipelineError(f"--only and --workers are options of the toy recipe, not {name}")
@@ -545,7 +569,8 @@ def recipe(
         console.print(f"done: {pipeline_dir}")
         return
     if name != "toy":
-        raise PipelineError(f"unknown recipe {name!r}; available: toy, {', '.join(SEED_RECIPES)}")
+        available = ", ".join(["toy", *SEED_RECIPES, *REAL_RECIPES])
+        raise PipelineError(f"unknown recipe {name!r}; available: {available}")
     if only:
         unknown = sorted(set(only) - set(ORDER))
         if unknown:
@@ -648,6 +673,15 @@ def demo(
         seed=seed,
         console=console,
     )
+
+
+def _register_real() -> None:
+    from .real_cli import register
+
+    register(app, _user_errors, console)
+
+
+_register_real()  # cadence corpus / cadence plan (real_cli.py)
 
 
 def main() -> None:

@@ -1,0 +1,231 @@
+"""The real recipe end to end at miniature scale on CPU: a LibriTTS-like layout, official-format
+EnCodec and HuBERT laid out in a Hugging Face cache, tiny models through an override."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from cadence.core.checkpoint import load_pretrained
+from cadence.core.data import ShardReader
+from cadence.pipeline.components import PipelineError
+from cadence.pipeline.corpora.miniature import write_miniature
+from cadence.pipeline.plan import count_parameters, plan_recipe
+from cadence.pipeline.pretrained_components import resolve_pretrained
+from cadence.pipeline.real_recipe import REAL_JOBS, run_real_recipe
+
+transformers = pytest.importorskip("transformers")
+
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _cached(cache: Path, repo_id: str, model) -> Path:
+    """Lay out ``model`` as huggingface_hub caches ``repo_id`` (refs/main -> snapshots/<hash>)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    model.save_pretrained(repo / "snapshots" / SNAPSHOT)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(SNAPSHOT)
+    return repo / "snapshots" / SNAPSHOT
+
+
+def hf_cache(root: Path) -> Path:
+    torch.manual_seed(0)
+    encodec = transformers.EncodecModel(
+        transformers.EncodecConfig(
+            num_filters=4, hidden_size=16, codebook_size=32, num_lstm_layers=1
+        )
+    )
+    with torch.no_grad():  # an untrained model's codebooks are zeros
+        for layer in encodec.quantizer.layers:
+            layer.codebook.embed.normal_()
+    hubert = transformers.HubertModel(
+        transformers.HubertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+            feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False,
+        )
+    )  # fmt: skip
+    _cached(root, "facebook/encodec_24khz", encodec)
+    _cached(root, "facebook/hubert-base-ls960", hubert)
+    return root
+
+
+def tiny_override(cache: Path, steps: int = 3) -> dict:
+    trainer = {"max_steps": steps, "batch_size": 2, "gradient_accumulation_steps": 2,
+               "warmup_steps": 1, "save_every": 2, "log_every": 1, "num_workers": 0,
+               "ema_decay": 0.9}  # fmt: skip
+    return {
+        "components": {
+            "encodec": {"cache_dir": str(cache), "bandwidth": 1.5},
+            "hubert": {"cache_dir": str(cache), "output_layer": 2},
+            "kmeans": {
+                "num_clusters": 8,
+                "batch_size": 256,
+                "max_steps": 4,
+                "init_size": 64,
+                "max_frames": 1000,
+                "save_every": 2,
+            },
+        },
+        "semantic_lm": {
+            "model": {"dim": 32, "depth": 1, "heads": 2, "dim_head": 16, "max_seq_len": 48},
+            "trainer": trainer,
+        },
+        "soundstorm": {
+            "model": {"backbone": {"dim": 32, "depth": 1, "heads": 2, "ff_mult": 2.0}},
+            "trainer": trainer,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return hf_cache(tmp_path_factory.mktemp("hub"))
+
+
+def test_the_hugging_face_cache_resolves_offline_and_a_miss_says_how_to_fix_it(tmp_path, cache):
+    path = resolve_pretrained("", "facebook/encodec_24khz", cache_dir=str(cache), what="encodec")
+    assert path.name == SNAPSHOT and (path / "config.json").is_file()
+    with pytest.raises(PipelineError, match=r"not in the Hugging Face cache.*hf download"):
+        resolve_pretrained("", "facebook/nothing", cache_dir=str(cache), what="encodec")
+    with pytest.raises(PipelineError, match="does not exist"):
+        resolve_pretrained(str(tmp_path / "no.th"), "", what="encodec")
+
+
+def test_the_job_files_state_the_papers_sizes(tmp_path):
+    root = write_miniature("libritts", tmp_path / "LibriTTS", seconds=0.2)
+    jobs = run_real_recipe("libritts", root, tmp_path / "out", write_only=True, num_processes=8)
+    lm = tomllib.loads((jobs / "semantic_lm.toml").read_text())
+    assert (lm["model"]["depth"], lm["model"]["dim"], lm["model"]["heads"]) == (12, 1024, 16)
+    assert lm["trainer"]["mixed_precision"] == "bf16"
+    assert (
+        lm["trainer"]["gradient_accumulation_steps"]
+        == REAL_JOBS["semantic_lm"]["trainer"]["gradient_accumulation_steps"]
+    )
+    storm = tomllib.loads((jobs / "soundstorm.toml").read_text())
+    assert storm["model"]["backbone"] == {"kind": "conformer", "dim": 1024, "depth": 12,
+                                          "heads": 16, "ff_mult": 4.0, "conv_kernel_size": 5}  # fmt: skip
+    components = tomllib.loads((jobs / "components.toml").read_text())
+    assert components["encodec"]["repo_id"] == "facebook/encodec_24khz"
+    assert components["hubert"]["output_layer"] == 9
+
+
+def test_the_real_recipe_runs_end_to_end_at_miniature_scale(tmp_path, cache):
+    root = write_miniature("libritts", tmp_path / "LibriTTS", seconds=0.6)
+    out = tmp_path / "out"
+    pipeline = run_real_recipe("libritts", root, out, override=tiny_override(cache))
+    codec = load_pretrained(pipeline / "codec")
+    tokenizer = load_pretrained(pipeline / "semantic_tokenizer")
+    assert (codec.sample_rate, codec.frame_rate, codec.num_quantizers) == (24000, 75.0, 4)
+    assert tokenizer.codebook_size == 8
+    lm = load_pretrained(pipeline / "semantic_lm")
+    storm = load_pretrained(pipeline / "soundstorm")
+    assert lm.config.codebook_size == 8 and storm.config.num_quantizers == 4
+    assert storm.config.frame_rate == 75.0 and storm.config.semantic_codebook_size == 8
+    for stage in ("semantic_lm", "soundstorm"):
+        checkpoints = sorted((out / "runs" / stage / "checkpoints").iterdir())
+        assert checkpoints, stage  # resumable run state next to the release
+        summary = json.loads((pipeline / stage / "training.json").read_text())
+        assert summary["stage"] == stage
+    shards = ShardReader(out / "shards" / "train")
+    assert {"codes", "tokens"} <= set(shards.fields)
+    assert shards.metadata["tokenizer_frame_rate"] == 50.0 and shards.metadata["frame_rate"] == 75.0
+    # cadence plan builds the same models on the meta device: the same parameter counts
+    sizes = {"num_quantizers": 4, "codebook_size": 32, "frame_rate": 75.0,
+             "semantic_frame_rate": tokenizer.frame_rate}  # fmt: skip
+    plans = {p.stage: p for p in plan_recipe("libritts", override=tiny_override(cache),
+                                             sizes=sizes, include_frozen=False)}  # fmt: skip
+    assert plans["semantic_lm"].parameters == count_parameters(lm)
+    assert plans["soundstorm"].parameters == count_parameters(storm)
+    # a rerun finds every step done and changes nothing
+    before = (pipeline / "soundstorm" / "model.safetensors").stat().st_mtime_ns
+    run_real_recipe("libritts", root, out, override=tiny_override(cache))
+    assert (pipeline / "soundstorm" / "model.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory, cache) -> tuple[Path, Path]:
+    """A miniature LibriSpeech run up to its shards: (corpus, recipe folder)."""
+    root = tmp_path_factory.mktemp("real")
+    corpus = write_miniature("librispeech", root / "LibriSpeech", seconds=0.6)
+    run_real_recipe("librispeech", corpus, root / "out", override=tiny_override(cache),
+                    only=("codec", "semantic_tokenizer", "tokenize"))  # fmt: skip
+    return corpus, root / "out"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_recipe_stage_runs_on_two_processes(tokenized, cache, monkeypatch):
+    corpus, out = tokenized
+    # `--multi_gpu` with ACCELERATE_USE_CPU=1: torch.distributed over gloo on the CPU
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    launch = ("--multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no "
+              f"--dynamo_backend no --main_process_port {_free_port()}")  # fmt: skip
+    override = tiny_override(cache, steps=4)
+    run_real_recipe("librispeech", corpus, out, override=override, only=("soundstorm",),
+                    launch=launch, num_processes=2)  # fmt: skip
+    summary = json.loads((out / "pipeline" / "soundstorm" / "training.json").read_text())
+    assert summary["num_processes"] == 2
+    checkpoint = out / "runs" / "soundstorm" / "checkpoints" / "step-00000004"
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in checkpoint.iterdir()}
+    assert load_pretrained(out / "pipeline" / "soundstorm").config.num_quantizers == 4
+
+
+def test_a_stage_killed_mid_run_resumes_from_its_last_checkpoint(tokenized, cache, monkeypatch):
+    from cadence.core.train import Trainer
+    from cadence.pipeline.training import TrainJob, run_job
+
+    corpus, out = tokenized
+    override = tiny_override(cache, steps=60)
+    jobs = run_real_recipe("librispeech", corpus, out, override=override, write_only=True)
+    job_file = jobs / "semantic_lm.toml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [
+        sys.executable,
+        "-m",
+        "cadence.pipeline.cli",
+        "train",
+        "semantic_lm",
+        "--config",
+        str(job_file),
+    ]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoints = out / "runs" / "semantic_lm" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not (checkpoints / "step-00000004").is_dir() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # mid-stage: between checkpoints, no release yet
+    process.wait()
+    assert not (out / "pipeline" / "semantic_lm" / "model.safetensors").exists()
+    started: list[int] = []
+    real_load = Trainer.load_checkpoint
+
+    def spy(self, checkpoint):
+        path = real_load(self, checkpoint)
+        started.append(self.global_step)
+        return path
+
+    monkeypatch.setattr(Trainer, "load_checkpoint", spy)
+    run_job(TrainJob.from_toml(job_file))  # the same command again
+    assert started and 4 <= started[0] < 60  # it went on from a checkpoint, not from step 0
+    release = json.loads((out / "pipeline" / "semantic_lm" / "config.json").read_text())
+    assert release["metadata"]["step"] == 60
