@@ -77,6 +77,7 @@ def write_report(
     seed: int = 0,
     progress: bool = True,
     runs: str | os.PathLike | None = None,
+    speaker_similarity: bool | None = None,
 ) -> ReportResult:
     """Evaluate ``pipeline_dir`` on ``corpus`` and write the page to ``out``.
 
@@ -84,6 +85,7 @@ def write_report(
         limit: utterances on the page (default :data:`DEFAULT_LIMIT`, at most :data:`MAX_LIMIT`).
         runs: where the training runs are (``<runs>/<role>/history.jsonl``); by default the
             pipeline's own ``<role>/history.jsonl``, then the recipe layout's ``../runs``.
+        speaker_similarity: as in :func:`~cadence.pipeline.evaluation.evaluate_pipeline`.
 
     ``out`` is replaced whole (atomically) when it holds a previous report; a folder that
     holds anything else is refused, so a report never deletes unrelated files.
@@ -118,7 +120,7 @@ def write_report(
         rate["value"] = spec.load("codec").sample_rate
         report = evaluate_pipeline(
             pipeline_dir, corpus, limit=limit, prompt_seconds=prompt_seconds, seed=seed,
-            progress=progress, keep=keep, items=items,
+            progress=progress, keep=keep, items=items, speaker_similarity=speaker_similarity,
         )  # fmt: skip
         rows = _manifest_rows(Path(corpus))[:limit]
         curves, looked = training_curves(spec, tmp / "curves", runs=runs)
@@ -241,7 +243,9 @@ table.metrics td.value { text-align: right; font-variant-numeric: tabular-nums; 
 .system h4 { margin: 0 0 0.3em; }
 .system audio { width: 100%; }
 .system img { width: 100%; }
-.system dl { margin: 0.2em 0; font-size: 0.85em; display: grid; grid-template-columns: auto auto; }
+.system dl { margin: 0.2em 0; font-size: 0.85em; display: grid;
+             grid-template-columns: minmax(0, 1fr) auto; column-gap: 0.6em; }
+.system dt { overflow-wrap: anywhere; }
 .system dd { margin: 0; text-align: right; font-variant-numeric: tabular-nums; }
 .missing { color: #a00; }
 """
@@ -287,6 +291,14 @@ def _curves_section(curves: list[tuple[str, str, Path]], looked: list[Path]) -> 
     return "".join(parts)
 
 
+def _metric_name(key: str, system: str) -> str:
+    """A per-item key as a card shows it: ``codec/si_snr`` on the codec's card is ``si_snr``."""
+    kind, _, rest = key.partition("/")
+    if rest == system:
+        return {"per": "PER", "similarity": "speaker similarity"}.get(kind, key)
+    return rest if kind == system else key
+
+
 def _system_card(system: str, clip: tuple[str, float] | None, values: Mapping[str, float]) -> str:
     label = html.escape(SYSTEMS[system])
     if clip is None:
@@ -300,7 +312,7 @@ def _system_card(system: str, clip: tuple[str, float] | None, values: Mapping[st
         or (system == "original" and key.startswith("semantic_lm/"))
     }
     metrics = "".join(
-        f"<dt>{html.escape(key)}</dt><dd>{_number(value)}</dd>"
+        f"<dt>{html.escape(_metric_name(key, system))}</dt><dd>{_number(value)}</dd>"
         for key, value in sorted(mine.items())
     )
     return (

@@ -139,8 +139,9 @@ class Studio:
 
         seconds = _check("seconds", seconds, 0, cli.MAX_SECONDS, above=True)
         steps, seed = _steps(steps), _seed(seed)
+        # As `cadence generate` without --eos: the seconds asked are honoured.
         sampling = SamplingOptions(
-            temperature=_check("temperature", temperature, 0, None), top_p=0.95
+            temperature=_check("temperature", temperature, 0, None), top_p=0.95, allow_eos=False
         )
         guidance = _check("guidance", guidance, 0, None)
         pipe = self._model("continuation")
