@@ -152,7 +152,7 @@ def test_a_generation_through_the_app_returns_audio_of_the_asked_length(
     _set_number(browser, "#continuation-steps input[type=number]", "2")
     _click(browser, "#continuation-run")
     _wait(browser, "const t = document.querySelector('#continuation-result textarea, "
-          "#continuation-result input'); return t && t.value.includes(' s')", 180,
+          "#continuation-result input'); return t && t.value.includes(' s')", 300,
           "the generated audio")  # fmt: skip
     result = browser.find_element(
         By.CSS_SELECTOR, "#continuation-result textarea, #continuation-result input"
