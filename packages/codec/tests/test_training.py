@@ -11,7 +11,7 @@ from cadence.codec import (
 )
 from cadence.core.data import AudioDataset
 from cadence.core.testing import toy_corpus_dir
-from cadence.core.train import latest_checkpoint
+from cadence.core.train import HISTORY_FILE, latest_checkpoint, read_history
 
 
 def corpus(split: str, seconds: float, *, random_crop: bool = True, limit: int | None = None):
@@ -44,6 +44,7 @@ def test_short_training_lowers_held_out_mel_distance(tmp_path):
         adversarial_start_step=1000,
         ema_decay=None,
         save_every=None,
+        log_every=20,
     )
     valid = corpus("valid", 1.0, random_crop=False, limit=8)
     trainer = CodecTrainer(
@@ -54,6 +55,11 @@ def test_short_training_lowers_held_out_mel_distance(tmp_path):
     after = history[-1]["eval/mel_distance"]
     assert after <= 0.75 * before, (before, after)
     assert "d_loss" in history[-1] and "d_loss" not in history[0]
+    # The run's log on disk: the interval means of the train values, and the evaluation.
+    logged = read_history(tmp_path / HISTORY_FILE)
+    assert [row["step"] for row in logged] == [20, 40, 60]
+    assert logged[-1]["eval/mel_distance"] == pytest.approx(after)
+    assert logged[0]["train/mel"] == pytest.approx(sum(h["mel"] for h in history[:20]) / 20)
     release = trainer.save_pretrained(tmp_path / "release")
     loaded = SoundStream.load_pretrained(release)
     audio = valid[0]["audio"][None]

@@ -74,27 +74,37 @@ def _number(
     The range is checked at parse time (exit status 2, click's usage message) and shown in
     --help; click's own FloatRange would let NaN through.
     """
-    sign = "<" if above else "<="
-    if low is not None and high is not None:
-        bounds = f"{low:g}{sign}x<={high:g}"
-    elif low is not None:
-        bounds = f"{low:g}{sign}x"  # not "x>=0": rich would read "[x>=0]" as a style tag
-    else:
-        bounds = f"-inf<x<={high:g}" if high is not None else "-inf<x<inf"
+    bounds = range_text(low, high, above=above)
 
     def check(value: float | None) -> float | None:
-        if value is None:
-            return value
-        ok = (
-            math.isfinite(value)
-            and (low is None or (value > low if above else value >= low))
-            and (high is None or value <= high)
-        )
-        if not ok:
-            raise typer.BadParameter(f"{value:g} is not in the range {bounds}.")
+        problem = None if value is None else range_problem(value, low, high, above=above)
+        if problem:
+            raise typer.BadParameter(problem)
         return value
 
     return typer.Option(*names, help=f"{help_text} [{bounds}]", callback=check)
+
+
+def range_text(low: float | None, high: float | None, *, above: bool = False) -> str:
+    """The range of an option as --help shows it: ``0<x<=60``."""
+    sign = "<" if above else "<="
+    if low is not None and high is not None:
+        return f"{low:g}{sign}x<={high:g}"
+    if low is not None:
+        return f"{low:g}{sign}x"  # not "x>=0": rich would read "[x>=0]" as a style tag
+    return f"-inf<x<={high:g}" if high is not None else "-inf<x<inf"
+
+
+def range_problem(
+    value: float, low: float | None, high: float | None, *, above: bool = False
+) -> str | None:
+    """The message for a number outside its range (None when it is inside); NaN and inf never are."""
+    ok = (
+        math.isfinite(value)
+        and (low is None or (value > low if above else value >= low))
+        and (high is None or value <= high)
+    )
+    return None if ok else f"{value:g} is not in the range {range_text(low, high, above=above)}."
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -134,17 +144,21 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as err:
             if os.environ.get("CADENCE_DEBUG"):
                 raise
-            if isinstance(err, FileNotFoundError) and err.filename:
-                message = f"file not found: {err.filename}"
-            elif isinstance(err, OSError) and not isinstance(err, AudioError) and err.filename:
-                message = f"{err.strerror or err}: {err.filename}"
-            else:
-                message = str(err)
+            message = user_message(err)
             # escape: a message may hold [brackets] (a TOML table name), which rich would eat
             errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def user_message(err: BaseException) -> str:
+    """The one line a user error is shown as (here and in ``cadence serve``)."""
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return f"file not found: {err.filename}"
+    if isinstance(err, OSError) and not isinstance(err, AudioError) and err.filename:
+        return f"{err.strerror or err}: {err.filename}"
+    return str(err)
 
 
 # -------------------------------------------------------------------------- outputs
@@ -228,10 +242,18 @@ def _pipeline_dir(pipeline: Path | None) -> Path:
     return pipeline if pipeline is not None else default_pipeline()
 
 
-def _crop_notice(path: Path, audio, rate: int, limit: float, which: str) -> None:
+def crop_message(name: object, audio, rate: int, limit: float, which: str) -> str | None:
+    """The notice for a prompt longer than the models use (None when it is not)."""
     seconds = audio.shape[-1] / rate
     if seconds > limit:
-        _notice(f"{path} is {seconds:.1f} s long; the models use its {which} {limit:g} s")
+        return f"{name} is {seconds:.1f} s long; the models use its {which} {limit:g} s"
+    return None
+
+
+def _crop_notice(path: Path, audio, rate: int, limit: float, which: str) -> None:
+    message = crop_message(path, audio, rate, limit, which)
+    if message:
+        _notice(message)
 
 
 PipelineOption = Annotated[
@@ -321,6 +343,15 @@ def generate(
     )
 
 
+def check_text(text: str) -> None:
+    """Refuse a TTS text longer than :data:`MAX_TEXT_CHARACTERS`."""
+    if len(text) > MAX_TEXT_CHARACTERS:
+        raise PipelineError(
+            f"the text has {len(text)} characters; say at most {MAX_TEXT_CHARACTERS} at once "
+            "(split it into sentences)"
+        )
+
+
 def _short_notice(path: Path, got: float, asked: float, *, eos: bool) -> None:
     """Say so when a continuation is shorter than asked (one frame of slack)."""
     if got < asked - 0.05:
@@ -408,11 +439,7 @@ def tts(
     seed: SeedOption = None,
 ) -> None:
     """Text to speech with NaturalSpeech 2, in the voice of --prompt."""
-    if len(text) > MAX_TEXT_CHARACTERS:
-        raise PipelineError(
-            f"the text has {len(text)} characters; say at most {MAX_TEXT_CHARACTERS} at once "
-            "(split it into sentences)"
-        )
+    check_text(text)
     _output_file(out, inputs=[prompt])
     from .synthesis import VOICE_PROMPT_SECONDS, TextToSpeech
 
@@ -607,6 +634,13 @@ def evaluate(
         _number("SoundStorm / TTS prompt length", 0, MAX_SECONDS, above=True),
     ] = 3.0,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="also write a static page to listen to every system (index.html, audio, spectrograms, curves)",
+        ),
+    ] = None,
 ) -> None:
     """Objective metrics of every model in a pipeline on held-out speech."""
     from .evaluation import evaluate_pipeline
@@ -615,14 +649,17 @@ def evaluate(
         _output_file(out, suffixes=None, what="metrics file")
     if corpus is None:
         corpus = PipelineSpec.read(_pipeline_dir(pipeline)).held_out()
-    report = evaluate_pipeline(
-        _pipeline_dir(pipeline),
-        corpus,
-        limit=limit,
-        prompt_seconds=prompt_seconds,
-        seed=seed,
-        progress=True,
-    )
+    if report_dir is not None:
+        report = _write_report(pipeline, corpus, report_dir, limit, prompt_seconds, seed)
+    else:
+        report = evaluate_pipeline(
+            _pipeline_dir(pipeline),
+            corpus,
+            limit=limit,
+            prompt_seconds=prompt_seconds,
+            seed=seed,
+            progress=True,
+        )
     _print_report(report)
     if out is not None:
         try:
@@ -630,6 +667,23 @@ def evaluate(
         except OSError as err:
             raise PipelineError(f"cannot write {out} ({err.strerror or err})") from None
         console.print(f"wrote {out}")
+
+
+def _write_report(
+    pipeline: Path | None, corpus: Path, folder: Path, limit: int | None, prompt: float, seed: int
+) -> dict[str, Any]:
+    from .report import DEFAULT_LIMIT, write_report
+
+    _output_folder(folder, inputs=[corpus, _pipeline_dir(pipeline)], what="report folder")
+    rows = (corpus / "valid.jsonl").read_text().splitlines() if corpus.is_dir() else []
+    if limit is None and sum(1 for row in rows if row.strip()) > DEFAULT_LIMIT:
+        _notice(
+            f"the report shows at most {DEFAULT_LIMIT} utterances; --limit N for another number"
+        )
+    result = write_report(_pipeline_dir(pipeline), corpus, folder, limit=limit,
+                          prompt_seconds=prompt, seed=seed)  # fmt: skip
+    console.print(f"wrote {result.index}")
+    return result.report
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -673,6 +727,22 @@ def demo(
         seed=seed,
         console=console,
     )
+
+
+@app.command()
+@_user_errors
+def serve(
+    pipeline: PipelineOption = None,
+    host: Annotated[
+        str, typer.Option(help="address to bind (0.0.0.0 exposes the app to the network)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 7860,
+) -> None:
+    """A local web app (Gradio) for continuation, voice conversion and TTS; needs the `serve` extra."""
+    from .serve import serve as run_app
+
+    console.print(f"serving {_pipeline_dir(pipeline)} on http://{host}:{port} (Ctrl+C stops)")
+    run_app(_pipeline_dir(pipeline), host=host, port=port)
 
 
 def _register_real() -> None:

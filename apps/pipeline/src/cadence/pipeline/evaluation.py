@@ -28,7 +28,9 @@
 Each model has its own evaluator (``evaluate_<role>``) over one :class:`EvalSet`: the
 held-out utterances loaded once at the codec's rate, with their transcripts and, for each,
 another utterance of the same speaker to take the voice from. The speech every evaluator
-makes goes to the :class:`Listener`, which scores it (PER) and can keep it for a report.
+makes goes to the :class:`Listener`, which scores it (PER) and can keep it for a report; the
+listener also collects every evaluator's per-utterance values (:meth:`Listener.items`, the rows
+of ``cadence eval --report``), from which the aggregates are computed as before.
 """
 
 # b batch | c channels | t samples | n codec frames | s semantic frames | q levels
@@ -157,7 +159,8 @@ class Listener:
     """Hears what every system says: phoneme error rates against the same references.
 
     ``keep`` is called with ``(system, index, audio)`` for every utterance heard (a report
-    writer keeps the audio; the default keeps nothing).
+    writer keeps the audio; the default keeps nothing). ``notes`` holds the evaluators'
+    per-utterance values (:meth:`note`); :meth:`items` adds each utterance's own PER.
     """
 
     recognizer: Any
@@ -167,6 +170,24 @@ class Listener:
     speaker: Any = None
     hypotheses: dict[str, dict[int, list[str]]] = field(default_factory=lambda: defaultdict(dict))
     similarities: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    notes: dict[int, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+
+    def note(self, index: int, key: str, value: float) -> None:
+        """Record one per-utterance value (``"codec/si_snr"``) of utterance ``index``."""
+        self.notes[index][key] = float(value)
+
+    def items(self) -> dict[int, dict[str, float]]:
+        """Every utterance's values: the notes, plus ``per/<system>``, its own phoneme error
+        rate (the aggregate PER is corpus-level: total edits over total length, not their mean)."""
+        from cadence.evaluation import phoneme_error_rate
+
+        out: dict[int, dict[str, float]] = defaultdict(dict)
+        for index, values in self.notes.items():
+            out[index].update(values)
+        for system, hyps in self.hypotheses.items():
+            for index, hyp in hyps.items():
+                out[index][f"per/{system}"] = phoneme_error_rate([self.references[index]], [hyp])
+        return dict(out)
 
     def hear(
         self,
@@ -188,6 +209,7 @@ class Listener:
 
             pair = self.speaker.embed([audio, voice], sample_rate=self.sample_rate)
             self.similarities[system].append(float(similarity(pair[0], pair[1])))
+            self.note(index, f"similarity/{system}", self.similarities[system][-1])
         if self.keep is not None:
             self.keep(system, index, audio)
 
@@ -235,16 +257,19 @@ def evaluate_codec(
         resynth = _fit(codec.decode(codes), audio.shape[-1])
         for k, v in codec_metrics(resynth, audio[None], data.sample_rate, perceptual=None).items():
             metrics[k].append(v)
+            listener.note(i, f"codec/{k}", v)
         listener.hear("codec", i, resynth[0], voice=audio)
     return {k: _mean(v) for k, v in metrics.items()}, codes_all
 
 
-def evaluate_semantic_lm(lm, semantic: list[Tensor], progress: Progress) -> dict[str, float]:
+def evaluate_semantic_lm(
+    lm, semantic: list[Tensor], progress: Progress, listener: Listener | None = None
+) -> dict[str, float]:
     """Held-out perplexity of the semantic LM, next to a unigram fitted on the same tokens."""
     from cadence.audiolm import stage_step
 
     nll, count = 0.0, 0
-    for tokens in progress(semantic, "semantic_lm"):
+    for i, tokens in enumerate(progress(semantic, "semantic_lm")):
         tokens = tokens[: lm.config.max_frames]
         ends = torch.tensor([tokens.shape[0] < lm.config.max_frames])
         loss = stage_step(
@@ -257,6 +282,8 @@ def evaluate_semantic_lm(lm, semantic: list[Tensor], progress: Progress) -> dict
         ).loss
         n = tokens.shape[0] + int(ends[0])  # predicted positions: every token, plus EOS at the end
         nll, count = nll + float(loss) * n, count + n
+        if listener is not None:
+            listener.note(i, "semantic_lm/perplexity", math.exp(float(loss)))
     unigram = Counter(int(t) for tokens in semantic for t in tokens)
     size = sum(unigram.values())
     entropy = -sum(c / size * math.log(c / size) for c in unigram.values())
@@ -298,13 +325,18 @@ def evaluate_soundstorm(
             prompt_semantic=tokens[None, :ps],
             generator=generator,
         )
-        correct += (out.codes[0, : n - p] == codes[p:]).float().sum(0)
+        hits = (out.codes[0, : n - p] == codes[p:]).float()
+        correct += hits.sum(0)
         total_frames += n - p
+        if n > p:
+            listener.note(i, "soundstorm/accuracy", float(hits.mean()))
         decoded = _fit(codec.decode(out.sequence[:, :n]), audio.shape[-1])
         span = slice(p * hop, audio.shape[-1])
         storm_mel.append(float(mel_distance(decoded[..., span], audio[None, :, span], rate).mean()))
         resynth = _fit(codec.decode(codes[None]), audio.shape[-1])
         codec_mel.append(float(mel_distance(resynth[..., span], audio[None, :, span], rate).mean()))
+        listener.note(i, "soundstorm/mel_distance", storm_mel[-1])
+        listener.note(i, "soundstorm/mel_distance_codec_resynthesis", codec_mel[-1])
         listener.hear("soundstorm", i, decoded[0], voice=audio)
     accuracy = correct / max(total_frames, 1)
     return {
@@ -322,6 +354,7 @@ def evaluate_tts(data: EvalSet, tts, listener: Listener, progress: Progress) -> 
             item["text"], data.voice(i), sample_rate=data.sample_rate, seed=data.seed + i
         )
         ratios.append(speech.shape[-1] / data.audios[i].shape[-1])
+        listener.note(i, "naturalspeech2/length_ratio", ratios[-1])
         listener.hear("naturalspeech2", i, speech, voice=data.voice(i))
     return {"length_ratio": _mean(ratios)}
 
@@ -354,6 +387,7 @@ def evaluate_conversion(
                     ).mean()
                 )
             )
+            listener.note(i, f"{system}/mel_distance", mels[-1])
         listener.hear(system, i, converted, voice=data.audios[data.voice_of[target]])
     return {"mel_distance": _mean(mels)} if mels else {"utterances": float(len(data.audios))}
 
@@ -373,6 +407,7 @@ def evaluate_continuation(data: EvalSet, pipe, listener: Listener, progress: Pro
                             seed=data.seed + i)  # fmt: skip
         continuation = out.audio[0, :, : int(out.lengths[0])]
         lengths.append(continuation.shape[-1] / data.sample_rate)
+        listener.note(i, "continuation/seconds", lengths[-1])
         listener.hear("continuation", i, continuation, voice=prompt, transcript=False)
     return {"seconds": _mean(lengths)}
 
@@ -392,13 +427,15 @@ def evaluate_pipeline(
     keep: Callable[[str, int, Tensor], None] | None = None,
     speaker_similarity: bool | None = None,
     continuation_seconds: float = 2.0,
+    items: dict[int, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every component ``pipeline_dir`` has on ``corpus/valid.jsonl``.
 
     Returns ``{model: {metric: value}}`` plus ``"intelligibility"``, ``"speaker_similarity"``
     and ``"setup"``. ``keep`` receives every utterance each system says (see :class:`Listener`).
     ``speaker_similarity``: measure it (needs ``cadence-evaluation[speaker]``); None: when
-    installed.
+    installed. ``items``, when given, is filled with each utterance's values
+    (``{index: {"codec/si_snr": ..., "per/codec": ...}}``, :meth:`Listener.items`).
     """
     spec = PipelineSpec.read(pipeline_dir)
     corpus = Path(corpus)
@@ -432,7 +469,9 @@ def evaluate_pipeline(
         [tokenizer.tokenize(a[None])[0] for a in data.audios] if tokenizer is not None else None
     )
     if spec.has("semantic_lm") and semantic is not None:
-        report["semantic_lm"] = evaluate_semantic_lm(spec.load("semantic_lm"), semantic, bar)
+        report["semantic_lm"] = evaluate_semantic_lm(
+            spec.load("semantic_lm"), semantic, bar, listener
+        )
     if spec.has("soundstorm") and semantic is not None:
         report["soundstorm"] = evaluate_soundstorm(
             data, spec.load("soundstorm"), codec, tokenizer, codes_all, semantic, listener, bar
@@ -464,6 +503,8 @@ def evaluate_pipeline(
         report["intelligibility"] = listener.report()
     if listener.speaker is not None:
         report["speaker_similarity"] = listener.speaker_report(data)
+    if items is not None:
+        items.update(listener.items())
     return report
 
 

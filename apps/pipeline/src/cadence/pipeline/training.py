@@ -39,8 +39,8 @@ from accelerate.utils import set_seed
 from cadence.core.config import ConfigError, config_from_dict
 from cadence.core.data import AudioDataset, ShardReader, precompute
 from cadence.core.interfaces import Codec, LatentCodec
-from cadence.core.io import write_json
-from cadence.core.train import Trainer, TrainerConfig
+from cadence.core.io import write_bytes, write_json
+from cadence.core.train import HISTORY_FILE, Trainer, TrainerConfig
 
 from .components import PipelineError, load_component
 from .pipeline import COMPONENTS
@@ -182,6 +182,15 @@ def _write_summary(job: TrainJob, metrics: dict[str, float]) -> None:
             "metrics": metrics,
         }
         write_json(path, summary)
+        _ship_history(job)
+
+
+def _ship_history(job: TrainJob) -> None:
+    """Copy the run's training log (the trainer's ``history.jsonl``) next to the release, so a
+    pipeline carries its training curves (``cadence eval --report`` draws them)."""
+    logs = sorted(job.run_path.glob(f"**/{HISTORY_FILE}"), key=lambda p: len(p.parts))
+    if logs:
+        write_bytes(Path(job.output) / HISTORY_FILE, logs[0].read_bytes())
 
 
 # ----------------------------------------------------------------------------- the stages

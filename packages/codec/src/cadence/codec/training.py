@@ -55,6 +55,7 @@ from cadence.core.train import (
     reseed,
     save_resume_checkpoint,
 )
+from cadence.core.train.history import HISTORY_FILE, append_history
 from cadence.core.train.resume import CHECKPOINTS_DIR
 
 from .balancer import Balancer
@@ -332,6 +333,8 @@ class CodecTrainer:
                 self.history.append(row)
                 bar.update(1)
                 if self.global_step % cfg.log_every == 0:
+                    if acc.is_main_process:
+                        self._log_interval(self.history[-cfg.log_every :])
                     now = time.perf_counter()
                     bar.set_postfix(
                         mel=f"{row['mel']:.3g}",
@@ -361,6 +364,16 @@ class CodecTrainer:
             self.save_checkpoint()
         bar.close()
         return self.history[start:]
+
+    def _log_interval(self, rows: list[dict[str, float]]) -> None:
+        """Append the means of the interval's train values to ``history.jsonl``."""
+        sums: dict[str, list[float]] = {}
+        for row in rows:
+            for key, value in row.items():
+                if key != "step" and not key.startswith("eval/"):
+                    sums.setdefault(f"train/{key}", []).append(value)
+        means = {key: sum(values) / len(values) for key, values in sums.items()}
+        append_history(self.output_dir / HISTORY_FILE, self.global_step, means)
 
     def _epoch_loader(self) -> Iterable[Any]:
         batches, self.epoch, self.batch_in_epoch = epoch_batches(
@@ -433,6 +446,8 @@ class CodecTrainer:
             self.history[-1].update(metrics)
         else:
             self.history.append({"step": self.global_step, **metrics})
+        if self.accelerator.is_main_process:
+            append_history(self.output_dir / HISTORY_FILE, self.global_step, metrics)
         self._last_eval_step = self.global_step
 
     def evaluate(self, data: Dataset | DataLoader | None = None) -> dict[str, float]:

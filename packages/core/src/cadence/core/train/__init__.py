@@ -6,6 +6,7 @@ optimizer helpers.
 """
 
 from .ema import EMA
+from .history import HISTORY_FILE, append_history, read_history
 from .optim import build_optimizer, parameter_groups
 from .resume import (
     epoch_batches,
@@ -28,11 +29,13 @@ from .trainer import StepOutput, Trainer, TrainerConfig, TrainStep
 
 __all__ = [
     "EMA",
+    "HISTORY_FILE",
     "ScheduleName",
     "StepOutput",
     "TrainStep",
     "Trainer",
     "TrainerConfig",
+    "append_history",
     "build_optimizer",
     "build_scheduler",
     "epoch_batches",
@@ -42,6 +45,7 @@ __all__ = [
     "lr_lambda",
     "parameter_groups",
     "prune_checkpoints",
+    "read_history",
     "reseed",
     "save_resume_checkpoint",
     "warmup_constant",

@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import save_pretrained, unwrap_model
 from ..config import Config, ConfigError
 from .ema import EMA
+from .history import HISTORY_FILE, append_history
 from .optim import build_optimizer
 from .resume import (
     CHECKPOINTS_DIR,
@@ -551,6 +552,7 @@ class Trainer:
             acc.log(values, step=self.global_step)
         if acc.is_main_process:
             logger.debug("step %d: %s", self.global_step, values)
+            append_history(self.output_dir / HISTORY_FILE, self.global_step, values)
 
     # -- evaluation -----------------------------------------------------------------------
 
@@ -559,6 +561,8 @@ class Trainer:
         metrics = {f"eval/{k}": v for k, v in self.evaluate().items()}
         if self.history and self.history[-1]["step"] == self.global_step:
             self.history[-1].update(metrics)
+        if self.accelerator.is_main_process:
+            append_history(self.output_dir / HISTORY_FILE, self.global_step, metrics)
         if self._trackers_started:
             self.accelerator.log(metrics, step=self.global_step)
         self._last_eval_step = self.global_step
