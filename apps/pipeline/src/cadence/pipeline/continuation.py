@@ -42,7 +42,8 @@ __all__ = [
 
 # The semantic LM's sampling unless told otherwise: a little below temperature 1 with
 # nucleus sampling keeps the toy LM from wandering off into rare tokens.
-DEFAULT_SAMPLING = SamplingOptions(temperature=0.9, top_p=0.95)
+# EOS stopping is opt-in, as on the command line (--eos): a continuation is as long as asked.
+DEFAULT_SAMPLING = SamplingOptions(temperature=0.9, top_p=0.95, allow_eos=False)
 
 # The longest continuation: 3000 semantic frames at 50 Hz, a dozen sliding windows of the
 # toy LM. Far longer requests are runaways (`--seconds 1e9`), refused rather than run.
@@ -157,8 +158,9 @@ class SpeechContinuation:
                 lengths; any channel count and rate (converted to the codec's).
             sample_rate: the prompts' rate.
             seconds: length of the continuation, at most :data:`MAX_SECONDS`.
-            sampling: the semantic LM's sampling (default :data:`DEFAULT_SAMPLING`); with
-                ``allow_eos`` the LM may end an utterance before ``seconds``.
+            sampling: the semantic LM's sampling (default :data:`DEFAULT_SAMPLING`, which
+                never stops early); with ``allow_eos`` the LM may end an utterance before
+                ``seconds``.
             iterations: SoundStorm passes per level (default 16 on the first, 1 after).
             soundstorm_temperature, guidance_scale: SoundStorm sampling.
             seed: makes the result reproducible.
