@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cadence.core.audio import load
-from cadence.pipeline import PipelineError, SpeechContinuation
+from cadence.pipeline import SpeechContinuation
 from cadence.pipeline.cli import default_pipeline
 from cadence.pipeline.continuation import DEFAULT_SAMPLING
 
@@ -43,7 +43,9 @@ def test_stream_joined_is_the_documented_non_streaming_generation(pipe, prompt):
     codes = torch.cat([c.codes for c in chunks])
     joined = torch.cat([c.audio for c in chunks], dim=-1)
     # the semantic tokens are generate()'s for the same seed
-    ref = pipe.generate(audio, sample_rate=rate, seconds=2.3, sampling=NO_EOS, iterations=PLAN, seed=4)
+    ref = pipe.generate(
+        audio, sample_rate=rate, seconds=2.3, sampling=NO_EOS, iterations=PLAN, seed=4
+    )
     assert torch.equal(semantic, ref.semantic[0, : int(ref.semantic_lengths[0])])
     assert [c.semantic.numel() for c in chunks] == [30, 30, 30, 25, 0]
     # chunk boundaries: every sample once, and the decoder state carried (one-shot decode)
@@ -78,7 +80,10 @@ def test_a_chunk_ends_where_the_decoder_can_see_far_enough(pipe, prompt):
         (dict(chunk_seconds=0.03), "not a whole number of 50 Hz frames; use a multiple of 0.02 s"),
         (dict(chunk_seconds=0.0), "chunk_seconds must be a finite number > 0"),
         (dict(left_context_seconds=12.0), "left_context_seconds must be at most 10"),
-        (dict(left_context_seconds=5.0), "shorter than left_context_seconds = 5: give a longer prompt"),
+        (
+            dict(left_context_seconds=5.0),
+            "shorter than left_context_seconds = 5: give a longer prompt",
+        ),
         (dict(seconds=1e9), "seconds must be in"),
     ],
 )
@@ -109,7 +114,10 @@ print(json.dumps({"samples": samples, "peak_kib": resource.getrusage(resource.RU
 def test_a_long_stream_keeps_memory_flat():
     def peak(seconds: float) -> dict:
         out = subprocess.run(
-            [sys.executable, "-c", MEASURE, str(seconds)], capture_output=True, text=True, check=True
+            [sys.executable, "-c", MEASURE, str(seconds)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -118,3 +126,45 @@ def test_a_long_stream_keeps_memory_flat():
     # 4x the audio, the same memory (a one-shot 40 s generation holds SoundStorm's attention
     # over 2000 frames and the whole waveform: see bench/pipeline/README.md)
     assert long["peak_kib"] - short["peak_kib"] < 12 * 1024, (short, long)
+
+
+def test_a_streamed_wav_is_valid_and_grows_during_generation(tmp_path, pipe, prompt):
+    import soundfile as sf
+
+    from cadence.pipeline.stream_output import stream_to
+
+    audio, rate = prompt
+    path = tmp_path / "grow.wav"
+    seen = []
+
+    def reader(written: int) -> None:  # another reader of the file, between chunks
+        info = sf.info(str(path))
+        data, _ = sf.read(str(path))
+        seen.append((written, info.frames, len(data)))
+
+    chunks = pipe.stream(audio, sample_rate=rate, seconds=2.0, chunk_seconds=0.5, left_context_seconds=1.0, sampling=NO_EOS, iterations=PLAN, seed=1)  # fmt: skip
+    with open(path, "wb") as sink:
+        stream_to(chunks, sink=sink, sample_rate=rate, channels=1, on_chunk=reader)
+    frames = [f for _, f, _ in seen]
+    assert all(w == f == n for w, f, n in seen)  # the header always matches the data
+    assert frames == sorted(frames) and frames[0] > 0 and len(set(frames)) >= 4
+    assert sf.info(str(path)).frames == 2 * rate
+
+
+def test_generate_stream_writes_a_wav_file_and_a_wav_to_stdout(tmp_path):
+    import soundfile as sf
+
+    prompt = default_pipeline() / "prompts" / "prompt.flac"
+    out = tmp_path / "s.wav"
+    base = [sys.executable, "-m", "cadence.pipeline.cli", "generate", "--prompt", str(prompt), "--stream", "--seconds", "1", "--steps", "2", "--seed", "0"]  # fmt: skip
+    done = subprocess.run([*base, "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "first audio after" in done.stderr
+    assert sf.info(str(out)).frames == 16000
+    piped = subprocess.run([*base, "--out", "-"], capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    (tmp_path / "piped.wav").write_bytes(piped.stdout)  # streaming sizes in the header
+    data, rate = sf.read(str(tmp_path / "piped.wav"))
+    assert rate == 16000 and len(data) == 16000
+    refused = subprocess.run([*base, "--out", str(tmp_path / "s.flac")], capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "must end in one of .wav" in refused.stderr

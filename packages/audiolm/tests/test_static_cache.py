@@ -94,7 +94,12 @@ def test_cached_sampling_draws_the_tokens_of_the_uncached_sampler(name):
     for sampling in (options, _uncached(options)):
         g = torch.Generator().manual_seed(1)
         out = model.generate(
-            prompt, lengths, max_frames=max_frames, sampling=sampling, generator=g, return_logits=True
+            prompt,
+            lengths,
+            max_frames=max_frames,
+            sampling=sampling,
+            generator=g,
+            return_logits=True,
         )
         outs.append(out)
         after.append(torch.rand(4, generator=g))  # the generator is left where it was

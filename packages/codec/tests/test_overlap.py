@@ -29,7 +29,12 @@ CODECS = codecs()
 @pytest.mark.parametrize("chunk", [1, 3, 7, 40])
 def test_chunks_joined_equal_the_one_shot_decode(name, chunk):
     codec = CODECS[name]
-    codes = torch.randint(0, codec.codebook_size, (2, 40, codec.num_quantizers), generator=torch.Generator().manual_seed(1))
+    codes = torch.randint(
+        0,
+        codec.codebook_size,
+        (2, 40, codec.num_quantizers),
+        generator=torch.Generator().manual_seed(1),
+    )
     whole = codec.decode(codes)
     stream = OverlapDecoder(codec)
     parts = [stream.decode_chunk(codes[:, i : i + chunk]) for i in range(0, 40, chunk)]
@@ -46,10 +51,17 @@ def test_the_reach_is_what_the_decoder_sees_and_too_little_context_shows(name):
     codec = CODECS[name]
     left, right = decoder_reach(codec)
     assert left >= 1 and right >= 1  # both are non-causal
-    codes = torch.randint(0, codec.codebook_size, (1, 40, codec.num_quantizers), generator=torch.Generator().manual_seed(2))
+    codes = torch.randint(
+        0,
+        codec.codebook_size,
+        (1, 40, codec.num_quantizers),
+        generator=torch.Generator().manual_seed(2),
+    )
     whole = codec.decode(codes)
     stream = OverlapDecoder(codec, reach=(0, 0))  # no overlap at all: the seams differ
-    joined = torch.cat([stream.decode_chunk(codes[:, i : i + 5]) for i in range(0, 40, 5)] + [stream.flush()], -1)
+    joined = torch.cat(
+        [stream.decode_chunk(codes[:, i : i + 5]) for i in range(0, 40, 5)] + [stream.flush()], -1
+    )
     assert joined.shape == whole.shape
     assert not torch.allclose(joined, whole, atol=1e-5)
 

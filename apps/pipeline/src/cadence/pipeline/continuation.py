@@ -252,7 +252,7 @@ class SpeechContinuation:
         sample_rate: int,
         seconds: float = 3.0,
         chunk_seconds: float = 1.0,
-        left_context_seconds: float = 3.0,
+        left_context_seconds: float = 2.0,
         sampling: SamplingOptions | None = None,
         iterations: Sequence[int] | None = None,
         soundstorm_temperature: float = 1.0,

@@ -75,7 +75,7 @@ class StreamOptions(Config):
     """
 
     chunk_seconds: float = 1.0
-    left_context_seconds: float = 3.0
+    left_context_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("chunk_seconds", "left_context_seconds"):
@@ -115,7 +115,7 @@ def _plan(pipe: SpeechContinuation, options: StreamOptions) -> tuple[int, int, i
     """``(chunk tokens, chunk frames, context tokens, context frames)``, validated."""
     s_rate, c_rate = pipe.tokenizer.frame_rate, pipe.codec.frame_rate
     # both a semantic and a codec count: a multiple of the step where they meet
-    step = 1.0 / math.gcd(int(round(s_rate * 1000)), int(round(c_rate * 1000))) * 1000
+    step = 1.0 / math.gcd(round(s_rate * 1000), round(c_rate * 1000)) * 1000
     fix = f"use a multiple of {step:g} s"
     chunk_tokens = _frames(options.chunk_seconds, s_rate, "chunk_seconds", fix)
     chunk_frames = _frames(options.chunk_seconds, c_rate, "chunk_seconds", fix)
@@ -181,9 +181,7 @@ def stream_continuation(
             call, before any chunk: the prompt is checked, tokenized and encoded eagerly).
     """
     with torch.inference_mode():
-        state = _prepare(
-            pipe, prompt, sample_rate, seconds, options, sampling, iterations, seed
-        )
+        state = _prepare(pipe, prompt, sample_rate, seconds, options, sampling, iterations, seed)
     return _run(pipe, state, soundstorm_temperature, guidance_scale)
 
 

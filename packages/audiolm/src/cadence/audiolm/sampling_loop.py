@@ -81,7 +81,10 @@ class _ReferenceStep:
     def _run(self) -> Tensor:
         batch = self.batch
         h = self.model.run_decoder(
-            self.x, start_pos=batch.start_pos, context=batch.context, context_mask=batch.context_mask
+            self.x,
+            start_pos=batch.start_pos,
+            context=batch.context,
+            context_mask=batch.context_mask,
         )
         return h[:, -1]
 
@@ -192,9 +195,7 @@ class SamplingLoop:
         logits = torch.addmm(self.biases[level], h, self.weights[level])
         if self.guided:
             b = self.b
-            logits = classifier_free_guidance(
-                logits[:b], logits[b:], self.sampling.guidance_scale
-            )
+            logits = classifier_free_guidance(logits[:b], logits[b:], self.sampling.guidance_scale)
         if self.mask_eos[level]:
             logits[:, self.k] = float("-inf")
         return logits
@@ -230,6 +231,9 @@ class SamplingLoop:
         tokens = self.tokens
         if not self.track_eos and tokens.shape[1]:
             # rows with a smaller budget ran on with the batch; their extra tokens are dropped
-            past = torch.arange(tokens.shape[1], device=tokens.device)[None] >= (frames * self.q)[:, None]
+            past = (
+                torch.arange(tokens.shape[1], device=tokens.device)[None]
+                >= (frames * self.q)[:, None]
+            )
             tokens = tokens.masked_fill(past, 0)
         return tokens, frames, logits

@@ -51,7 +51,9 @@ def stream_tokens(
     """
     prompt = model._tokens(prompt, "prompt")
     if prompt.shape[0] != 1:
-        raise ValueError(f"stream_tokens continues one prompt, shape (1, p); got {tuple(prompt.shape)}")
+        raise ValueError(
+            f"stream_tokens continues one prompt, shape (1, p); got {tuple(prompt.shape)}"
+        )
     for name, value in (("new_frames", new_frames), ("chunk_frames", chunk_frames)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

@@ -63,7 +63,6 @@ class StaticDecoder:
     def __init__(self, decoder: Decoder):
         self.fast = fast = FastDecoder(decoder)
         self.heads, self.dim_head = fast.heads, fast.dim_head
-        he = self.heads * self.dim_head
         self.layers: list[_StepLayer] = []
         for layer in fast.layers:
             if layer.kind == "a":

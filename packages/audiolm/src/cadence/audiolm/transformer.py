@@ -44,8 +44,8 @@ from cadence.core.config import Config, ConfigError
 from cadence.core.data import lengths_to_mask
 
 from .fast_decoder import FastDecoder
-from .sampling_loop import SamplingLoop
 from .sampling import SamplingOptions
+from .sampling_loop import SamplingLoop
 
 __all__ = [
     "ConditionMode",
