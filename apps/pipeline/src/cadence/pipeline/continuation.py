@@ -96,6 +96,8 @@ class SpeechContinuation:
     """
 
     ROLES = ("codec", "semantic_tokenizer", "semantic_lm", "soundstorm")
+    # the codec decoder's measured reach, kept by the first stream (cadence.pipeline.streaming)
+    _decoder_reach: tuple[int, int] | None = None
 
     def __init__(
         self,

@@ -140,7 +140,7 @@ def _stream_decoder(pipe: SpeechContinuation):
             return factory()
         except ValueError:  # non-causal: it refuses to stream statefully
             pass
-    reach = getattr(pipe, "_decoder_reach", None)
+    reach = pipe._decoder_reach
     if reach is None:
         left, right = decoder_reach(pipe.codec)
         reach = pipe._decoder_reach = (left + 1, right + 1)
