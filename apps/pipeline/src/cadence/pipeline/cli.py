@@ -305,12 +305,39 @@ def generate(
     ] = False,
     include_prompt: Annotated[bool, typer.Option(help="write prompt + continuation")] = False,
     seed: SeedOption = None,
+    stream: Annotated[
+        bool,
+        typer.Option(help="write the WAV as it is made, chunk by chunk (--out - : to stdout)"),
+    ] = False,
+    chunk_seconds: Annotated[
+        float, _number("with --stream: seconds generated per chunk", 0, 10, above=True)
+    ] = 1.0,
+    left_context: Annotated[
+        float,
+        _number(
+            "with --stream: seconds of codes before a chunk that prompt SoundStorm",
+            0,
+            10,
+            above=True,
+        ),
+    ] = 2.0,
+    play: Annotated[
+        bool, typer.Option(help="play while generating (implies --stream; extra 'play')")
+    ] = False,
 ) -> None:
     """Speech continuation: prompt -> semantic tokens -> AudioLM -> SoundStorm -> codec.
 
     Only the end of a long prompt is used (the last 10 s with the toy pipeline); a longer
     prompt is cropped to it before anything runs, with a notice.
     """
+    if stream or play:
+        _generate_stream(
+            prompt, out, seconds=seconds, pipeline=pipeline, temperature=temperature,
+            top_p=top_p, steps=steps, guidance=guidance, eos=eos,
+            include_prompt=include_prompt, seed=seed, chunk_seconds=chunk_seconds,
+            left_context=left_context, play=play,
+        )  # fmt: skip
+        return
     paths = [_output_file(path, inputs=prompt) for path in _batch_outputs(out, len(prompt))]
     from cadence.audiolm import SamplingOptions
     from cadence.soundstorm import default_iterations
@@ -350,6 +377,54 @@ def check_text(text: str) -> None:
             f"the text has {len(text)} characters; say at most {MAX_TEXT_CHARACTERS} at once "
             "(split it into sentences)"
         )
+
+
+def _generate_stream(prompt: list[Path], out: Path, *, pipeline: Path | None, temperature: float, top_p: float, steps: int, guidance: float, eos: bool, include_prompt: bool, chunk_seconds: float, left_context: float, play: bool, seed: int | None, seconds: float) -> None:  # fmt: skip
+    """``generate --stream``: one prompt, written (and played) chunk by chunk."""
+    if len(prompt) != 1:
+        raise PipelineError("--stream takes one --prompt; run one command per prompt")
+    to_stdout = str(out) == "-"
+    if not to_stdout:
+        _output_file(out, inputs=prompt, suffixes=(".wav",), what="--stream output")
+    from cadence.audiolm import SamplingOptions
+    from cadence.soundstorm import default_iterations
+
+    from .continuation import SpeechContinuation
+    from .stream_output import stream_to
+
+    pipe = SpeechContinuation.from_pretrained(_pipeline_dir(pipeline))
+    item = load(prompt[0], sample_rate=pipe.sample_rate, what="prompt")[0]
+    _crop_notice(prompt[0], item, pipe.sample_rate, pipe.prompt_seconds, "last")
+    chunks = pipe.stream(
+        item, sample_rate=pipe.sample_rate, seconds=seconds, chunk_seconds=chunk_seconds,
+        left_context_seconds=left_context,
+        sampling=SamplingOptions(temperature=temperature, top_p=top_p, allow_eos=eos),
+        iterations=default_iterations(pipe.soundstorm.config.num_quantizers, first=steps),
+        guidance_scale=guidance, seed=seed,
+    )  # fmt: skip
+    start = time.perf_counter()
+    first: list[float] = []
+    lead = item if include_prompt else None
+
+    def seen(_: int) -> None:
+        if not first:
+            first.append(time.perf_counter() - start)
+
+    kwargs = dict(sample_rate=pipe.sample_rate, channels=pipe.channels, play=play, lead=lead, on_chunk=seen)  # fmt: skip
+    if to_stdout:
+        written = stream_to(chunks, sink=sys.stdout.buffer, **kwargs)  # type: ignore[arg-type]
+    else:
+        with open(out, "wb") as sink:  # grows in place on purpose (see stream_output)
+            written = stream_to(chunks, sink=sink, **kwargs)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - start
+    total = (written - (0 if lead is None else lead.shape[-1])) / pipe.sample_rate
+    where = "stdout" if to_stdout else str(out)
+    errors.print(
+        f"streamed {total:.2f} s to {escape(where)} in {elapsed:.2f} s (first audio after "
+        f"{first[0] if first else elapsed:.2f} s, real-time factor {elapsed / max(total, 1e-9):.2f})",
+        highlight=False,
+    )
+    _short_notice(out, total, seconds, eos=eos)
 
 
 def _short_notice(path: Path, got: float, asked: float, *, eos: bool) -> None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -31,6 +32,9 @@ from cadence.soundstorm import SoundStorm, default_iterations
 
 from .components import PipelineError, check_compatible
 from .pipeline import PipelineSpec
+
+if TYPE_CHECKING:
+    from .streaming import StreamChunk
 
 __all__ = [
     "DEFAULT_SAMPLING",
@@ -93,6 +97,8 @@ class SpeechContinuation:
     """
 
     ROLES = ("codec", "semantic_tokenizer", "semantic_lm", "soundstorm")
+    # the codec decoder's measured reach, kept by the first stream (cadence.pipeline.streaming)
+    _decoder_reach: tuple[int, int] | None = None
 
     def __init__(
         self,
@@ -242,6 +248,39 @@ class SpeechContinuation:
             prompt_audio=audio.cpu(),
             prompt_lengths=lengths,
         )
+
+    def stream(
+        self,
+        prompt: Tensor | Sequence[Tensor],
+        *,
+        sample_rate: int,
+        seconds: float = 3.0,
+        chunk_seconds: float = 1.0,
+        left_context_seconds: float = 2.0,
+        sampling: SamplingOptions | None = None,
+        iterations: Sequence[int] | None = None,
+        soundstorm_temperature: float = 1.0,
+        guidance_scale: float = 1.0,
+        seed: int | None = None,
+    ) -> Iterator[StreamChunk]:
+        """Continue one prompt by ``seconds``, yielding :class:`StreamChunk` s as audio is made.
+
+        Each step samples ``chunk_seconds`` of semantic tokens, fills their codes with
+        SoundStorm prompted by the ``left_context_seconds`` of codes before them, and
+        decodes them carrying the codec's state. Joined, the semantic tokens are
+        :meth:`generate`'s for the same seed and the audio is ``codec.decode`` of the joined
+        codes; see :mod:`cadence.pipeline.streaming` for exactly how it differs from
+        :meth:`generate`. Bad options and a prompt shorter than the left context raise
+        :class:`PipelineError` here, before the first chunk.
+        """
+        from .streaming import StreamOptions, stream_continuation
+
+        return stream_continuation(
+            self, prompt, sample_rate=sample_rate, seconds=seconds,
+            options=StreamOptions(chunk_seconds=chunk_seconds, left_context_seconds=left_context_seconds),
+            sampling=sampling, iterations=iterations, soundstorm_temperature=soundstorm_temperature,
+            guidance_scale=guidance_scale, seed=seed,
+        )  # fmt: skip
 
     def continue_semantic(
         self,

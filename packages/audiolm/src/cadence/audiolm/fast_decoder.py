@@ -101,17 +101,24 @@ class FastDecoder:
         start_pos: Tensor | None = None,
         context: Tensor | None = None,
         context_mask: Tensor | None = None,
+        buffers: tuple[Tensor, Tensor] | None = None,
     ) -> dict:
-        """A fresh decoding state with room for ``max_len`` positions."""
+        """A fresh decoding state with room for ``max_len`` positions.
+
+        ``buffers``: the ``(layers, b, h, max_len, e)`` key and value memory to write into
+        (:class:`~cadence.audiolm.static_cache.StaticDecoder` shares one); default new ones.
+        """
         ref = self.final_norm
         h, e = self.heads, self.dim_head
+        if buffers is None:
+            shape = (self.num_self, batch, h, max_len, e)
+            buffers = (
+                torch.empty(shape, dtype=ref.dtype, device=ref.device),
+                torch.empty(shape, dtype=ref.dtype, device=ref.device),
+            )
         state: dict = {
-            "k": torch.empty(
-                self.num_self, batch, h, max_len, e, dtype=ref.dtype, device=ref.device
-            ),
-            "v": torch.empty(
-                self.num_self, batch, h, max_len, e, dtype=ref.dtype, device=ref.device
-            ),
+            "k": buffers[0],
+            "v": buffers[1],
             "length": 0,
             "max_len": max_len,
         }

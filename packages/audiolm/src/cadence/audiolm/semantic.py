@@ -8,6 +8,7 @@ the next token, and after the last one an end-of-sequence class (EOS = ``codeboo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -19,6 +20,7 @@ from cadence.core.validation import check_ids, check_lengths
 
 from .long_form import check_window, select_rows, slide_windows
 from .sampling import SamplingOptions
+from .semantic_stream import stream_tokens
 from .transformer import GenerateOutput, StageConfig, StageOutput, StageTransformer
 
 __all__ = ["SemanticTransformer", "SemanticTransformerConfig"]
@@ -182,6 +184,32 @@ class SemanticTransformer(PretrainedMixin, StageTransformer):
             progress=progress,
         )
         return replace(out, codes=out.codes[..., 0])
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        prompt: Tensor,
+        *,
+        new_frames: int,
+        chunk_frames: int,
+        window_frames: int | None = None,
+        keep_frames: int | None = None,
+        cond: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        sampling: SamplingOptions | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[Tensor]:
+        """Yield the tokens that continue one prompt ``(1, p)`` in ``(1, n)`` chunks, as sampled.
+
+        Joined, the chunks are :meth:`generate_long`'s continuation (and :meth:`generate`'s
+        where prompt + ``new_frames`` fit in one window) for the same generator; see
+        :func:`cadence.audiolm.semantic_stream.stream_tokens`.
+        """
+        yield from stream_tokens(
+            self, prompt, new_frames=new_frames, chunk_frames=chunk_frames,
+            window_frames=window_frames, keep_frames=keep_frames, cond=cond,
+            cond_mask=cond_mask, sampling=sampling, generator=generator,
+        )  # fmt: skip
 
     @torch.inference_mode()
     def generate_long(

@@ -42,10 +42,10 @@ from x_transformers import Decoder
 
 from cadence.core.config import Config, ConfigError
 from cadence.core.data import lengths_to_mask
-from cadence.core.sampling import classifier_free_guidance, sample_logits
 
 from .fast_decoder import FastDecoder
 from .sampling import SamplingOptions
+from .sampling_loop import SamplingLoop
 
 __all__ = [
     "ConditionMode",
@@ -436,20 +436,21 @@ class StageTransformer(nn.Module):
         Returns:
             :class:`GenerateOutput` with prompt + continuation per row.
         """
-        sampling = sampling if sampling is not None else SamplingOptions()
-        max_frames, prompt_frames = max_frames.to(prefix.device), prompt_frames.to(prefix.device)
-        if bool((max_frames < prompt_frames).any()):
-            raise ValueError("max_frames must be at least the prompt length of every row")
+        prompt_frames = prompt_frames.to(prefix.device)
         # sampling is inference: no dropout, whatever mode the module was left in
         was_training = self.training
         self.eval()
         try:
-            batch = self._prompt_batch(
-                prefix, prefix_lengths, prompt, prompt_frames, cond, cond_mask, sampling
-            )
-            tokens, new_frames, logits = self._sample(
-                batch, max_frames - prompt_frames, sampling, generator, return_logits, progress
-            )
+            loop = self.sampling_loop(
+                prefix, prefix_lengths, prompt, prompt_frames, max_frames,
+                cond=cond, cond_mask=cond_mask, sampling=sampling, generator=generator,
+                return_logits=return_logits,
+            )  # fmt: skip
+            bar = _progress_bar(progress, loop.steps, type(self).__name__)
+            loop.run(progress=bar)
+            if bar is not None:
+                bar.close()
+            tokens, new_frames, logits = loop.result()
         finally:
             self.train(was_training)
         return self._assemble(prompt, prompt_frames, tokens, new_frames, logits)
@@ -496,74 +497,32 @@ class StageTransformer(nn.Module):
             guided=guided,
         )
 
-    def _sample(
+    def sampling_loop(
         self,
-        batch: _PromptBatch,
-        budget: Tensor,
-        sampling: SamplingOptions,
-        generator: torch.Generator | None,
-        return_logits: bool,
-        progress: bool,
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """The sampling loop, one token per step; rows stop at EOS or after ``budget`` frames.
-
-        Returns:
-            ``(tokens, frames, logits)``: ``(b, steps)`` sampled target tokens (0 once a row
-            is done), ``(b,)`` new frames per row, and the stacked logits when asked for.
-        """
-        b = budget.shape[0]
-        q, k = self.num_levels, self.target_codebook_size
-        steps = int(budget.max()) * q if b else 0
-        decoder = _StepDecoder(self, batch, steps, sampling.use_cache)
-        h = decoder.prefill()
-        tokens = torch.zeros(b, steps, dtype=torch.long, device=budget.device)
-        finished = budget <= 0
-        frames = torch.zeros(b, dtype=torch.long, device=budget.device)
-        offsets = self.target_offset + torch.arange(q, device=budget.device) * k
-        all_logits = []
-        bar = _progress_bar(progress, steps, type(self).__name__)
-        for step in range(steps):
-            level = step % q
-            # one host sync per frame: stop when every row is done
-            if level == 0 and bool(finished.all()):
-                tokens = tokens[:, :step]
-                break
-            logits = self._next_logits(h, level, b, sampling)
-            if return_logits:
-                all_logits.append(logits)
-            token = sample_logits(
-                logits,
-                temperature=sampling.temperature,
-                top_k=sampling.top_k,
-                top_p=sampling.top_p,
-                generator=generator,
-            )
-            if self.has_eos and level == 0:
-                finished = finished | (token == k)
-            token = torch.where(finished, 0, token)
-            tokens[:, step] = token
-            if level == q - 1:
-                frames = frames + (~finished).long()
-                finished = finished | (frames >= budget)
-            h = decoder.push(token + offsets[level])
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        return tokens, frames, torch.stack(all_logits, dim=1) if all_logits else None
-
-    def _next_logits(self, h: Tensor, level: int, batch: int, sampling: SamplingOptions) -> Tensor:
-        """``(b, v)`` logits of the next token of each row, guided and EOS-masked."""
-        logits = self.step_logits(h, level)
-        if sampling.guided:
-            logits = classifier_free_guidance(
-                logits[:batch], logits[batch:], sampling.guidance_scale
-            )
-        if self.has_eos and (level != 0 or not sampling.allow_eos):
-            # EOS only ends a frame (level 0), and only where allowed; masked after guidance
-            # so that no -inf enters the mix
-            logits[:, self.target_codebook_size] = float("-inf")
-        return logits
+        prefix: Tensor,
+        prefix_lengths: Tensor,
+        prompt: Tensor,
+        prompt_frames: Tensor,
+        max_frames: Tensor,
+        *,
+        cond: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        sampling: SamplingOptions | None = None,
+        generator: torch.Generator | None = None,
+        return_logits: bool = False,
+    ) -> SamplingLoop:
+        """The resumable loop :meth:`generate_flat` runs (arguments as there); the caller
+        puts the model in eval mode and runs it under ``torch.inference_mode()``."""
+        sampling = sampling if sampling is not None else SamplingOptions()
+        max_frames, prompt_frames = max_frames.to(prefix.device), prompt_frames.to(prefix.device)
+        if bool((max_frames < prompt_frames).any()):
+            raise ValueError("max_frames must be at least the prompt length of every row")
+        batch = self._prompt_batch(
+            prefix, prefix_lengths, prompt, prompt_frames, cond, cond_mask, sampling
+        )
+        return SamplingLoop(
+            self, batch, max_frames - prompt_frames, sampling, generator, return_logits
+        )
 
     def _assemble(
         self,
@@ -614,51 +573,6 @@ class _PromptBatch:
     context: Tensor | None
     context_mask: Tensor | None
     guided: bool
-
-
-class _StepDecoder:
-    """One position at a time through the KV-cached :class:`FastDecoder` or, as the
-    reference, through the whole x-transformers decoder again (``use_cache=False``)."""
-
-    def __init__(self, model: StageTransformer, batch: _PromptBatch, steps: int, use_cache: bool):
-        self.model, self.batch = model, batch
-        self.x = batch.x  # everything so far (only the reference path reads it)
-        self.fast = model.fast_decoder() if use_cache else None
-        if self.fast is not None:
-            self.state = self.fast.start(
-                batch.x.shape[0],
-                batch.x.shape[1] + steps,
-                start_pos=batch.start_pos,
-                context=batch.context,
-                context_mask=batch.context_mask,
-            )
-
-    def prefill(self) -> Tensor:
-        """``(b', d)`` hidden state of each row's last prompt position."""
-        if self.fast is not None:
-            return self.fast.forward(self.state, self.x)[:, -1]
-        return self._reference()
-
-    def push(self, ids: Tensor) -> Tensor:
-        """Append the ``(b,)`` sampled global ids (to both halves when guided); the new hidden state."""
-        ids = ids[:, None]
-        if self.batch.guided:
-            ids = torch.cat([ids, ids])
-        emb = self.model.token_emb(ids)
-        if self.fast is not None:
-            return self.fast.forward(self.state, emb)[:, -1]
-        self.x = torch.cat([self.x, emb], dim=1)
-        return self._reference()
-
-    def _reference(self) -> Tensor:
-        batch = self.batch
-        h = self.model.run_decoder(
-            self.x,
-            start_pos=batch.start_pos,
-            context=batch.context,
-            context_mask=batch.context_mask,
-        )
-        return h[:, -1]
 
 
 def _progress_bar(show: bool, total: int, desc: str):

@@ -1,0 +1,170 @@
+"""SpeechContinuation.stream against the non-streaming path, as cadence.pipeline.streaming
+documents it: the semantic tokens are generate()'s, the audio is the one-shot decode of the
+streamed codes, every sample exactly once, and the memory of a long stream stays flat."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cadence.core.audio import load
+from cadence.pipeline import SpeechContinuation
+from cadence.pipeline.cli import default_pipeline
+from cadence.pipeline.continuation import DEFAULT_SAMPLING
+
+NO_EOS = DEFAULT_SAMPLING.replace(allow_eos=False)
+PLAN = (4, 1, 1, 1)  # fewer SoundStorm passes than the default: these tests check plumbing
+
+
+@pytest.fixture(scope="module")
+def pipe() -> SpeechContinuation:
+    return SpeechContinuation.from_pretrained(default_pipeline())
+
+
+@pytest.fixture(scope="module")
+def prompt():
+    audio, rate = load(default_pipeline() / "prompts" / "prompt.flac")
+    return audio, rate
+
+
+def test_stream_joined_is_the_documented_non_streaming_generation(pipe, prompt):
+    audio, rate = prompt
+    chunks = list(
+        pipe.stream(
+            audio, sample_rate=rate, seconds=2.3, chunk_seconds=0.6, left_context_seconds=1.0,
+            sampling=NO_EOS, iterations=PLAN, seed=4,
+        )
+    )  # fmt: skip
+    semantic = torch.cat([c.semantic for c in chunks])
+    codes = torch.cat([c.codes for c in chunks])
+    joined = torch.cat([c.audio for c in chunks], dim=-1)
+    # the semantic tokens are generate()'s for the same seed
+    ref = pipe.generate(
+        audio, sample_rate=rate, seconds=2.3, sampling=NO_EOS, iterations=PLAN, seed=4
+    )
+    assert torch.equal(semantic, ref.semantic[0, : int(ref.semantic_lengths[0])])
+    assert [c.semantic.numel() for c in chunks] == [30, 30, 30, 25, 0]
+    # chunk boundaries: every sample once, and the decoder state carried (one-shot decode)
+    hop = pipe.codec.hop_length
+    assert joined.shape[-1] == codes.shape[0] * hop == 115 * hop
+    whole = pipe.codec.decode(codes[None])[0]
+    assert torch.allclose(joined, whole, atol=1e-5)
+    # the first chunk's codes are SoundStorm's for its tokens, prompted by the prompt's last
+    # second of codes, with the generator seeded with seed + 1
+    used = pipe.codec.encode(audio[None].float())
+    first = pipe.soundstorm.generate(
+        chunks[0].semantic[None], num_frames=30, prompt_codes=used[:, -50:],
+        prompt_semantic=pipe.tokenizer.tokenize(audio[None].float())[:, -50:],
+        iterations=PLAN, generator=torch.Generator().manual_seed(5),
+    )  # fmt: skip
+    assert torch.equal(first.codes[0], chunks[0].codes)
+
+
+def test_a_chunk_ends_where_the_decoder_can_see_far_enough(pipe, prompt):
+    audio, rate = prompt
+    stream = pipe.stream(audio, sample_rate=rate, seconds=1.0, chunk_seconds=0.5, left_context_seconds=1.0, sampling=NO_EOS, iterations=PLAN, seed=0)  # fmt: skip
+    first = next(stream)
+    right = pipe._decoder_reach[1]  # the non-causal toy codec's look-ahead, measured
+    assert first.audio.shape[-1] == (25 - right) * pipe.codec.hop_length
+    rest = list(stream)
+    assert sum(c.audio.shape[-1] for c in [first, *rest]) == 50 * pipe.codec.hop_length
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(chunk_seconds=0.03), "not a whole number of 50 Hz frames; use a multiple of 0.02 s"),
+        (dict(chunk_seconds=0.0), "chunk_seconds must be a finite number > 0"),
+        (dict(left_context_seconds=12.0), "left_context_seconds must be at most 10"),
+        (
+            dict(left_context_seconds=5.0),
+            "shorter than left_context_seconds = 5: give a longer prompt",
+        ),
+        (dict(seconds=1e9), "seconds must be in"),
+    ],
+)
+def test_bad_chunks_and_a_prompt_shorter_than_the_context_are_clear_errors(pipe, prompt, options, message):  # fmt: skip
+    audio, rate = prompt  # 2.98 s
+    with pytest.raises(ValueError, match=message):
+        pipe.stream(audio, sample_rate=rate, **options)  # raises at the call, before a chunk
+
+
+MEASURE = """
+import json, resource, sys, torch
+torch.set_num_threads(1)
+from cadence.core.audio import load
+from cadence.pipeline import SpeechContinuation
+from cadence.pipeline.cli import default_pipeline
+from cadence.pipeline.continuation import DEFAULT_SAMPLING
+pipe = SpeechContinuation.from_pretrained(default_pipeline())
+audio, rate = load(default_pipeline() / "prompts" / "prompt.flac")
+samples = 0
+for chunk in pipe.stream(audio, sample_rate=rate, seconds=float(sys.argv[1]), chunk_seconds=2.0,
+                         left_context_seconds=1.0, iterations=(1, 1, 1, 1), seed=0,
+                         sampling=DEFAULT_SAMPLING.replace(allow_eos=False)):
+    samples += chunk.audio.shape[-1]
+print(json.dumps({"samples": samples, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def test_a_long_stream_keeps_memory_flat():
+    def peak(seconds: float) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, str(seconds)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    short, long = peak(10.0), peak(40.0)
+    assert short["samples"] == 10 * 16000 and long["samples"] == 40 * 16000
+    # 4x the audio, the same memory (a one-shot 40 s generation holds SoundStorm's attention
+    # over 2000 frames and the whole waveform: see bench/pipeline/README.md)
+    assert long["peak_kib"] - short["peak_kib"] < 12 * 1024, (short, long)
+
+
+def test_a_streamed_wav_is_valid_and_grows_during_generation(tmp_path, pipe, prompt):
+    import soundfile as sf
+
+    from cadence.pipeline.stream_output import stream_to
+
+    audio, rate = prompt
+    path = tmp_path / "grow.wav"
+    seen = []
+
+    def reader(written: int) -> None:  # another reader of the file, between chunks
+        info = sf.info(str(path))
+        data, _ = sf.read(str(path))
+        seen.append((written, info.frames, len(data)))
+
+    chunks = pipe.stream(audio, sample_rate=rate, seconds=2.0, chunk_seconds=0.5, left_context_seconds=1.0, sampling=NO_EOS, iterations=PLAN, seed=1)  # fmt: skip
+    with open(path, "wb") as sink:
+        stream_to(chunks, sink=sink, sample_rate=rate, channels=1, on_chunk=reader)
+    frames = [f for _, f, _ in seen]
+    assert all(w == f == n for w, f, n in seen)  # the header always matches the data
+    assert frames == sorted(frames) and frames[0] > 0 and len(set(frames)) >= 4
+    assert sf.info(str(path)).frames == 2 * rate
+
+
+def test_generate_stream_writes_a_wav_file_and_a_wav_to_stdout(tmp_path):
+    import soundfile as sf
+
+    prompt = default_pipeline() / "prompts" / "prompt.flac"
+    out = tmp_path / "s.wav"
+    base = [sys.executable, "-m", "cadence.pipeline.cli", "generate", "--prompt", str(prompt), "--stream", "--seconds", "1", "--steps", "2", "--seed", "0"]  # fmt: skip
+    done = subprocess.run([*base, "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "first audio after" in done.stderr
+    assert sf.info(str(out)).frames == 16000
+    piped = subprocess.run([*base, "--out", "-"], capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    (tmp_path / "piped.wav").write_bytes(piped.stdout)  # streaming sizes in the header
+    data, rate = sf.read(str(tmp_path / "piped.wav"))
+    assert rate == 16000 and len(data) == 16000
+    refused = subprocess.run([*base, "--out", str(tmp_path / "s.flac")], capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "must end in one of .wav" in refused.stderr

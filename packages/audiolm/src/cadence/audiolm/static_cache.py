@@ -1,0 +1,163 @@
+"""One decoding step at a time over a static (preallocated) KV cache, for the sampling loop.
+
+:class:`FastDecoder` already runs the stages' decoder over preallocated key/value buffers; its
+forward pass is general (any number of new positions, masks built per call). Sampling calls
+it once per token, and at AudioLM sizes a step's arithmetic is a few microseconds while its
+per-call work (masks, rotary by stack/flatten, 3-D reshapes, separate K and V writes) costs
+more than the network. :class:`StaticDecoder` adds a single-position step whose work is fixed
+in advance:
+
+- one key/value buffer per decoder, ``(layers, 2, b, h, positions, e)``, allocated once and
+  shared with the prefill (FastDecoder writes the prompt into the same memory);
+- one fused ``q, k, v`` projection per self-attention layer (weights transposed once);
+- rotary as one in-place complex multiply of ``q`` and ``k`` together: x-transformers
+  rotates interleaved pairs ``(x0, x1)`` by the position's angle, which is ``(x0 + i x1)
+  e^{i theta}``, instead of a stack, a flatten and four ops per tensor. (Folding the rotation
+  into extra weight rows would also work, but batch-1 decoding reads every weight once per
+  token and is bound by memory traffic: it would add 40 % to the attention weights read.)
+- K and V of a step written with one copy into the buffer; the attention reads views of it;
+- residuals folded into ``addmm`` (``x + a @ W``); 2-D tensors throughout.
+
+Why hand-written: PyTorch's StaticCache lives in ``transformers`` for its own model classes;
+x-transformers has no static-cache step. ``torch.compile`` was measured on this step on CPU
+(bench/audiolm/README.md) and is not used.
+"""
+
+# b batch | n positions | d dim | h heads | e head dim | l self-attention layers
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from x_transformers import Decoder
+
+from .fast_decoder import FastDecoder
+
+__all__ = ["StaticDecoder"]
+
+
+@dataclass
+class _StepLayer:
+    kind: str  # "a" self-attention | "c" cross-attention | "f" feed-forward
+    norm: Tensor  # (d,) LayerNorm scale
+    w_in: Tensor  # (d, 3he) [q k v] for "a"; (d, he) q for "c"; (d, hidden) for "f"
+    w_out: Tensor  # (he, d) or (hidden, d), transposed for addmm
+    b_in: Tensor | None = None
+    b_out: Tensor | None = None
+
+
+class StaticDecoder:
+    """:class:`FastDecoder`'s prefill plus a fixed-cost single-position :meth:`step`.
+
+    Usage::
+
+        static = StaticDecoder(decoder)
+        state = static.start(batch, max_len, start_pos=..., context=..., context_mask=...)
+        h = static.prefill(state, x)      # (b, n, d) prompt -> (b, n, d)
+        h = static.step(state, x_next)    # (b, d) one new position -> (b, d)
+    """
+
+    def __init__(self, decoder: Decoder):
+        self.fast = fast = FastDecoder(decoder)
+        self.heads, self.dim_head = fast.heads, fast.dim_head
+        self.layers: list[_StepLayer] = []
+        for layer in fast.layers:
+            if layer.kind == "a":
+                self.layers.append(_StepLayer("a", layer.norm, layer.w_in.t().contiguous(), layer.w_out.t().contiguous()))  # fmt: skip
+            elif layer.kind == "c":
+                self.layers.append(_StepLayer("c", layer.norm, layer.w_in.t().contiguous(), layer.w_out.t().contiguous()))  # fmt: skip
+            else:
+                self.layers.append(
+                    _StepLayer(
+                        "f",
+                        layer.norm,
+                        layer.w_in.t().contiguous(),
+                        layer.w_out.t().contiguous(),
+                        layer.b_in,
+                        layer.b_out,
+                    )
+                )
+        self.final_norm = fast.final_norm
+
+    def start(
+        self,
+        batch: int,
+        max_len: int,
+        *,
+        start_pos: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+    ) -> dict:
+        """A decoding state with room for ``max_len`` positions (one buffer for K and V)."""
+        ref = self.final_norm
+        kv = torch.empty(
+            self.fast.num_self, 2, batch, self.heads, max_len, self.dim_head,
+            dtype=ref.dtype, device=ref.device,
+        )  # fmt: skip
+        state = self.fast.start(
+            batch,
+            max_len,
+            start_pos=start_pos,
+            context=context,
+            context_mask=context_mask,
+            buffers=(kv[:, 0], kv[:, 1]),
+        )
+        state["kv"] = kv
+        if kv.dtype in (torch.float32, torch.float64):
+            # e^{i theta} per position and pair (the tables hold each angle twice, interleaved)
+            state["rotation"] = torch.complex(state["cos"][:, 0::2], state["sin"][:, 0::2])
+        return state
+
+    def prefill(self, state: dict, x: Tensor) -> Tensor:
+        """The prompt ``(b, n, d)`` through FastDecoder, into this state's buffer."""
+        return self.fast.forward(state, x)
+
+    def step(self, state: dict, x: Tensor) -> Tensor:
+        """One new position ``(b, d)`` -> its hidden state ``(b, d)``."""
+        pos = state["length"]
+        end = pos + 1
+        if end > state["max_len"]:
+            raise RuntimeError(
+                f"decoding state holds {state['max_len']} positions; asked for {end}"
+            )
+        b, d = x.shape
+        h, e = self.heads, self.dim_head
+        he = h * e
+        rotation = state.get("rotation")
+        key_valid = state["key_valid"]
+        mask = None if key_valid is None else key_valid[:, None, None, :end]
+        kv = state["kv"]
+        self_index = cross_index = 0
+        for layer in self.layers:
+            normed = F.layer_norm(x, (d,), layer.norm)
+            if layer.kind == "a":
+                proj = torch.mm(normed, layer.w_in)  # (b, 3he): q k v
+                qk = proj[:, : 2 * he].view(b, 2 * h, e)
+                if rotation is not None:
+                    torch.view_as_complex(qk.unflatten(-1, (-1, 2))).mul_(rotation[pos])
+                else:  # half precision: no complex type; FastDecoder's rotation
+                    qk.copy_(FastDecoder._rotate(qk, state["cos"][pos], state["sin"][pos]))
+                cache = kv[self_index]  # (2, b, h, n, e)
+                cache[:, :, :, pos].copy_(proj[:, he : 3 * he].view(b, 2, h, e).transpose(0, 1))
+                q = proj[:, :he].view(b, h, 1, e)
+                out = F.scaled_dot_product_attention(
+                    q, cache[0, :, :, :end], cache[1, :, :, :end], attn_mask=mask
+                )
+                x = torch.addmm(x, out.view(b, he), layer.w_out)
+                self_index += 1
+            elif layer.kind == "c":
+                q = torch.mm(normed, layer.w_in).view(b, h, 1, e)
+                k, v = state["context_kv"][cross_index]
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=state["context_mask"])
+                x = torch.addmm(x, out.view(b, he), layer.w_out)
+                cross_index += 1
+            else:
+                hidden = torch.mm(normed, layer.w_in) if layer.b_in is None else torch.addmm(layer.b_in, normed, layer.w_in)  # fmt: skip
+                x = torch.addmm(x, F.gelu(hidden), layer.w_out)
+                if layer.b_out is not None:
+                    x = x.add_(layer.b_out)
+        state["length"] = end
+        return F.layer_norm(x, (d,), self.final_norm)
