@@ -15,9 +15,15 @@ from cadence.core.audio import load
 from cadence.pipeline import SpeechContinuation
 from cadence.pipeline.cli import default_pipeline
 from cadence.pipeline.continuation import DEFAULT_SAMPLING
+from cadence.soundstorm import default_iterations
 
 NO_EOS = DEFAULT_SAMPLING.replace(allow_eos=False)
-PLAN = (4, 1, 1, 1)  # fewer SoundStorm passes than the default: these tests check plumbing
+# fewer SoundStorm passes than the default (4 on the first level, 1 on each other level of
+# the shipped codec): these tests check plumbing
+PLAN = default_iterations(
+    SpeechContinuation.from_pretrained(default_pipeline()).soundstorm.config.num_quantizers,
+    first=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +72,14 @@ def test_stream_joined_is_the_documented_non_streaming_generation(pipe, prompt):
 
 def test_a_chunk_ends_where_the_decoder_can_see_far_enough(pipe, prompt):
     audio, rate = prompt
-    stream = pipe.stream(audio, sample_rate=rate, seconds=1.0, chunk_seconds=0.5, left_context_seconds=1.0, sampling=NO_EOS, iterations=PLAN, seed=0)  # fmt: skip
+    # chunks of 50 frames: longer than the shipped ISTFTCodec's look-ahead (~29 frames)
+    stream = pipe.stream(audio, sample_rate=rate, seconds=2.0, chunk_seconds=1.0, left_context_seconds=1.0, sampling=NO_EOS, iterations=PLAN, seed=0)  # fmt: skip
     first = next(stream)
     right = pipe._decoder_reach[1]  # the non-causal toy codec's look-ahead, measured
-    assert first.audio.shape[-1] == (25 - right) * pipe.codec.hop_length
+    assert 0 < right < 50
+    assert first.audio.shape[-1] == (50 - right) * pipe.codec.hop_length
     rest = list(stream)
-    assert sum(c.audio.shape[-1] for c in [first, *rest]) == 50 * pipe.codec.hop_length
+    assert sum(c.audio.shape[-1] for c in [first, *rest]) == 100 * pipe.codec.hop_length
 
 
 @pytest.mark.parametrize(
@@ -104,7 +112,8 @@ pipe = SpeechContinuation.from_pretrained(default_pipeline())
 audio, rate = load(default_pipeline() / "prompts" / "prompt.flac")
 samples = 0
 for chunk in pipe.stream(audio, sample_rate=rate, seconds=float(sys.argv[1]), chunk_seconds=2.0,
-                         left_context_seconds=1.0, iterations=(1, 1, 1, 1), seed=0,
+                         left_context_seconds=1.0, seed=0,
+                         iterations=(1,) * pipe.soundstorm.config.num_quantizers,
                          sampling=DEFAULT_SAMPLING.replace(allow_eos=False)):
     samples += chunk.audio.shape[-1]
 print(json.dumps({"samples": samples, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
@@ -142,13 +151,14 @@ def test_a_streamed_wav_is_valid_and_grows_during_generation(tmp_path, pipe, pro
         data, _ = sf.read(str(path))
         seen.append((written, info.frames, len(data)))
 
-    chunks = pipe.stream(audio, sample_rate=rate, seconds=2.0, chunk_seconds=0.5, left_context_seconds=1.0, sampling=NO_EOS, iterations=PLAN, seed=1)  # fmt: skip
+    # chunks of 40 frames, longer than the codec's look-ahead, so each one brings audio
+    chunks = pipe.stream(audio, sample_rate=rate, seconds=3.0, chunk_seconds=0.8, left_context_seconds=1.0, sampling=NO_EOS, iterations=PLAN, seed=1)  # fmt: skip
     with open(path, "wb") as sink:
         stream_to(chunks, sink=sink, sample_rate=rate, channels=1, on_chunk=reader)
     frames = [f for _, f, _ in seen]
     assert all(w == f == n for w, f, n in seen)  # the header always matches the data
     assert frames == sorted(frames) and frames[0] > 0 and len(set(frames)) >= 4
-    assert sf.info(str(path)).frames == 2 * rate
+    assert sf.info(str(path)).frames == 3 * rate
 
 
 def test_generate_stream_writes_a_wav_file_and_a_wav_to_stdout(tmp_path):
