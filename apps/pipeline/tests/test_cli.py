@@ -318,7 +318,12 @@ def test_eval_defaults_to_the_held_out_set_shipped_in_the_pipeline(tmp_path, mon
 
     held_out = PipelineSpec.read(default_pipeline()).held_out()
     assert held_out.is_relative_to(default_pipeline().resolve())
-    assert len((held_out / "valid.jsonl").read_text().splitlines()) == 30
+    from cadence.pipeline.recipe import CORPUS, SHIPPED_PER_SPEAKER
+
+    rows = [json.loads(line) for line in (held_out / "valid.jsonl").read_text().splitlines()]
+    # the recipe ships SHIPPED_PER_SPEAKER utterances of each held-out speaker
+    assert len({row["speaker"] for row in rows}) == CORPUS["valid_speakers"]
+    assert len(rows) == CORPUS["valid_speakers"] * SHIPPED_PER_SPEAKER
     monkeypatch.chdir(tmp_path)  # outside the repository
     result = invoke("eval", "--limit", "1", "--out", tmp_path / "eval.json")
     assert result.exit_code == 0, result.output
