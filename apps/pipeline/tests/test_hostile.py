@@ -460,7 +460,7 @@ def _edit_component(pipeline: Path, role: str, edit) -> Path:
         ("codec", lambda h: h.update({"class": "cadence.codec.seanet"}), "not a model class"),
         ("soundstorm", lambda h: h["config"].update(codebook_size=100_000_000_000), "does not describe its weights"),
         ("semantic_lm", lambda h: h["config"].update(codebook_size=100_000_000_000), "does not describe its weights"),
-        ("codec", lambda h: h["config"].update(n_filters=100_000_000_000), "too large"),
+        ("codec", lambda h: h["config"].update(decoder_dim=100_000_000_000), "too large"),
         ("semantic_lm", lambda h: h["config"].update(dim=100_000_000_000), "too large"),
         ("soundstorm", lambda h: h.update({"class": "cadence.audiolm.SemanticTransformer"}), "not a valid SemanticTransformerConfig"),
     ],

@@ -26,6 +26,22 @@ from cadence.pipeline.real_recipe import REAL_JOBS, run_real_recipe
 
 transformers = pytest.importorskip("transformers")
 
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """accelerate keeps one AcceleratorState per process: an earlier test's Trainer (float32)
+    would make the real recipe's bf16 Trainer fail with "already initialized". A recipe
+    process runs one precision; only the test session mixes them (accelerate's own tests
+    reset the same way)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
 
