@@ -13,6 +13,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from cadence.core.phonemes import STRESS_MARKS, strip_stress
+
 __all__ = [
     "BLANK",
     "STRESS_MARKS",
@@ -23,24 +25,8 @@ __all__ = [
 ]
 
 BLANK = 0
-STRESS_MARKS = ("ˈ", "ˌ")
-
-
-def normalize_phonemes(phonemes: Sequence[str]) -> list[str]:
-    """Strip the stress marks ``ˈ`` ``ˌ`` (and the symbols left empty): ``"ˈæ"`` -> ``"æ"``."""
-    if isinstance(phonemes, str):
-        raise TypeError(
-            "phonemes must be a sequence of symbols such as ['k', 'ˈæ', 't'], not one string "
-            f"({phonemes!r}); multi-character symbols cannot be recovered from a string"
-        )
-    out = []
-    for symbol in phonemes:
-        for mark in STRESS_MARKS:
-            symbol = symbol.replace(mark, "")
-        symbol = symbol.strip()
-        if symbol:
-            out.append(symbol)
-    return out
+# Scoring strips stress as the phonetic tokenizer does: one definition, in core.
+normalize_phonemes = strip_stress
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:

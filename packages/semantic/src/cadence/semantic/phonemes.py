@@ -11,29 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
+from cadence.core.phonemes import STRESS_MARKS, strip_stress
+
 __all__ = ["STRESS_MARKS", "corpus_phonemes", "read_manifest", "strip_stress"]
-
-STRESS_MARKS = ("ˈ", "ˌ")
-
-
-def strip_stress(phonemes: Sequence[str]) -> list[str]:
-    """Drop the stress marks ``ˈ`` ``ˌ`` and the symbols left empty: ``"ˈæ"`` -> ``"æ"``."""
-    if isinstance(phonemes, str):
-        raise TypeError(
-            "phonemes must be a sequence of symbols such as ['k', 'ˈæ', 't'], not one string "
-            f"({phonemes!r}); multi-character symbols cannot be recovered from a string"
-        )
-    out = []
-    for symbol in phonemes:
-        for mark in STRESS_MARKS:
-            symbol = symbol.replace(mark, "")
-        symbol = symbol.strip()
-        if symbol:
-            out.append(symbol)
-    return out
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
