@@ -197,3 +197,25 @@ def test_a_streamed_wav_with_an_unknown_size_does_not_warn(tmp_path, recwarn):
     clip, _ = audio.load(path)
     assert clip.shape[-1] == 16000
     assert not [w for w in recwarn if issubclass(w.category, audio.TruncatedAudioWarning)]
+
+
+def test_blocks_reads_lazily_and_checks_what_it_reads(tmp_path):
+    path = tmp_path / "a.wav"
+    data = np.sin(np.arange(2500) / 10.0).astype(np.float32) * 0.5
+    sf.write(path, np.stack([data, -data], axis=1), 8000, subtype="FLOAT")
+    reader, rate = audio.blocks(path, seconds=0.1)
+    parts = list(reader)
+    assert rate == 8000 and [p.shape for p in parts] == [(2, 800)] * 3 + [(2, 100)]
+    assert torch.allclose(torch.cat(parts, dim=-1)[0], torch.from_numpy(data))
+    with pytest.raises(audio.AudioNotFoundError, match="source file not found"):
+        audio.blocks(tmp_path / "missing.wav", what="source")
+    bad = data.copy()
+    bad[2000] = np.nan
+    sf.write(tmp_path / "nan.wav", bad, 8000, subtype="FLOAT")
+    reader, _ = audio.blocks(tmp_path / "nan.wav")
+    next(reader)  # the first blocks are fine; the bad one fails when it is read
+    with pytest.raises(audio.NonFiniteAudioError, match="NaN or infinite"):
+        list(reader)
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 8000)
+    with pytest.raises(audio.EmptyAudioError, match="holds no samples"):
+        audio.blocks(tmp_path / "empty.wav")

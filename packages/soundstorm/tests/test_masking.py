@@ -98,12 +98,35 @@ def test_fixed_level_and_ratio_for_evaluation():
         (dict(prompt_range=(0.6, 0.2)), "prompt_range"),
         (dict(level=3), "level"),
         (dict(mask_ratio=1.5), "mask_ratio"),
+        (dict(level_weights=[1.0, 1.0]), "level_weights"),
+        (dict(level_weights=[1.0, -1.0, 1.0]), "level_weights"),
     ],
 )
 def test_mask_rejects_bad_arguments(kwargs, match):
     args = dict(lengths=torch.tensor([4, 3]), num_frames=5, num_quantizers=3) | kwargs
     with pytest.raises(ValueError, match=match):
         training_mask(**args)
+
+
+def test_level_weights_set_how_often_each_level_is_drawn():
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.full((4000,), 10)
+    uniform = training_mask(lengths, 10, 4, generator=gen).level.bincount(minlength=4) / 4000
+    assert (uniform - 0.25).abs().max() < 0.03
+    weighted = training_mask(lengths, 10, 4, level_weights=(4, 2, 1, 0), generator=gen).level
+    share = weighted.bincount(minlength=4) / 4000
+    assert (share - torch.tensor([4 / 7, 2 / 7, 1 / 7, 0.0])).abs().max() < 0.03
+    assert int(share[3] * 4000) == 0  # a zero weight is never drawn
+
+
+def test_train_config_level_weights_are_validated():
+    from cadence.core.config import ConfigError
+    from cadence.soundstorm import SoundStormTrainConfig
+
+    assert SoundStormTrainConfig(level_weights=[4, 1]).level_weights == (4.0, 1.0)
+    for bad in ([], [0, 0], [1, -1], [float("nan")]):
+        with pytest.raises(ConfigError, match="level_weights"):
+            SoundStormTrainConfig(level_weights=bad)
 
 
 def test_semantic_alignment_nearest_frame():

@@ -482,12 +482,38 @@ def convert(
     guidance: Annotated[float, _guidance("classifier-free guidance (1 = off)")] = 1.0,
     pipeline: PipelineOption = None,
     seed: SeedOption = None,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            help="read --source block by block and write the WAV as it is converted "
+            "(soundstorm; --out - : to stdout)"
+        ),
+    ] = False,
+    chunk_seconds: Annotated[
+        float, _number("with --stream: seconds of source converted per chunk", 0, 10, above=True)
+    ] = 1.0,
+    play: Annotated[
+        bool, typer.Option(help="play while converting (implies --stream; extra 'play')")
+    ] = False,
 ) -> None:
     """Voice conversion: the content of --source in the voice of --target-voice."""
-    _output_file(out, inputs=[source, target_voice])
+    to_stdout = (stream or play) and str(out) == "-"
+    if stream or play:
+        if not to_stdout:
+            _output_file(out, inputs=[source, target_voice], suffixes=(".wav",), what="--stream output")  # fmt: skip
+    else:
+        _output_file(out, inputs=[source, target_voice])
     from .synthesis import VOICE_PROMPT_SECONDS, VoiceConversion
 
+    if (stream or play) and method != "soundstorm":
+        raise PipelineError(
+            "--stream converts with --method soundstorm (the flow needs the whole source)"
+        )
     vc = VoiceConversion.from_pretrained(_pipeline_dir(pipeline), method=method)  # type: ignore[arg-type]  # checked by _choice
+    if stream or play:
+        _convert_stream(vc, source, target_voice, out, to_stdout=to_stdout, steps=steps,
+                        guidance=guidance, seed=seed, chunk_seconds=chunk_seconds, play=play)  # fmt: skip
+        return
     src, _ = load(source, sample_rate=vc.sample_rate, what="source")
     tgt, _ = load(target_voice, sample_rate=vc.sample_rate, what="target voice")
     _crop_notice(target_voice, tgt, vc.sample_rate, VOICE_PROMPT_SECONDS, "first")
@@ -496,6 +522,44 @@ def convert(
             src, tgt, sample_rate=vc.sample_rate, steps=steps, guidance_scale=guidance, seed=seed
         )
     _write_audio(out, audio, vc.sample_rate)
+
+
+def _convert_stream(vc: Any, source: Path, target_voice: Path, out: Path, *, to_stdout: bool, steps: int, guidance: float, seed: int | None, chunk_seconds: float, play: bool) -> None:  # fmt: skip
+    """``convert --stream``: the source read in blocks, the output written as it comes."""
+    from cadence.core.audio import blocks
+
+    from .stream_output import stream_to
+    from .synthesis import VOICE_PROMPT_SECONDS
+
+    tgt, _ = load(target_voice, sample_rate=vc.sample_rate, what="target voice")
+    _crop_notice(target_voice, tgt, vc.sample_rate, VOICE_PROMPT_SECONDS, "first")
+    reader, rate = blocks(source, what="source")
+    if rate != vc.sample_rate:
+        from cadence.core.audio import resample
+
+        tgt = resample(tgt, vc.sample_rate, rate)  # stream() takes one rate for both
+    chunks = vc.stream(reader, tgt, sample_rate=rate, chunk_seconds=chunk_seconds,
+                       steps=steps, guidance_scale=guidance, seed=seed)  # fmt: skip
+    start = time.perf_counter()
+    first: list[float] = []
+
+    def seen(_: int) -> None:
+        if not first:
+            first.append(time.perf_counter() - start)
+
+    kwargs = dict(sample_rate=vc.sample_rate, channels=vc.codec.channels, play=play, on_chunk=seen)  # fmt: skip
+    if to_stdout:
+        written = stream_to(chunks, sink=sys.stdout.buffer, **kwargs)  # type: ignore[arg-type]
+    else:
+        with open(out, "wb") as sink:  # grows in place on purpose (see stream_output)
+            written = stream_to(chunks, sink=sink, **kwargs)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - start
+    total = written / vc.sample_rate
+    errors.print(
+        f"converted {total:.2f} s to {escape('stdout' if to_stdout else str(out))} in "
+        f"{elapsed:.2f} s (first audio after {first[0] if first else elapsed:.2f} s)",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -55,6 +55,7 @@ from .components import PipelineError
 
 if TYPE_CHECKING:
     from .continuation import SpeechContinuation
+    from .synthesis import VoiceConversion
 
 __all__ = ["MAX_STREAM_SECONDS", "StreamChunk", "StreamOptions", "stream_continuation"]
 
@@ -131,7 +132,7 @@ def _plan(pipe: SpeechContinuation, options: StreamOptions) -> tuple[int, int, i
     return chunk_tokens, chunk_frames, ctx_tokens, ctx_frames
 
 
-def _stream_decoder(pipe: SpeechContinuation):
+def _stream_decoder(pipe: SpeechContinuation | VoiceConversion):
     """The codec's exact stateful decoder where it has one, else overlap windows (reach
     measured once per pipeline and kept)."""
     factory = getattr(pipe.codec, "stream_decoder", None)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Literal, cast
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -16,6 +17,9 @@ from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
 
 from .components import PipelineError, check_compatible
 from .pipeline import PipelineSpec
+
+if TYPE_CHECKING:
+    from .streaming import StreamChunk
 
 __all__ = ["VOICE_PROMPT_SECONDS", "ConversionMethod", "TextToSpeech", "VoiceConversion"]
 
@@ -70,6 +74,7 @@ class VoiceConversion:
         role = "flowmatching" if method == "flow" else "soundstorm"
         check_compatible(codec=codec, tokenizer=tokenizer, **{role: model})
         self.codec, self.tokenizer, self.model, self.method = codec, tokenizer, model, method
+        self._decoder_reach: tuple[int, int] | None = None  # measured once, for streaming
 
     @classmethod
     def from_pretrained(
@@ -161,6 +166,35 @@ class VoiceConversion:
             generator=generator,
         )
         return self.codec.decode(codes)[0].cpu()
+
+    def stream(
+        self,
+        source: Tensor | Iterable[Tensor],
+        target: Tensor,
+        *,
+        sample_rate: int,
+        chunk_seconds: float = 1.0,
+        left_context_seconds: float = 2.0,
+        source_context_seconds: float = 2.0,
+        lookahead_seconds: float = 0.5,
+        steps: int = 16,
+        guidance_scale: float = 1.0,
+        seed: int | None = None,
+    ) -> Iterator[StreamChunk]:
+        """Convert ``source`` (a clip, or an iterable of ``(c, t)`` blocks read as they come)
+        chunk by chunk, yielding :class:`StreamChunk` s (SoundStorm method only). See
+        :mod:`cadence.pipeline.streaming_conversion` for the chunking and for exactly how
+        the result relates to :meth:`convert`."""
+        from .streaming_conversion import ConversionStreamOptions, stream_conversion
+
+        options = ConversionStreamOptions(
+            chunk_seconds=chunk_seconds, left_context_seconds=left_context_seconds,
+            source_context_seconds=source_context_seconds, lookahead_seconds=lookahead_seconds,
+        )  # fmt: skip
+        return stream_conversion(
+            self, source, target, sample_rate=sample_rate, options=options, steps=steps,
+            guidance_scale=guidance_scale, seed=seed,
+        )  # fmt: skip
 
 
 def _load_codec(spec: PipelineSpec, *, latents: bool, device: str | torch.device) -> Codec:

@@ -11,7 +11,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "SampleRateMismatchError",
     "TruncatedAudioWarning",
     "batch_audio",
+    "blocks",
     "check_audio",
     "check_sample_rate",
     "convert_channels",
@@ -105,6 +106,32 @@ def info(path: str | os.PathLike, *, what: str = "audio") -> sf._SoundFileInfo:
         return sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioDecodeError(f"cannot read audio header of {path}: {err}") from err
+
+
+def blocks(
+    path: str | os.PathLike, *, seconds: float = 0.1, what: str = "audio"
+) -> tuple[Iterator[Tensor], int]:
+    """Read a file block by block: ``(iterator of (c, t) float32 blocks, sample rate)``.
+
+    The header is checked here (errors as :func:`load`'s); the samples are read lazily, one
+    block of ``seconds`` at a time, so a consumer (streaming voice conversion) starts before
+    the file is read to the end. Each block is checked for NaN and infinity as it is read.
+    """
+    header = info(path, what=what)
+    if header.frames == 0:
+        raise EmptyAudioError(f"{what} {path} holds no samples")
+    size = max(1, round(seconds * header.samplerate))
+
+    def read() -> Iterator[Tensor]:
+        try:
+            for block in sf.blocks(str(path), blocksize=size, dtype="float32", always_2d=True):
+                audio = torch.from_numpy(np.ascontiguousarray(block.T))
+                _check_finite(audio, f"{what} {path}")
+                yield audio
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioDecodeError(f"cannot decode {what} {path}: {err}") from err
+
+    return read(), int(header.samplerate)
 
 
 def _check_path(path: Path, what: str = "audio") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -136,14 +137,33 @@ class SoundStormTrainConfig(Config):
             as InstructTTS trains: masking ratio ``r ~ U(0, 1]``, each sample's masked
             cross-entropy weighted by ``1 / r``, the ELBO of the masking process; decode it
             with ``generate(sampler="diffusion")``).
+        level_weights: relative probability of training each level (one weight per level,
+            ``None``: uniform, the paper). Level 0 carries the content a listener hears, and
+            at a small training budget it is the one left behind when every level gets an
+            eighth of the steps; weighting it up (e.g. ``(4, 2, 1, 1, 1, 1, 1, 1)``) trades
+            fine-level accuracy for it.
     """
 
     prompt_range: tuple[float, float] = (0.0, 1.0)
     cond_drop_prob: float = 0.1
     prompt_cond_drop_prob: float = 0.1
     objective: Literal["maskgit", "diffusion"] = "maskgit"
+    level_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.level_weights is not None:
+            weights = tuple(float(w) for w in self.level_weights)
+            if (
+                not weights
+                or min(weights) < 0
+                or sum(weights) <= 0
+                or not all(math.isfinite(w) for w in weights)
+            ):
+                raise ConfigError(
+                    "SoundStormTrainConfig.level_weights must be finite, non-negative and not "
+                    f"all zero (one per level), got {self.level_weights}"
+                )
+            object.__setattr__(self, "level_weights", weights)
         lo, hi = self.prompt_range
         if not 0.0 <= lo <= hi <= 1.0:
             raise ConfigError(

@@ -15,6 +15,7 @@ Training mask (SoundStorm, Borsos et al. 2023, sec. 3.2), per sample of real len
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,6 +59,7 @@ def training_mask(
     *,
     prompt_range: tuple[float, float] = (0.0, 1.0),
     level: int | None = None,
+    level_weights: Sequence[float] | None = None,
     mask_ratio: float | None = None,
     schedule: Literal["cosine", "linear"] = "cosine",
     generator: torch.Generator | None = None,
@@ -74,6 +76,7 @@ def training_mask(
             ``t ~ U{0, T-1}``.
             The prompt never covers the last frame, so there is always something to predict.
         level: evaluate one fixed level instead of drawing it (evaluation).
+        level_weights: relative probability of drawing each level (default uniform).
         mask_ratio: a fixed masking probability instead of ``cos(u)`` (evaluation).
         schedule: how the ratio is drawn: ``"cosine"`` (the paper, ``cos(u)``) or
             ``"linear"`` (``1 - u``, uniform in ``(0, 1]``: absorbing-state diffusion's
@@ -108,7 +111,15 @@ def training_mask(
     u = torch.rand(b, generator=generator, dtype=torch.float64)
     prompt = (low + (u * (high - low + 1).double()).floor().long()).clamp(max=high)
 
-    if level is None:
+    if level is None and level_weights is not None:
+        weights = torch.as_tensor(level_weights, dtype=torch.float64)
+        if weights.shape != (num_quantizers,) or bool((weights < 0).any()) or weights.sum() <= 0:
+            raise ValueError(
+                f"level_weights must hold {num_quantizers} non-negative weights (one per "
+                f"level), not all zero; got {list(level_weights)}"
+            )
+        levels_drawn = torch.multinomial(weights, b, replacement=True, generator=generator)
+    elif level is None:
         levels_drawn = torch.randint(0, num_quantizers, (b,), generator=generator)
     elif not 0 <= level < num_quantizers:
         raise ValueError(f"level must be in [0, {num_quantizers}), got {level}")

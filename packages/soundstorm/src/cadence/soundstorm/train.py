@@ -54,6 +54,7 @@ def _masked_problem(
     *,
     prompt_range: tuple[float, float] = (0.0, 1.0),
     objective: str = "maskgit",
+    level_weights: tuple[float, ...] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, TrainingMask]:
     """Inputs (masked codes, semantic, frame mask), targets and the mask of one batch.
 
@@ -72,6 +73,7 @@ def _masked_problem(
             n,
             q,
             prompt_range=prompt_range,
+            level_weights=level_weights,
             schedule="linear" if objective == "diffusion" else "cosine",
         )
     inputs = codes.masked_fill(draw.masked, config.codebook_size)
@@ -140,7 +142,12 @@ class SoundStormTrainStep:
         cfg = self.config
         model_config = cast(SoundStormConfig, unwrap_model(model).config)
         inputs, semantic, mask, targets, draw = _masked_problem(
-            model_config, batch, None, prompt_range=cfg.prompt_range, objective=cfg.objective
+            model_config,
+            batch,
+            None,
+            prompt_range=cfg.prompt_range,
+            objective=cfg.objective,
+            level_weights=cfg.level_weights,
         )
         if model.training:
             b = semantic.shape[0]
