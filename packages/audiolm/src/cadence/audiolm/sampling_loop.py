@@ -40,9 +40,9 @@ __all__ = ["SamplingLoop"]
 class _StaticStep:
     """The cached path: prefill, then :meth:`StaticDecoder.step` per token."""
 
-    def __init__(self, model: StageTransformer, batch: _PromptBatch, steps: int):
+    def __init__(self, model: StageTransformer, batch: _PromptBatch, steps: int, int8: bool):
         self.model, self.batch = model, batch
-        self.static = StaticDecoder(model.decoder)
+        self.static = StaticDecoder(model.decoder, int8=int8)
         self.state = self.static.start(
             batch.x.shape[0],
             batch.x.shape[1] + steps,
@@ -122,7 +122,9 @@ class SamplingLoop:
         self.done = steps == 0
         device = budget.device
         self.decoder = (
-            _StaticStep(model, batch, steps) if sampling.use_cache else _ReferenceStep(model, batch)
+            _StaticStep(model, batch, steps, sampling.weights == "int8")
+            if sampling.use_cache
+            else _ReferenceStep(model, batch)
         )
         self.h: Tensor | None = None
         self.tokens = torch.zeros(b, steps, dtype=torch.long, device=device)

@@ -18,6 +18,13 @@ in advance:
 - K and V of a step written with one copy into the buffer; the attention reads views of it;
 - residuals folded into ``addmm`` (``x + a @ W``); 2-D tensors throughout.
 
+With ``int8=True`` the step's projections run as fbgemm's dynamic int8 linear (weights
+quantized once per output channel, each step's activations quantized on the fly): batch-1
+decoding on a CPU is bound by reading the weights, and int8 reads a quarter of the bytes
+(bench/audiolm/README.md has the figures). The prefill stays in float. Tokens then differ
+from float decoding where the logits' rounding moves a draw; the tests bound the logits'
+difference.
+
 Why hand-written: PyTorch's StaticCache lives in ``transformers`` for its own model classes;
 x-transformers has no static-cache step. ``torch.compile`` was measured on this step on CPU
 (bench/audiolm/README.md) and is not used.
@@ -27,6 +34,7 @@ x-transformers has no static-cache step. ``torch.compile`` was measured on this 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +55,27 @@ class _StepLayer:
     w_out: Tensor  # (he, d) or (hidden, d), transposed for addmm
     b_in: Tensor | None = None
     b_out: Tensor | None = None
+    q_in: object = None  # int8: fbgemm-packed w_in (with b_in)
+    q_out: object = None  # int8: fbgemm-packed w_out (with b_out)
+
+
+def _pack_int8(weight_t: Tensor, bias: Tensor | None) -> object:
+    """``(k, n)`` float weight (as ``mm`` takes it) -> fbgemm's packed per-channel int8 linear."""
+    weight = weight_t.t().contiguous().float()  # (n, k): out x in
+    scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
+    zero = torch.zeros(weight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():
+        # PyTorch marks quantized-tensor constructors deprecated (in favour of torchao, whose
+        # CPU int8 matmul is 5x slower than fbgemm's here); the packed op is still the fast one
+        warnings.simplefilter("ignore")
+        q = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(q, None if bias is None else bias.float())
+
+
+def _linear_int8(x: Tensor, packed: object) -> Tensor:
+    # reduce_range: 7-bit activations, which fbgemm needs on CPUs without VNNI (AVX2's
+    # multiply-add saturates at 8 bits); the logits test covers the precision it costs
+    return torch.ops.quantized.linear_dynamic(x, packed, True)
 
 
 class StaticDecoder:
@@ -60,8 +89,9 @@ class StaticDecoder:
         h = static.step(state, x_next)    # (b, d) one new position -> (b, d)
     """
 
-    def __init__(self, decoder: Decoder):
+    def __init__(self, decoder: Decoder, *, int8: bool = False):
         self.fast = fast = FastDecoder(decoder)
+        self.int8 = int8
         self.heads, self.dim_head = fast.heads, fast.dim_head
         self.layers: list[_StepLayer] = []
         for layer in fast.layers:
@@ -81,6 +111,15 @@ class StaticDecoder:
                     )
                 )
         self.final_norm = fast.final_norm
+        if int8:
+            if self.final_norm.device.type != "cpu" or self.final_norm.dtype != torch.float32:
+                raise ValueError(
+                    "int8 decoding runs a float32 model on the CPU (fbgemm); got "
+                    f"{self.final_norm.dtype} on {self.final_norm.device}: use weights='float'"
+                )
+            for layer in self.layers:
+                layer.q_in = _pack_int8(layer.w_in, layer.b_in)
+                layer.q_out = _pack_int8(layer.w_out, layer.b_out)
 
     def start(
         self,
@@ -131,10 +170,12 @@ class StaticDecoder:
         mask = None if key_valid is None else key_valid[:, None, None, :end]
         kv = state["kv"]
         self_index = cross_index = 0
+        int8 = self.int8
         for layer in self.layers:
             normed = F.layer_norm(x, (d,), layer.norm)
             if layer.kind == "a":
-                proj = torch.mm(normed, layer.w_in)  # (b, 3he): q k v
+                # (b, 3he): q k v
+                proj = _linear_int8(normed, layer.q_in) if int8 else torch.mm(normed, layer.w_in)
                 qk = proj[:, : 2 * he].view(b, 2 * h, e)
                 if rotation is not None:
                     torch.view_as_complex(qk.unflatten(-1, (-1, 2))).mul_(rotation[pos])
@@ -146,14 +187,17 @@ class StaticDecoder:
                 out = F.scaled_dot_product_attention(
                     q, cache[0, :, :, :end], cache[1, :, :, :end], attn_mask=mask
                 )
-                x = torch.addmm(x, out.view(b, he), layer.w_out)
+                x = self._residual(x, out.view(b, he), layer)
                 self_index += 1
             elif layer.kind == "c":
-                q = torch.mm(normed, layer.w_in).view(b, h, 1, e)
+                q_in = _linear_int8(normed, layer.q_in) if int8 else torch.mm(normed, layer.w_in)
+                q = q_in.view(b, h, 1, e)
                 k, v = state["context_kv"][cross_index]
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=state["context_mask"])
-                x = torch.addmm(x, out.view(b, he), layer.w_out)
+                x = self._residual(x, out.view(b, he), layer)
                 cross_index += 1
+            elif int8:
+                x = x + _linear_int8(F.gelu(_linear_int8(normed, layer.q_in)), layer.q_out)
             else:
                 hidden = torch.mm(normed, layer.w_in) if layer.b_in is None else torch.addmm(layer.b_in, normed, layer.w_in)  # fmt: skip
                 x = torch.addmm(x, F.gelu(hidden), layer.w_out)
@@ -161,3 +205,9 @@ class StaticDecoder:
                     x = x.add_(layer.b_out)
         state["length"] = end
         return F.layer_norm(x, (d,), self.final_norm)
+
+    def _residual(self, x: Tensor, a: Tensor, layer: _StepLayer) -> Tensor:
+        """``x + a @ W_out`` of an attention layer (no bias)."""
+        if self.int8:
+            return x + _linear_int8(a, layer.q_out)
+        return torch.addmm(x, a, layer.w_out)
