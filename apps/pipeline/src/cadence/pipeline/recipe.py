@@ -144,11 +144,14 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
                 "conv_kernel_size": 15,
             }
         },
+        # levels 0-2 carry what a listener understands (the codec's resynthesis from level 0
+        # alone has 22% PER, from 0-2 5%, from all 8 3%): train them more often
+        "train": {"level_weights": [4, 3, 2, 1, 1, 1, 1, 1]},
         "trainer": {
-            "max_steps": 800,
+            "max_steps": 2000,
             "batch_size": 16,
-            "learning_rate": 1e-3,
-            "warmup_steps": 100,
+            "learning_rate": 1.5e-3,
+            "warmup_steps": 150,
             "ema_decay": 0.99,
             "save_every": 500,
             "log_every": 25,
@@ -158,7 +161,7 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
         "stage": "naturalspeech2",
         "model": {"tiny": True, "dim": 128, "wavenet_channels": 96, "wavenet_depth": 10},
         "trainer": {
-            "max_steps": 800,
+            "max_steps": 1600,
             "batch_size": 16,
             "learning_rate": 1e-3,
             "warmup_steps": 100,

@@ -117,9 +117,9 @@ class StaticDecoder:
                     "int8 decoding runs a float32 model on the CPU (fbgemm); got "
                     f"{self.final_norm.dtype} on {self.final_norm.device}: use weights='float'"
                 )
-            for layer in self.layers:
-                layer.q_in = _pack_int8(layer.w_in, layer.b_in)
-                layer.q_out = _pack_int8(layer.w_out, layer.b_out)
+            for step_layer in self.layers:
+                step_layer.q_in = _pack_int8(step_layer.w_in, step_layer.b_in)
+                step_layer.q_out = _pack_int8(step_layer.w_out, step_layer.b_out)
 
     def start(
         self,
