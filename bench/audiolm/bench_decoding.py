@@ -1,7 +1,8 @@
 """Semantic-LM cached sampling, cadence-audiolm vs audiolm-pytorch 2.4.0, in one run.
 
 The bench configuration of issue 16: dim 256, depth 4, heads 8 x 64, 500 semantic tokens
-(codebook), random weights, temperature 1 with top-k 50 (both), KV cache on, CPU. Two
+(codebook), random weights, temperature 1 with top-k 50 (both), KV cache on, CPU; Cadence
+in float and with ``SamplingOptions(weights="int8")``. Two
 measures: ms per generated token at batch 1 over ``--tokens`` tokens (default 500), and
 tokens/s at batch 16 (rows x tokens / wall time). Median of ``--repeats`` runs after a
 warm-up; the load average is printed next to the figures.
@@ -63,8 +64,10 @@ def main() -> None:
     n = args.tokens
     sampling = SamplingOptions(temperature=1.0, top_k=50, allow_eos=False)
 
-    def ours_fn(batch: int):
-        return lambda: ours.generate(batch_size=batch, max_frames=n, sampling=sampling)
+    int8 = sampling.replace(weights="int8")
+
+    def ours_fn(batch: int, options=sampling):
+        return lambda: ours.generate(batch_size=batch, max_frames=n, sampling=options)
 
     def theirs_fn(batch: int):
         # filter_thres 0.9 keeps the top 10 % of the 500 classes: top-k 50, as ours
@@ -76,26 +79,37 @@ def main() -> None:
     for batch in (1, args.batch):
         with torch.inference_mode():
             a = timed(ours_fn(batch), args.repeats)
+            q = timed(ours_fn(batch, int8), args.repeats)
         with torch.no_grad():
             b = timed(theirs_fn(batch), args.repeats)
-        rows.append((batch, statistics.median(a), statistics.median(b), a, b))
+        rows.append(
+            (batch, statistics.median(a), statistics.median(q), statistics.median(b), a, q, b)
+        )
     load = os.getloadavg()
     print(
         f"\nsemantic LM cached sampling | cadence-audiolm vs audiolm-pytorch 2.4.0 | "
         f"{n} tokens | dim {DIM} depth {DEPTH} heads {HEADS}x{DIM_HEAD} | threads "
         f"{args.threads} | median of {args.repeats} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
-    print(f"{'batch':>5} {'measure':12s} {'cadence':>10s} {'audiolm-pytorch':>16s} {'ratio':>7s}")
-    for batch, a, b, runs_a, runs_b in rows:
+    print(
+        f"{'batch':>5} {'measure':12s} {'cadence':>10s} {'cadence int8':>13s} "
+        f"{'audiolm-pytorch':>16s} {'ratio':>7s} {'int8 ratio':>10s}"
+    )
+    for batch, a, q, b, runs_a, runs_q, runs_b in rows:
         if batch == 1:
             print(
-                f"{batch:5d} {'ms/token':12s} {a / n * 1e3:10.3f} {b / n * 1e3:16.3f} {b / a:6.2f}x"
+                f"{batch:5d} {'ms/token':12s} {a / n * 1e3:10.3f} {q / n * 1e3:13.3f} "
+                f"{b / n * 1e3:16.3f} {b / a:6.2f}x {b / q:9.2f}x"
             )
         else:
-            ta, tb = batch * n / a, batch * n / b
-            print(f"{batch:5d} {'tokens/s':12s} {ta:10.0f} {tb:16.0f} {ta / tb:6.2f}x")
+            ta, tq, tb = batch * n / a, batch * n / q, batch * n / b
+            print(
+                f"{batch:5d} {'tokens/s':12s} {ta:10.0f} {tq:13.0f} {tb:16.0f} "
+                f"{ta / tb:6.2f}x {tq / tb:9.2f}x"
+            )
         print(
-            f"      runs (s): cadence {[round(t, 3) for t in runs_a]}, peer {[round(t, 3) for t in runs_b]}"
+            f"      runs (s): cadence {[round(t, 3) for t in runs_a]}, int8 "
+            f"{[round(t, 3) for t in runs_q]}, peer {[round(t, 3) for t in runs_b]}"
         )
 
 
