@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--chunk-seconds", type=float, default=1.0)
+    parser.add_argument("--left-context", type=float, default=2.0)
+    parser.add_argument("--steps", type=int, default=16, help="SoundStorm passes on level 0")
+    parser.add_argument("--int8", action="store_true", help="semantic LM step in int8")
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
     import torch
@@ -72,8 +75,13 @@ def main() -> None:
 
     pipe = SpeechContinuation.from_pretrained(default_pipeline())
     audio, rate = load(default_pipeline() / "prompts" / "prompt.flac")
-    sampling = DEFAULT_SAMPLING.replace(allow_eos=False)
-    kwargs = dict(sample_rate=rate, seconds=args.seconds, sampling=sampling, seed=0)
+    from cadence.soundstorm import default_iterations
+
+    sampling = DEFAULT_SAMPLING.replace(allow_eos=False, weights="int8" if args.int8 else "float")
+    plan = default_iterations(pipe.soundstorm.config.num_quantizers, first=args.steps)
+    kwargs = dict(
+        sample_rate=rate, seconds=args.seconds, sampling=sampling, seed=0, iterations=plan
+    )
 
     def tokenize_time() -> float:
         start = time.perf_counter()
@@ -84,7 +92,12 @@ def main() -> None:
         return time.perf_counter() - start
 
     def streamed() -> tuple[float, float]:
-        stream = pipe.stream(audio, chunk_seconds=args.chunk_seconds, **kwargs)
+        stream = pipe.stream(
+            audio,
+            chunk_seconds=args.chunk_seconds,
+            left_context_seconds=args.left_context,
+            **kwargs,
+        )
         start = time.perf_counter()
         first = None
         for chunk in stream:
@@ -107,7 +120,8 @@ def main() -> None:
     load_avg = os.getloadavg()
     print(
         f"\nshipped pipeline ({type(pipe.codec).__name__} codec) | {args.seconds:g} s continuation | chunk "
-        f"{args.chunk_seconds:g} s | threads {args.threads} | median of {args.repeats} | load "
+        f"{args.chunk_seconds:g} s, left context {args.left_context:g} s | SoundStorm {args.steps} "
+        f"passes on level 0 | LM {sampling.weights} | threads {args.threads} | median of {args.repeats} | load "
         f"average {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}"
     )
     print(f"{'measure':34s} {'stream':>10s} {'generate':>10s}")
