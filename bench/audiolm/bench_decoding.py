@@ -61,6 +61,10 @@ def main() -> None:
         ),
         unique_consecutive=False,
     ).eval()
+    # Cadence samples with allow_eos=False (every row runs its 500 tokens); the peer stops when
+    # every row has drawn EOS, which made some of its runs a few tokens long: no id is -1, so
+    # with this it also runs to max_length (checked below)
+    theirs.eos_id = -1
     n = args.tokens
     sampling = SamplingOptions(temperature=1.0, top_k=50, allow_eos=False)
 
@@ -71,9 +75,13 @@ def main() -> None:
 
     def theirs_fn(batch: int):
         # filter_thres 0.9 keeps the top 10 % of the 500 classes: top-k 50, as ours
-        return lambda: theirs.generate(
-            max_length=n, batch_size=batch, use_kv_cache=True, temperature=1.0, filter_thres=0.9
-        )
+        def run():
+            out = theirs.generate(
+                max_length=n, batch_size=batch, use_kv_cache=True, temperature=1.0, filter_thres=0.9
+            )
+            assert out.shape[-1] >= n - 1, out.shape  # the whole length was sampled
+
+        return run
 
     rows = []
     for batch in (1, args.batch):
