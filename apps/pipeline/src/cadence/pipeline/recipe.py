@@ -161,7 +161,9 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
         "stage": "naturalspeech2",
         "model": {"tiny": True, "dim": 128, "wavenet_channels": 96, "wavenet_depth": 10},
         "trainer": {
-            "max_steps": 1600,
+            # 1600 steps were measured: held-out PER 26.4% against 24.3% at 800 (similarity
+            # 0.772 vs 0.768), so the extra 19 minutes stay out of the recipe
+            "max_steps": 800,
             "batch_size": 16,
             "learning_rate": 1e-3,
             "warmup_steps": 100,
