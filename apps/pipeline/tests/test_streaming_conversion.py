@@ -116,6 +116,8 @@ def test_streaming_conversion_is_lazy_and_bad_input_is_a_clear_error(vc, clips):
         vc.stream(source, target, sample_rate=rate, chunk_seconds=0.03)
     with pytest.raises(ValueError, match="lookahead_seconds must be a finite number >= 0"):
         vc.stream(source, target, sample_rate=rate, lookahead_seconds=-1)
+    with pytest.raises(ValueError, match="the source holds no samples"):
+        list(vc.stream(iter([]), target, sample_rate=rate))
     bad = source.clone()
     bad[0, 100] = float("nan")
     with pytest.raises(ValueError, match="NaN or infinite"):

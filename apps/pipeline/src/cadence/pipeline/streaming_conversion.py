@@ -267,6 +267,8 @@ def _run(vc: VoiceConversion, reader: _SourceReader, plan: _Plan, ctx_codes: Ten
             continue
         end = min(want, available)
         if end <= done:
+            if total == 0:
+                raise PipelineError("the source holds no samples: give a recording with speech")
             break
         chunk = _window_tokens(vc, buffer, offset, done, end, plan, device)
         if chunk.shape[1] != end - done:
