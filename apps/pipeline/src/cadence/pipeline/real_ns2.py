@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from cadence.core.checkpoint import CONFIG_NAME
 from cadence.core.data import ShardReader
 from cadence.core.interfaces import LatentCodec
 
@@ -30,7 +31,7 @@ def write_ns2_shards(pipeline: Path, shards: Path, corpus: Path, console: Consol
     if all((shards / split / "manifest.json").is_file() for split in ("train", "valid")):
         return shards
     for needed in ("codec", "aligner"):
-        if not (pipeline / needed / "config.json").is_file():
+        if not (pipeline / needed / CONFIG_NAME).is_file():
             raise PipelineError(
                 f"durations: no {pipeline / needed}; run the `{needed}` step first "
                 f"(cadence recipe ... --only {needed})"

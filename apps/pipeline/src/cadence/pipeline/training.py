@@ -31,7 +31,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 from accelerate.utils import set_seed
@@ -449,7 +449,7 @@ def _ns2_shards(job: TrainJob, codec: LatentCodec) -> tuple[ShardReader, ShardRe
     from cadence.naturalspeech2 import Aligner, config_from_shards, preprocess_corpus
 
     aligner = load_component(job.aligner, "aligner", Aligner) if job.aligner else None
-    durations = "aligner" if aligner is not None else "espeak"
+    durations: Literal["aligner", "espeak"] = "aligner" if aligner is not None else "espeak"
     shard_dir = job.run_path / "shards"
     corpus = cast(str, job.corpus)
     train = preprocess_corpus(
