@@ -311,3 +311,22 @@ def test_a_stage_killed_mid_run_resumes_from_its_last_checkpoint(tokenized, cach
     assert started and 4 <= started[0] < 60  # it went on from a checkpoint, not from step 0
     release = json.loads((out / "pipeline" / "semantic_lm" / "config.json").read_text())
     assert release["metadata"]["step"] == 60
+
+
+def test_phonemes_on_worker_processes_match_one_process(tmp_path):
+    from cadence.naturalspeech2 import phonemize
+    from cadence.naturalspeech2.espeak import espeak_available
+    from cadence.pipeline.real_phonemes import phonemize_manifests
+
+    if not espeak_available():
+        pytest.skip("libespeak-ng not found")
+    texts = ["The quick brown fox.", "", "Seven bright stars shine.", "A lazy dog."]
+    rows = [{"id": str(i), "path": f"{i}.wav", "text": t} for i, t in enumerate(texts)]
+    rows[3]["phonemes"] = ["kept"]  # a row that has phonemes keeps them
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert phonemize_manifests(tmp_path, workers=2, splits=("train",)) == {"train": 3}
+    written = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in written] == ["0", "1", "2", "3"]  # in order
+    assert written[0]["phonemes"] == phonemize(texts[0])[1:] and written[1]["phonemes"] == []
+    assert written[3]["phonemes"] == ["kept"]
+    assert phonemize_manifests(tmp_path, splits=("train",)) == {"train": 0}  # done: left alone
