@@ -45,9 +45,10 @@ from cadence.core.train import HISTORY_FILE, Trainer, TrainerConfig
 from .components import PipelineError, load_component
 from .pipeline import COMPONENTS
 
-# every component of a pipeline is trained by a stage of the same name; the aligner is a
-# training aid (NaturalSpeech 2's durations on a corpus without timings), not a component
-STAGES = (*COMPONENTS, "aligner")
+STAGES = COMPONENTS  # every component of a pipeline is trained by a stage of the same name
+# the stages `cadence train` runs: the components', and the aligner, a training aid
+# (NaturalSpeech 2's durations on a corpus without timings) that is no pipeline component
+TRAIN_STAGES = (*STAGES, "aligner")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +56,7 @@ class TrainJob:
     """What one ``cadence train`` run does.
 
     Attributes:
-        stage: one of :data:`STAGES`.
+        stage: one of :data:`TRAIN_STAGES`.
         corpus: a corpus directory (``train.jsonl``, ``valid.jsonl`` and the audio).
         output: the release checkpoint directory.
         run_dir: resumable run files (default ``<output>.run``).
@@ -97,8 +98,10 @@ class TrainJob:
     trainer: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise PipelineError(f"unknown stage {self.stage!r}; the stages are {', '.join(STAGES)}")
+        if self.stage not in TRAIN_STAGES:
+            raise PipelineError(
+                f"unknown stage {self.stage!r}; the stages are {', '.join(TRAIN_STAGES)}"
+            )
         needs = {
             "corpus": (
                 "codec",
