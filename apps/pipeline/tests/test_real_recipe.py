@@ -138,6 +138,17 @@ def test_the_job_files_state_the_papers_sizes(tmp_path):
     storm = tomllib.loads((jobs / "soundstorm.toml").read_text())
     assert storm["model"]["backbone"] == {"kind": "conformer", "dim": 1024, "depth": 12,
                                           "heads": 16, "ff_mult": 4.0, "conv_kernel_size": 5}  # fmt: skip
+    ns2 = tomllib.loads((jobs / "naturalspeech2.toml").read_text())
+    sizes = ("dim", "heads", "encoder_depth", "prompt_encoder_depth", "wavenet_channels",
+             "wavenet_depth", "attention_every", "num_query_tokens")  # fmt: skip
+    assert tuple(ns2["model"][k] for k in sizes) == (512, 8, 6, 6, 512, 40, 3, 32)
+    assert ns2["trainer"]["mixed_precision"] == "bf16" and ns2["model"]["voice"] == "en-us"
+    out = (tmp_path / "out").resolve()
+    assert Path(ns2["aligner"]) == Path("../pipeline/aligner")  # relative to the job file
+    assert (jobs / ns2["shards"]).resolve() == out / "ns2_shards"
+    aligner = tomllib.loads((jobs / "aligner.toml").read_text())
+    assert aligner["stage"] == "aligner" and aligner["model"]["feature_dim"] == 80
+    assert (jobs / aligner["codec"]).resolve() == out / "pipeline" / "codec"
     components = tomllib.loads((jobs / "components.toml").read_text())
     assert components["encodec"]["repo_id"] == "facebook/encodec_24khz"
     assert components["hubert"]["output_layer"] == 9

@@ -230,8 +230,9 @@ def write_real_jobs(
     """Write ``out/jobs/components.toml`` and one TOML per trained stage; returns their paths.
 
     ``override``: tables merged over the recipe's (``components``, ``semantic_lm``,
-    ``soundstorm``, ``aligner``, ``naturalspeech2``), e.g. tiny models for a smoke run. ``max_steps`` comes from the corpus
-    hours (``corpus.json``) and the stage's epochs unless the override sets it.
+    ``soundstorm``, ``aligner``, ``naturalspeech2``), e.g. tiny models for a smoke run.
+    ``max_steps`` comes from the corpus hours (``corpus.json``) and the stage's epochs unless
+    the override sets it.
     """
     override = override or {}
     unknown = sorted(set(override) - {"components", *REAL_JOBS})
@@ -371,7 +372,8 @@ def run_real_recipe(
         elif step == "phonemes":
             from .real_phonemes import phonemize_manifests
 
-            voice = tomllib.loads(paths["naturalspeech2"].read_text())["model"]["voice"]
+            ns2_job = tomllib.loads(paths["naturalspeech2"].read_text())
+            voice = ns2_job.get("model", {}).get("voice", "en-us")  # the model's G2P voice
             phonemize_manifests(manifests, voice=voice, console=console)
         elif step == "durations":
             from .real_ns2 import write_ns2_shards
