@@ -77,7 +77,7 @@ def test_the_plan_command_prints_a_table_and_json(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert [s["stage"] for s in data["stages"]] == [
-        "codec", "semantic_tokenizer", "semantic_lm", "soundstorm", "naturalspeech2"
+        "codec", "semantic_tokenizer", "semantic_lm", "soundstorm", "aligner", "naturalspeech2"
     ]  # fmt: skip
     assert data["stages"][0]["flops_method"] == "measured"
     result = runner.invoke(app, ["plan", "ljspeech", "--gpu", "tpu"])

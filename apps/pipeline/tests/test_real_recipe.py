@@ -22,7 +22,7 @@ from cadence.pipeline.components import PipelineError
 from cadence.pipeline.corpora.miniature import write_miniature
 from cadence.pipeline.plan import count_parameters, plan_recipe
 from cadence.pipeline.pretrained_components import resolve_pretrained
-from cadence.pipeline.real_recipe import REAL_JOBS, run_real_recipe
+from cadence.pipeline.real_recipe import ORDER, REAL_JOBS, run_real_recipe
 
 transformers = pytest.importorskip("transformers")
 
@@ -101,7 +101,14 @@ def tiny_override(cache: Path, steps: int = 3) -> dict:
             "model": {"backbone": {"dim": 32, "depth": 1, "heads": 2, "ff_mult": 2.0}},
             "trainer": trainer,
         },
-    }
+        "aligner": {"model": {"dim": 16, "attention_dim": 8}, "trainer": trainer},
+        "naturalspeech2": {
+            "model": {"dim": 32, "heads": 2, "encoder_depth": 1, "prompt_encoder_depth": 1,
+                      "predictor_depth": 1, "num_query_tokens": 4, "wavenet_channels": 32,
+                      "wavenet_depth": 3, "diffusion_steps": 20},
+            "trainer": trainer,
+        },
+    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +138,31 @@ def test_the_job_files_state_the_papers_sizes(tmp_path):
     storm = tomllib.loads((jobs / "soundstorm.toml").read_text())
     assert storm["model"]["backbone"] == {"kind": "conformer", "dim": 1024, "depth": 12,
                                           "heads": 16, "ff_mult": 4.0, "conv_kernel_size": 5}  # fmt: skip
+    ns2 = tomllib.loads((jobs / "naturalspeech2.toml").read_text())
+    sizes = ("dim", "heads", "encoder_depth", "prompt_encoder_depth", "wavenet_channels",
+             "wavenet_depth", "attention_every", "num_query_tokens")  # fmt: skip
+    assert tuple(ns2["model"][k] for k in sizes) == (512, 8, 6, 6, 512, 40, 3, 32)
+    assert ns2["trainer"]["mixed_precision"] == "bf16" and ns2["model"]["voice"] == "en-us"
+    out = (tmp_path / "out").resolve()
+    assert Path(ns2["aligner"]) == Path("../pipeline/aligner")  # relative to the job file
+    assert (jobs / ns2["shards"]).resolve() == out / "ns2_shards"
+    aligner = tomllib.loads((jobs / "aligner.toml").read_text())
+    assert aligner["stage"] == "aligner" and aligner["model"]["feature_dim"] == 80
+    assert (jobs / aligner["codec"]).resolve() == out / "pipeline" / "codec"
     components = tomllib.loads((jobs / "components.toml").read_text())
     assert components["encodec"]["repo_id"] == "facebook/encodec_24khz"
     assert components["hubert"]["output_layer"] == 9
 
 
 def test_the_real_recipe_runs_end_to_end_at_miniature_scale(tmp_path, cache):
+    from cadence.naturalspeech2.espeak import espeak_available
+
+    # without libespeak-ng the NaturalSpeech 2 steps cannot phonemize: run the rest, then skip
+    espeak = espeak_available()
+    only = ORDER if espeak else ORDER[: ORDER.index("phonemes")]
     root = write_miniature("libritts", tmp_path / "LibriTTS", seconds=0.6)
     out = tmp_path / "out"
-    pipeline = run_real_recipe("libritts", root, out, override=tiny_override(cache))
+    pipeline = run_real_recipe("libritts", root, out, override=tiny_override(cache), only=only)
     codec = load_pretrained(pipeline / "codec")
     tokenizer = load_pretrained(pipeline / "semantic_tokenizer")
     assert (codec.sample_rate, codec.frame_rate, codec.num_quantizers) == (24000, 75.0, 4)
@@ -148,7 +171,8 @@ def test_the_real_recipe_runs_end_to_end_at_miniature_scale(tmp_path, cache):
     storm = load_pretrained(pipeline / "soundstorm")
     assert lm.config.codebook_size == 8 and storm.config.num_quantizers == 4
     assert storm.config.frame_rate == 75.0 and storm.config.semantic_codebook_size == 8
-    for stage in ("semantic_lm", "soundstorm"):
+    trained = ("semantic_lm", "soundstorm", "aligner", "naturalspeech2")
+    for stage in trained if espeak else trained[:2]:
         checkpoints = sorted((out / "runs" / stage / "checkpoints").iterdir())
         assert checkpoints, stage  # resumable run state next to the release
         summary = json.loads((pipeline / stage / "training.json").read_text())
@@ -158,15 +182,68 @@ def test_the_real_recipe_runs_end_to_end_at_miniature_scale(tmp_path, cache):
     assert shards.metadata["tokenizer_frame_rate"] == 50.0 and shards.metadata["frame_rate"] == 75.0
     # cadence plan builds the same models on the meta device: the same parameter counts
     sizes = {"num_quantizers": 4, "codebook_size": 32, "frame_rate": 75.0,
-             "semantic_frame_rate": tokenizer.frame_rate}  # fmt: skip
+             "semantic_frame_rate": tokenizer.frame_rate, "latent_dim": codec.latent_dim}  # fmt: skip
+    models = {"semantic_lm": lm, "soundstorm": storm}
+    if espeak:
+        models["aligner"] = _check_naturalspeech2(pipeline, out, codec)
+        models["naturalspeech2"] = load_pretrained(pipeline / "naturalspeech2")
+        sizes["num_phonemes"] = len(models["naturalspeech2"].config.phonemes)
     plans = {p.stage: p for p in plan_recipe("libritts", override=tiny_override(cache),
                                              sizes=sizes, include_frozen=False)}  # fmt: skip
-    assert plans["semantic_lm"].parameters == count_parameters(lm)
-    assert plans["soundstorm"].parameters == count_parameters(storm)
+    for stage, model in models.items():
+        assert plans[stage].parameters == count_parameters(model), stage
     # a rerun finds every step done and changes nothing
-    before = (pipeline / "soundstorm" / "model.safetensors").stat().st_mtime_ns
-    run_real_recipe("libritts", root, out, override=tiny_override(cache))
-    assert (pipeline / "soundstorm" / "model.safetensors").stat().st_mtime_ns == before
+    release = pipeline / ("naturalspeech2" if espeak else "soundstorm") / "model.safetensors"
+    before = release.stat().st_mtime_ns
+    run_real_recipe("libritts", root, out, override=tiny_override(cache), only=only)
+    assert release.stat().st_mtime_ns == before
+    if not espeak:
+        pytest.skip(
+            "libespeak-ng not found: the phonemes, aligner and naturalspeech2 steps did not run"
+        )
+
+
+def _check_naturalspeech2(pipeline: Path, out: Path, codec):
+    """The aligner's durations in NaturalSpeech 2's shards, and the released NS2 speaks."""
+    aligner = load_pretrained(pipeline / "aligner")
+    ns2 = load_pretrained(pipeline / "naturalspeech2")
+    rows = [json.loads(line) for line in (out / "corpus" / "train.jsonl").read_text().splitlines()]
+    assert all(row["phonemes"] and row["phonemes"][0] != "_" for row in rows)
+    # one vocabulary: the aligner's ids are the model's
+    assert aligner.config.phonemes == ns2.config.phonemes
+    assert (ns2.config.latent_dim, ns2.config.frame_rate) == (codec.latent_dim, 75.0)
+    assert ns2.config.voice == "en-us" and ns2.config.dim == 32
+    shards = ShardReader(out / "ns2_shards" / "train")
+    assert shards.metadata["durations"] == "aligner" and len(shards) == len(rows)
+    for i in range(len(shards)):
+        item = shards[i]
+        assert int(item["durations"].sum()) == item["latents"].shape[0]  # MAS covers every frame
+        assert int(item["durations"].min()) >= 1
+    prompt = torch.as_tensor(shards[0]["latents"]).float()[:20]
+    generator = torch.Generator().manual_seed(0)
+    latents = ns2.synthesize("A lazy dog.", prompt, steps=2, generator=generator)
+    assert latents.ndim == 3 and latents.shape[0] == 1 and latents.shape[-1] == codec.latent_dim
+    audio = codec.decode_latents(latents)
+    assert audio.shape[:2] == (1, 1) and audio.shape[-1] >= latents.shape[1] * codec.hop_length
+    assert torch.isfinite(audio).all() and audio.abs().max() > 0
+    return aligner
+
+
+def test_phonemes_without_espeak_name_the_install_and_leave_the_manifest(tmp_path, monkeypatch):
+    from cadence.naturalspeech2 import espeak
+    from cadence.pipeline.real_phonemes import phonemize_manifests
+
+    for split in ("train", "valid"):
+        (tmp_path / f"{split}.jsonl").write_text('{"id": "a", "path": "a.wav", "text": "Hi."}\n')
+    before = (tmp_path / "train.jsonl").read_bytes()
+
+    def missing():
+        raise espeak.EspeakNotFoundError("libespeak-ng not found")
+
+    monkeypatch.setattr(espeak, "_engine", missing)
+    with pytest.raises(PipelineError, match=r"apt-get install espeak-ng"):
+        phonemize_manifests(tmp_path)
+    assert (tmp_path / "train.jsonl").read_bytes() == before
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +322,22 @@ def test_a_stage_killed_mid_run_resumes_from_its_last_checkpoint(tokenized, cach
     assert started and 4 <= started[0] < 60  # it went on from a checkpoint, not from step 0
     release = json.loads((out / "pipeline" / "semantic_lm" / "config.json").read_text())
     assert release["metadata"]["step"] == 60
+
+
+def test_phonemes_on_worker_processes_match_one_process(tmp_path):
+    from cadence.naturalspeech2 import phonemize
+    from cadence.naturalspeech2.espeak import espeak_available
+    from cadence.pipeline.real_phonemes import phonemize_manifests
+
+    if not espeak_available():
+        pytest.skip("libespeak-ng not found")
+    texts = ["The quick brown fox.", "", "Seven bright stars shine.", "A lazy dog."]
+    rows = [{"id": str(i), "path": f"{i}.wav", "text": t} for i, t in enumerate(texts)]
+    rows[3]["phonemes"] = ["kept"]  # a row that has phonemes keeps them
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert phonemize_manifests(tmp_path, workers=2, splits=("train",)) == {"train": 3}
+    written = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in written] == ["0", "1", "2", "3"]  # in order
+    assert written[0]["phonemes"] == phonemize(texts[0])[1:] and written[1]["phonemes"] == []
+    assert written[3]["phonemes"] == ["kept"]
+    assert phonemize_manifests(tmp_path, splits=("train",)) == {"train": 0}  # done: left alone

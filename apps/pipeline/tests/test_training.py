@@ -40,6 +40,8 @@ def test_job_errors(tmp_path):
         TrainJob(stage="soundstorm", output="x")
     with pytest.raises(PipelineError, match="needs `codec"):
         TrainJob(stage="naturalspeech2", output="x", corpus="c")
+    with pytest.raises(PipelineError, match="needs `codec"):  # its frames are the codec's
+        TrainJob(stage="aligner", output="x", corpus="c")
     path = tmp_path / "job.toml"
     path.write_text(
         job_toml(

@@ -649,7 +649,7 @@ def train(
     stage: Annotated[
         str,
         typer.Argument(
-            help="codec, semantic_tokenizer, semantic_lm, soundstorm, naturalspeech2, flowmatching or phoneme_recognizer"
+            help="codec, semantic_tokenizer, semantic_lm, soundstorm, naturalspeech2, flowmatching, phoneme_recognizer or aligner"
         ),
     ],
     config: Annotated[Path, typer.Option(help="the job's TOML file (see docs/pipeline.md)")],

@@ -13,7 +13,8 @@ How the figures are made (say so when quoting them):
   run these models on the meta device (their input checks read values, and x-transformers
   enters an autocast the meta device refuses), so a test checks the formula against the
   counter on small models built on the CPU (within 15 %). NaturalSpeech 2 (convolutional
-  WaveNet, few attention layers) uses ``6 * N * frames``.
+  WaveNet, few attention layers) and the aligner (convolutions) use ``6 * N * frames``. Both
+  are built from the recipe's jobs (``REAL_JOBS``), the sizes the recipe trains.
 - FLOPs of the frozen EnCodec and HuBERT are measured: ``FlopCounterMode`` over one second of
   audio on the CPU (weight-norm parametrizations removed first; they hide the convolutions from
   the counter), times the corpus' seconds.
@@ -35,24 +36,27 @@ from typing import Any
 import torch
 
 from .components import PipelineError
-from .real_recipe import COMPONENTS, REAL_JOBS, REAL_RECIPES, deep_merge, items_per_step, steps_for
+from .real_recipe import (
+    COMPONENTS,
+    REAL_JOBS,
+    REAL_RECIPES,
+    deep_merge,
+    items_per_step,
+    steps_for,
+)
 
 __all__ = ["GPUS", "StagePlan", "count_parameters", "plan_recipe", "transformer_step_flops"]
 
 # dense bf16 peak, TFLOP/s (vendor datasheets, SXM parts)
 GPUS: dict[str, float] = {"h100": 989.4, "h200": 989.4, "a100": 312.0}
 
-# the official parts' sizes (EnCodec 24 kHz at 6 kbit/s: 8 x 1024 at 75 Hz; HuBERT 50 Hz)
+# the official parts' sizes (EnCodec 24 kHz at 6 kbit/s: 8 x 1024 at 75 Hz with 128-dim
+# latents; HuBERT 50 Hz). num_phonemes: NaturalSpeech 2's and the aligner's vocabulary, an
+# assumption (the corpus' espeak-ng symbols with stress marks, plus the 4 special ones; about
+# 512 parameters each in NaturalSpeech 2, 256 in the aligner).
 OFFICIAL_SIZES: dict[str, float] = {"num_quantizers": 8, "codebook_size": 1024, "frame_rate": 75.0,
-                                    "semantic_frame_rate": 50.0}  # fmt: skip
-
-# NaturalSpeech 2 (Shen et al. 2023, sec. 4.1 and app. B): phoneme encoder 6 layers and prompt
-# encoder 6 layers of width 512; WaveNet diffusion 40 layers of 512 channels with a query-token
-# attention every 3 layers (32 queries). The paper's duration / pitch predictors are 30-layer
-# convolution stacks; Cadence's predictor is a 3-block sequence model (its count is its own).
-NS2_PAPER: dict[str, Any] = {"dim": 512, "heads": 8, "encoder_depth": 6, "prompt_encoder_depth": 6,
-                             "predictor_depth": 3, "wavenet_channels": 512, "wavenet_depth": 40,
-                             "attention_every": 3, "num_query_tokens": 32, "latent_dim": 128}  # fmt: skip
+                                    "semantic_frame_rate": 50.0, "latent_dim": 128,
+                                    "num_phonemes": 80}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -161,10 +165,21 @@ def _soundstorm(
     return model, shape
 
 
-def _naturalspeech2(sizes: dict[str, float], mean_seconds: float) -> tuple[torch.nn.Module, dict]:
+def _phonemes(sizes: dict[str, float]) -> tuple[str, ...]:
+    from cadence.naturalspeech2.text import SPECIAL_SYMBOLS
+
+    count = max(len(SPECIAL_SYMBOLS), int(sizes["num_phonemes"]))
+    return SPECIAL_SYMBOLS + tuple(f"p{i}" for i in range(count - len(SPECIAL_SYMBOLS)))
+
+
+def _naturalspeech2(
+    spec: dict[str, Any], sizes: dict[str, float], mean_seconds: float
+) -> tuple[torch.nn.Module, dict]:
+    from cadence.core.config import config_from_dict
     from cadence.naturalspeech2 import NaturalSpeech2, NaturalSpeech2Config
 
-    config = NaturalSpeech2Config(**NS2_PAPER, frame_rate=sizes["frame_rate"])
+    config = config_from_dict(NaturalSpeech2Config, {**spec["model"], "phonemes": _phonemes(sizes),
+        "latent_dim": int(sizes["latent_dim"]), "frame_rate": sizes["frame_rate"]})  # fmt: skip
     model = _meta(lambda: NaturalSpeech2(config))
     depth = config.wavenet_depth + config.encoder_depth + config.prompt_encoder_depth
     shape = {"tokens": max(1, round(mean_seconds * config.frame_rate)), "depth": depth,
@@ -173,10 +188,21 @@ def _naturalspeech2(sizes: dict[str, float], mean_seconds: float) -> tuple[torch
     return model, shape
 
 
-NS2_JOB: dict[str, Any] = {
-    "epochs": 30,
-    "trainer": {"batch_size": 16, "gradient_accumulation_steps": 2},
-}
+def _aligner(
+    spec: dict[str, Any], sizes: dict[str, float], mean_seconds: float
+) -> tuple[torch.nn.Module, dict]:
+    from cadence.core.config import config_from_dict
+    from cadence.naturalspeech2 import Aligner, AlignerConfig
+
+    phonemes = _phonemes(sizes)
+    config = config_from_dict(AlignerConfig, {**spec["model"], "phonemes": phonemes,
+                                              "vocab_size": len(phonemes)})  # fmt: skip
+    model = _meta(lambda: Aligner(config))
+    # 6 N n for its convolutions; the n x l distances (n l attention_dim) are small beside them
+    shape = {"tokens": max(1, round(mean_seconds * sizes["frame_rate"])), "depth": 1,
+             "dim": config.dim, "attn_dim": 0, "factor": 1.0, "vocab": 0,
+             "dense": count_parameters(model) - _embedding_parameters(model)}  # fmt: skip
+    return model, shape
 
 
 def _frozen(stage: str, hours: float, mean_seconds: float, peak: float, mfu: float) -> StagePlan:
@@ -231,14 +257,16 @@ def plan_recipe(
         if include_frozen
         else []
     )
-    for stage in ("semantic_lm", "soundstorm", "naturalspeech2"):
-        spec = deep_merge(REAL_JOBS.get(stage, NS2_JOB), override.get(stage, {}))
+    for stage in ("semantic_lm", "soundstorm", "aligner", "naturalspeech2"):
+        spec = deep_merge(REAL_JOBS[stage], override.get(stage, {}))
         if stage == "semantic_lm":
             model, shape = _semantic_lm(spec, sizes)
         elif stage == "soundstorm":
             model, shape = _soundstorm(spec, sizes, mean_seconds)
+        elif stage == "aligner":
+            model, shape = _aligner(spec, sizes, mean_seconds)
         else:
-            model, shape = _naturalspeech2(sizes, mean_seconds)
+            model, shape = _naturalspeech2(spec, sizes, mean_seconds)
         token_rate = sizes["semantic_frame_rate"] if stage == "semantic_lm" else sizes["frame_rate"]
         steps = spec["trainer"].get("max_steps") or steps_for(
             stage,

@@ -139,7 +139,7 @@ def plan_command(
         "items: per optimizer step and process (batch x accumulation); tokens: per item; "
         "act./batch: activations of one micro-batch (an estimate); codec / semantic_tokenizer: "
         "one forward pass over the corpus (tokenize), FLOPs measured with FlopCounterMode; "
-        "trained stages: 6Nn + 12Ln^2d (analytic); naturalspeech2 is sized, not in the recipe. "
+        "trained stages: 6Nn + 12Ln^2d (analytic; aligner and naturalspeech2: 6Nn). "
         "Method: cadence.pipeline.plan's docstring."
     )
 

@@ -1,26 +1,37 @@
 """Real recipes: ``cadence recipe libritts|librispeech|ljspeech|vctk --corpus DIR``.
 
-The chain AudioLM (semantic stage) + SoundStorm, at the papers' sizes, on a real corpus, with
-official pretrained parts:
+Two chains at the papers' sizes, on a real corpus, with official pretrained parts: AudioLM
+(semantic stage) + SoundStorm, and NaturalSpeech 2.
 
-- codec: official EnCodec 24 kHz (8 levels x 1024 codes at 75 Hz, 6 kbit/s);
+- codec: official EnCodec 24 kHz (8 levels x 1024 codes at 75 Hz, 6 kbit/s; its 128-dim
+  continuous latents are what NaturalSpeech 2 diffuses);
 - semantic tokens: fairseq HuBERT-base (``hubert_base_ls960``) layer 9 + k-means (500
   clusters, fitted on the corpus unless a converted k-means is given), 50 Hz;
 - semantic_lm: AudioLM's semantic stage, a 12-layer decoder of width 1024, 16 heads, FF 4096
   (Borsos et al. 2022, sec. 5: "12 layers, 16 attention heads, embedding dimension 1024,
   feed-forward 4096, dropout 0.1");
 - soundstorm: the paper's 12-layer Conformer of width 1024, 16 heads, FF 4096, kernel 5
-  (Borsos et al. 2023, sec. 4).
+  (Borsos et al. 2023, sec. 4);
+- phonemes: the manifests' text through espeak-ng (:mod:`.real_phonemes`, the G2P
+  ``NaturalSpeech2.synthesize`` uses), written into the manifests;
+- aligner: the unsupervised aligner of Badlani et al. 2022 ("One TTS Alignment to Rule Them
+  All"), trained on the corpus' phonemes and log-mel frames at the codec's 75 Hz; its MAS
+  durations replace the timings a real corpus does not carry (``durations``: NaturalSpeech 2's
+  shards, :mod:`.real_ns2`);
+- naturalspeech2: NaturalSpeech 2 (Shen et al. 2023, sec. 4.1): phoneme encoder and prompt
+  encoder of 6 Transformer layers, width 512, 8 heads; WaveNet diffusion of 40 layers of 512
+  channels with a prompt-attention layer every 3 and 32 query tokens. Cadence's duration and
+  pitch predictors are 3-block sequence models, not the paper's 30-layer convolution stacks.
 
 ``cadence recipe NAME --corpus DIR --out OUT`` writes the corpus manifests (``OUT/corpus``),
 plain TOML job files (``OUT/jobs``: ``components.toml`` for the pretrained parts, then one
 :class:`~cadence.pipeline.training.TrainJob` per trained stage, bf16 with gradient
-accumulation), and runs the steps in order; a finished step is skipped and a stopped stage
-resumes from its last checkpoint (``OUT/runs/STAGE``). ``--launch "--num_processes 8"`` runs
-each training stage and the tokenizing under ``accelerate launch`` with those arguments (N
-GPUs, M nodes: ``--num_machines``, ``--machine_rank``, ``--main_process_ip``). NaturalSpeech 2
-is sized by ``cadence plan`` but not trained here: it needs phoneme durations (an aligner),
-which a real corpus does not carry.
+accumulation), and runs the steps in order (:data:`ORDER`); a finished step is skipped and a
+stopped stage resumes from its last checkpoint (``OUT/runs/STAGE``). ``--launch
+"--num_processes 8"`` runs each training stage and the tokenizing under ``accelerate launch``
+with those arguments (N GPUs, M nodes: ``--num_machines``, ``--machine_rank``,
+``--main_process_ip``); phonemizing and NaturalSpeech 2's shards run in the recipe's own
+process (on its GPU when it has one).
 """
 
 from __future__ import annotations
@@ -43,6 +54,8 @@ from .components import PipelineError, load_component
 from .recipe import job_toml
 
 __all__ = [
+    "NS2_PAPER",
+    "ORDER",
     "REAL_JOBS",
     "REAL_RECIPES",
     "deep_merge",
@@ -83,10 +96,20 @@ _TRAINER: dict[str, Any] = {
     "num_workers": 4,
 }
 
+# NaturalSpeech 2 (Shen et al. 2023, sec. 4.1 and app. B): phoneme encoder 6 layers and prompt
+# encoder 6 layers of width 512, 8 heads; WaveNet diffusion 40 layers of 512 channels with a
+# query-token attention every 3 layers (32 queries). The paper's duration / pitch predictors are
+# 30-layer convolution stacks; Cadence's predictor is a 3-block sequence model (its count is its
+# own). latent_dim and frame_rate come from the codec (EnCodec: 128 at 75 Hz).
+NS2_PAPER: dict[str, Any] = {"dim": 512, "heads": 8, "encoder_depth": 6, "prompt_encoder_depth": 6,
+                             "predictor_depth": 3, "wavenet_channels": 512, "wavenet_depth": 40,
+                             "attention_every": 3, "num_query_tokens": 32}  # fmt: skip
+
 # Each trained stage: its job (sizes of the papers) and the epochs over the corpus it runs.
 REAL_JOBS: dict[str, dict[str, Any]] = {
     "semantic_lm": {
         "stage": "semantic_lm",
+        "shards": "../shards",
         "speaker_chains": True,  # long crops of one speaker's utterances, as AudioLM's 30 s crops
         "epochs": 30,
         "model": {"dim": 1024, "depth": 12, "heads": 16, "dim_head": 64, "ff_mult": 4,
@@ -97,6 +120,7 @@ REAL_JOBS: dict[str, dict[str, Any]] = {
     },
     "soundstorm": {
         "stage": "soundstorm",
+        "shards": "../shards",
         "epochs": 30,
         "model": {"backbone": {"kind": "conformer", "dim": 1024, "depth": 12, "heads": 16,
                                "ff_mult": 4.0, "conv_kernel_size": 5}},
@@ -104,9 +128,36 @@ REAL_JOBS: dict[str, dict[str, Any]] = {
         "trainer": {**_TRAINER, "batch_size": 16, "gradient_accumulation_steps": 2,
                     "learning_rate": 5e-4},
     },
+    # Badlani et al.'s layout (two convolutions over phonemes, three over 80 log-mel bins at
+    # the codec's frame rate); the widths, epochs and optimizer are Cadence's: it converges
+    # in a few epochs, and only its durations are kept.
+    "aligner": {
+        "stage": "aligner",
+        "codec": "../pipeline/codec",
+        "epochs": 5,
+        "model": {"feature_dim": 80, "dim": 256, "attention_dim": 64},
+        "train": {"max_seconds": 30.0},
+        "trainer": {**_TRAINER, "batch_size": 32, "gradient_accumulation_steps": 1,
+                    "learning_rate": 1e-3, "warmup_steps": 500, "save_every": 1000},
+    },
+    # model.voice: the espeak-ng voice of the `phonemes` step and of synthesize(text).
+    # 16 utterances x 2 accumulation steps per GPU: 16 x 5.6 s x 75 Hz = 6.7k latent frames per
+    # GPU and micro-batch, about the paper's 6k.
+    "naturalspeech2": {
+        "stage": "naturalspeech2",
+        "shards": "../ns2_shards",
+        "codec": "../pipeline/codec",
+        "aligner": "../pipeline/aligner",
+        "epochs": 30,
+        "model": {**NS2_PAPER, "voice": "en-us"},
+        "trainer": {**_TRAINER, "batch_size": 16, "gradient_accumulation_steps": 2,
+                    "learning_rate": 5e-4},
+    },
 }  # fmt: skip
 
-ORDER = ("corpus", "codec", "semantic_tokenizer", "tokenize", "semantic_lm", "soundstorm")
+# the steps in order; each trained stage is a key of REAL_JOBS
+ORDER = ("corpus", "codec", "semantic_tokenizer", "tokenize", "semantic_lm", "soundstorm",
+         "phonemes", "aligner", "durations", "naturalspeech2")  # fmt: skip
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -179,8 +230,9 @@ def write_real_jobs(
     """Write ``out/jobs/components.toml`` and one TOML per trained stage; returns their paths.
 
     ``override``: tables merged over the recipe's (``components``, ``semantic_lm``,
-    ``soundstorm``), e.g. tiny models for a smoke run. ``max_steps`` comes from the corpus
-    hours (``corpus.json``) and the stage's epochs unless the override sets it.
+    ``soundstorm``, ``aligner``, ``naturalspeech2``), e.g. tiny models for a smoke run.
+    ``max_steps`` comes from the corpus hours (``corpus.json``) and the stage's epochs unless
+    the override sets it.
     """
     override = override or {}
     unknown = sorted(set(override) - {"components", *REAL_JOBS})
@@ -217,7 +269,7 @@ def write_real_jobs(
                 mean_seconds=mean_seconds,
                 num_processes=num_processes,
             )
-        job = {"stage": spec.pop("stage"), "corpus": str(corpus.resolve()), "shards": "../shards",
+        job = {"stage": spec.pop("stage"), "corpus": str(corpus.resolve()),
                "output": f"../pipeline/{name}", "run_dir": f"../runs/{name}", **spec}  # fmt: skip
         paths[name] = jobs / f"{name}.toml"
         write_text(
@@ -317,6 +369,16 @@ def run_real_recipe(
                                       pipeline / "semantic_tokenizer", out / "runs" / "kmeans")  # fmt: skip
         elif step == "tokenize":
             _tokenize(manifests, out, console)
+        elif step == "phonemes":
+            from .real_phonemes import phonemize_manifests
+
+            ns2_job = tomllib.loads(paths["naturalspeech2"].read_text())
+            voice = ns2_job.get("model", {}).get("voice", "en-us")  # the model's G2P voice
+            phonemize_manifests(manifests, voice=voice, console=console)
+        elif step == "durations":
+            from .real_ns2 import write_ns2_shards
+
+            write_ns2_shards(pipeline, out / "ns2_shards", manifests, console)
         elif step in REAL_JOBS and not _done(pipeline / step):
             console.rule(f"[bold]{step}")
             _train(step, paths[step], launch)

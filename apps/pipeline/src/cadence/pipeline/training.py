@@ -31,7 +31,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 from accelerate.utils import set_seed
@@ -46,6 +46,9 @@ from .components import PipelineError, load_component
 from .pipeline import COMPONENTS
 
 STAGES = COMPONENTS  # every component of a pipeline is trained by a stage of the same name
+# the stages `cadence train` runs: the components', and the aligner, a training aid
+# (NaturalSpeech 2's durations on a corpus without timings) that is no pipeline component
+TRAIN_STAGES = (*STAGES, "aligner")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,13 +56,17 @@ class TrainJob:
     """What one ``cadence train`` run does.
 
     Attributes:
-        stage: one of :data:`STAGES`.
+        stage: one of :data:`TRAIN_STAGES`.
         corpus: a corpus directory (``train.jsonl``, ``valid.jsonl`` and the audio).
         output: the release checkpoint directory.
         run_dir: resumable run files (default ``<output>.run``).
         shards: token shards with ``train/`` and ``valid/`` (semantic_lm, soundstorm,
-            flowmatching), written by :func:`tokenize_corpus`.
-        codec: the codec checkpoint (naturalspeech2 trains on its latents).
+            flowmatching), written by :func:`tokenize_corpus`; for naturalspeech2, shards of
+            :func:`~cadence.naturalspeech2.preprocess_corpus` (made in ``run_dir`` when absent).
+        codec: the codec checkpoint (naturalspeech2 trains on its latents; the aligner's
+            frames are the codec's).
+        aligner: an aligner checkpoint (``cadence train aligner``): naturalspeech2 takes its
+            durations from it instead of the corpus' espeak timings.
         crop_seconds: training crop of the codec (and k-means sample) audio.
         max_frames: training crop, in frames, of the flow matcher.
         speaker_chains: train the semantic LM on chains of one speaker's utterances (needs
@@ -81,6 +88,7 @@ class TrainJob:
     run_dir: str | None = None
     shards: str | None = None
     codec: str | None = None
+    aligner: str | None = None
     crop_seconds: float = 1.0
     max_frames: int = 200
     speaker_chains: bool = False
@@ -90,12 +98,20 @@ class TrainJob:
     trainer: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise PipelineError(f"unknown stage {self.stage!r}; the stages are {', '.join(STAGES)}")
+        if self.stage not in TRAIN_STAGES:
+            raise PipelineError(
+                f"unknown stage {self.stage!r}; the stages are {', '.join(TRAIN_STAGES)}"
+            )
         needs = {
-            "corpus": ("codec", "semantic_tokenizer", "naturalspeech2", "phoneme_recognizer"),
+            "corpus": (
+                "codec",
+                "semantic_tokenizer",
+                "naturalspeech2",
+                "phoneme_recognizer",
+                "aligner",
+            ),
             "shards": ("semantic_lm", "soundstorm", "flowmatching"),
-            "codec": ("naturalspeech2",),
+            "codec": ("naturalspeech2", "aligner"),
         }
         for key, stages in needs.items():
             if self.stage in stages and getattr(self, key) is None:
@@ -134,7 +150,7 @@ class TrainJob:
         if unknown:
             raise PipelineError(f"{path}: unknown keys {unknown}; known keys are {sorted(known)}")
         # Relative paths are relative to the config file, so a recipe directory can move.
-        for key in ("corpus", "output", "run_dir", "shards", "codec"):
+        for key in ("corpus", "output", "run_dir", "shards", "codec", "aligner"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str((path.parent / data[key]).resolve())
         if "output" not in data or "stage" not in data:
@@ -391,21 +407,26 @@ def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
         codebooks_from_codec,
         collate_ns2,
         config_from_shards,
-        preprocess_corpus,
     )
 
     codec = load_component(
         cast(str, job.codec), "codec", LatentCodec
     )  # NaturalSpeech 2 diffuses the codec's latents
-    shard_dir = job.run_path / "shards"
-    train = preprocess_corpus(cast(str, job.corpus), codec, shard_dir / "train", split="train")
-    valid = preprocess_corpus(
-        cast(str, job.corpus),
-        codec,
-        shard_dir / "valid",
-        split="valid",
-        vocabulary=config_from_shards(train).vocabulary,
-    )
+    if job.shards is not None:
+        for split in ("train", "valid"):
+            if not (Path(job.shards) / split / "manifest.json").is_file():
+                raise PipelineError(
+                    f"no NaturalSpeech 2 shards in {Path(job.shards) / split}: the real recipes "
+                    "write them in their `durations` step (or drop `shards` to make them here)"
+                )
+        train, valid = _open_shards(job, "train"), _open_shards(job, "valid")
+        if "durations" not in train.fields:
+            raise PipelineError(
+                f"{job.shards} holds no NaturalSpeech 2 shards (no durations); write them with "
+                "cadence.naturalspeech2.preprocess_corpus, or drop `shards` to make them here"
+            )
+    else:
+        train, valid = _ns2_shards(job, codec)
     try:
         config = config_from_shards(train, **job.model)
     except (ConfigError, TypeError, ValueError) as err:
@@ -424,6 +445,80 @@ def _train_naturalspeech2(job: TrainJob) -> dict[str, float]:
     )
     trainer.train(resume_from="latest")
     return _release(trainer, job)
+
+
+def _ns2_shards(job: TrainJob, codec: LatentCodec) -> tuple[ShardReader, ShardReader]:
+    """Preprocess the job's corpus into ``run_dir/shards`` (aligner durations if it names one)."""
+    from cadence.naturalspeech2 import Aligner, config_from_shards, preprocess_corpus
+
+    aligner = load_component(job.aligner, "aligner", Aligner) if job.aligner else None
+    durations: Literal["aligner", "espeak"] = "aligner" if aligner is not None else "espeak"
+    shard_dir = job.run_path / "shards"
+    corpus = cast(str, job.corpus)
+    train = preprocess_corpus(
+        corpus, codec, shard_dir / "train", split="train", durations=durations, aligner=aligner
+    )
+    valid = preprocess_corpus(corpus, codec, shard_dir / "valid", split="valid",
+                              vocabulary=config_from_shards(train).vocabulary,
+                              durations=durations, aligner=aligner)  # fmt: skip
+    return train, valid
+
+
+def _train_aligner(job: TrainJob) -> dict[str, float]:
+    """The unsupervised aligner (Badlani et al. 2022) on the corpus' phonemes and log-mel frames
+    at the codec's frame rate, so that its durations count the codec's latent frames."""
+    from cadence.naturalspeech2 import (
+        Aligner,
+        AlignerConfig,
+        AlignerDataset,
+        AlignerTrainConfig,
+        AlignerTrainStep,
+        PhonemeVocabulary,
+        collate_aligner,
+    )
+    from cadence.naturalspeech2.text import SILENCE
+
+    codec = load_component(cast(str, job.codec), "codec")
+    hop = round(codec.sample_rate / codec.frame_rate)
+    corpus = cast(str, job.corpus)
+    vocabulary = PhonemeVocabulary.build(
+        [SILENCE, *row.get("phonemes", [])] for row in _manifest_rows(corpus, "train")
+    )
+    if len(vocabulary) <= 4:
+        raise PipelineError(
+            f"{_manifest(corpus, 'train')} has no phonemes: phonemize its text first (the real "
+            "recipes' `phonemes` step, cadence.pipeline.real_phonemes.phonemize_manifests)"
+        )
+    config = _config(AlignerConfig, job.model, "model", vocab_size=len(vocabulary),
+                     phonemes=vocabulary.symbols)  # fmt: skip
+    max_seconds = _config(AlignerTrainConfig, job.train, "train").max_seconds
+    data = {
+        split: AlignerDataset(_manifest(corpus, split), vocabulary, sample_rate=codec.sample_rate,
+                              hop_length=hop, n_mels=config.feature_dim, max_seconds=max_seconds)
+        for split in ("train", "valid")
+    }  # fmt: skip
+    if len(data["train"]) == 0:
+        raise PipelineError(f"{_manifest(corpus, 'train')}: no utterance the aligner can use")
+    trainer = Trainer(
+        Aligner(config),
+        AlignerTrainStep(),
+        data["train"],
+        _trainer_config(job),
+        output_dir=job.run_path,
+        collate_fn=collate_aligner,
+        eval_dataset=data["valid"] if len(data["valid"]) else None,
+    )
+    trainer.train(resume_from="latest")
+    return _release(trainer, job)
+
+
+def _manifest_rows(corpus: str, split: str) -> Any:
+    import json
+
+    with _manifest(corpus, split).open() as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
 
 
 def _train_flowmatching(job: TrainJob) -> dict[str, float]:
@@ -494,6 +589,7 @@ TRAINERS: dict[str, Callable[[TrainJob], dict[str, float]]] = {
     "semantic_lm": _train_semantic_lm,
     "soundstorm": _train_soundstorm,
     "naturalspeech2": _train_naturalspeech2,
+    "aligner": _train_aligner,
     "flowmatching": _train_flowmatching,
     "phoneme_recognizer": _train_phoneme_recognizer,
 }

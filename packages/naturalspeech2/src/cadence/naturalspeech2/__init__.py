@@ -1,5 +1,6 @@
 """Cadence NaturalSpeech 2: zero-shot TTS by latent diffusion over codec latents."""
 
+from .align_train import AlignerDataset, AlignerTrainConfig, AlignerTrainStep, collate_aligner
 from .aligner import Aligner, AlignerConfig, AlignerOutput, monotonic_alignment_search
 from .data import (
     codebooks_from_codec,
@@ -27,7 +28,10 @@ from .wavenet import WaveNetDenoiser
 __all__ = [
     "Aligner",
     "AlignerConfig",
+    "AlignerDataset",
     "AlignerOutput",
+    "AlignerTrainConfig",
+    "AlignerTrainStep",
     "EspeakError",
     "EspeakNotFoundError",
     "NaturalSpeech2",
@@ -43,6 +47,7 @@ __all__ = [
     "alphas_cumprod",
     "ce_rvq_loss",
     "codebooks_from_codec",
+    "collate_aligner",
     "collate_ns2",
     "config_from_shards",
     "draw_training",

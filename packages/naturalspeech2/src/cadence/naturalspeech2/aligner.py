@@ -156,10 +156,18 @@ class AlignerConfig(Config):
     dim: int = 128
     attention_dim: int = 64
     prior_scaling: float = 1.0  # beta-binomial prior; 0 turns it off
+    # The phoneme symbols of the ids (a PhonemeVocabulary's), so that a trained aligner encodes
+    # text as it was trained; () leaves the ids to the caller.
+    phonemes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.vocab_size < 2:
             raise ConfigError(f"vocab_size must be >= 2 (id 0 is padding), got {self.vocab_size}")
+        if self.phonemes and len(self.phonemes) != self.vocab_size:
+            raise ConfigError(
+                f"phonemes has {len(self.phonemes)} symbols but vocab_size is {self.vocab_size}; "
+                "give vocab_size=len(phonemes)"
+            )
         for name in ("feature_dim", "dim", "attention_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

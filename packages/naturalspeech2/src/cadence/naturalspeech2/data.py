@@ -1,17 +1,20 @@
 """Data preparation for NaturalSpeech 2: corpus + codec -> shards, batches, codebooks.
 
-:func:`preprocess_corpus` turns a corpus (``train.jsonl`` with espeak phoneme timings, as
-the toy corpus has) and a ``LatentCodec`` into shards holding, per utterance, ``phonemes``
-``(l,)``, ``durations`` ``(l,)``, ``latents`` ``(n, d)``, ``codes`` ``(n, q)``, ``log_f0``
-``(n,)`` and ``voiced`` ``(n,)``. The codec never runs inside the training loop.
+:func:`preprocess_corpus` turns a corpus (``train.jsonl`` with phonemes; durations from
+espeak's phoneme timings, as the toy corpus has them, or from a trained aligner) and a
+``LatentCodec`` into shards holding, per utterance, ``phonemes`` ``(l,)``, ``durations``
+``(l,)``, ``latents`` ``(n, d)``, ``codes`` ``(n, q)``, ``log_f0`` ``(n,)`` and ``voiced``
+``(n,)``. The codec never runs inside the training loop.
 """
 
 # b batch | l phonemes | n latent frames | d latent dim | q quantizer levels | v codebook entries
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +31,7 @@ from cadence.core.interfaces import LatentCodec
 from .aligner import Aligner
 from .model import NaturalSpeech2Config
 from .pitch import extract_pitch
-from .text import SILENCE, PhonemeVocabulary, durations_from_starts, read_corpus_phonemes
+from .text import SILENCE, PhonemeVocabulary, durations_from_starts
 
 __all__ = [
     "codebooks_from_codec",
@@ -102,32 +105,95 @@ def preprocess_corpus(
     aligner: Aligner | None = None,
     limit: int | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
+    statistics_items: int = 2000,
 ) -> ShardReader:
     """Corpus + codec -> NaturalSpeech 2 training shards (see the module docstring).
 
+    The corpus is read and written as a stream: memory holds at most ``statistics_items``
+    utterances (the normalisers are measured on them, then they are written and the rest
+    follows one by one), so a corpus of any size fits.
+
     Args:
-        corpus_dir: a directory with ``<split>.jsonl`` (``id``, ``path``, ``phonemes``,
-            ``phoneme_starts``) and the audio.
+        corpus_dir: a directory with ``<split>.jsonl`` (``id``, ``path``, ``phonemes``, and
+            ``phoneme_starts`` for espeak durations) and the audio.
         codec: gives latents, codes and the frame rate.
         vocabulary: phoneme vocabulary; default built from this split (store it in the
             model config, see :func:`config_from_shards`).
         durations: ``"espeak"`` from the corpus' phoneme timings; ``"aligner"`` from a
-            trained :class:`Aligner` on log-mel frames (MAS).
+            trained :class:`Aligner` on log-mel frames (MAS). With the aligner, utterances
+            without phonemes or with fewer frames than phonemes are skipped (listed in the
+            manifest's ``skipped``).
         limit: only the first ``limit`` utterances.
+        device: where the codec and the aligner run (default: the codec's parameters' device).
+        statistics_items: utterances the latent and log-F0 normalisers are measured on
+            (all of them when the split is smaller; the count is in the metadata).
 
     Returns:
         A :class:`ShardReader` over the written shards; its metadata has the vocabulary,
         frame rate and latent / log-F0 statistics.
     """
-    rows = read_corpus_phonemes(corpus_dir, split)[:limit]
-    if vocabulary is None:
-        vocabulary = PhonemeVocabulary.build([[SILENCE, *r["phonemes"]] for r in rows])
     if durations == "aligner" and aligner is None:
         raise ValueError("durations='aligner' needs a trained Aligner (aligner=...)")
-    items = [
-        (row["id"], _utterance(Path(corpus_dir), row, codec, vocabulary, durations, aligner))
-        for row in tqdm(rows, desc="preprocess", disable=not progress)
-    ]
+    if statistics_items < 1:
+        raise ValueError(f"statistics_items must be >= 1, got {statistics_items}")
+    if vocabulary is None:
+        vocabulary = PhonemeVocabulary.build(
+            [SILENCE, *r.get("phonemes", [])] for r in _rows(corpus_dir, split, limit)
+        )
+    run = _Preprocess(Path(corpus_dir), codec, vocabulary, durations, aligner, device)
+    buffered: list[tuple[str, dict[str, Tensor]]] = []
+    skipped: dict[str, str] = {}
+    writer: ShardWriter | None = None
+    out_dir = Path(out_dir)
+    rows = _rows(corpus_dir, split, limit)
+    try:
+        for row in tqdm(rows, desc="preprocess", disable=not progress, total=limit):
+            arrays = run.utterance(row)
+            if isinstance(arrays, str):
+                skipped[row["id"]] = arrays
+            elif writer is not None:
+                writer.add(row["id"], **arrays)
+            else:
+                buffered.append((row["id"], arrays))
+                if len(buffered) >= statistics_items:
+                    writer = _open_writer(out_dir, codec, vocabulary, durations, buffered)
+                    buffered = []
+        if writer is None:
+            if not buffered:
+                raise ValueError(
+                    f"no usable utterance in {Path(corpus_dir) / f'{split}.jsonl'} "
+                    f"({len(skipped)} skipped, e.g. {next(iter(skipped.items()), None)})"
+                )
+            writer = _open_writer(out_dir, codec, vocabulary, durations, buffered)
+        for item_id, reason in skipped.items():
+            writer.skip(item_id, reason)
+    finally:
+        if writer is not None:
+            writer.close()
+    write_manifest(out_dir)
+    return ShardReader(out_dir)
+
+
+def _rows(corpus_dir: str | os.PathLike, split: str, limit: int | None) -> Iterator[dict[str, Any]]:
+    """The rows of ``<corpus_dir>/<split>.jsonl`` one at a time (at most ``limit``)."""
+    path = Path(corpus_dir) / f"{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"no {split}.jsonl in {corpus_dir}")
+    with path.open() as f:
+        lines = (line for line in f if line.strip())
+        for line in itertools.islice(lines, limit):
+            yield json.loads(line)
+
+
+def _open_writer(
+    out_dir: Path,
+    codec: LatentCodec,
+    vocabulary: PhonemeVocabulary,
+    durations: DurationSource,
+    first: list[tuple[str, dict[str, Tensor]]],
+) -> ShardWriter:
+    """A shard writer whose metadata has the statistics of ``first``, with ``first`` written."""
     metadata: dict[str, Any] = {
         "frame_rate": codec.frame_rate,
         "sample_rate": codec.sample_rate,
@@ -136,59 +202,91 @@ def preprocess_corpus(
         "codebook_size": codec.codebook_size,
         "phonemes": list(vocabulary.symbols),
         "durations": durations,
-        **_statistics([arrays for _, arrays in items]),
+        "statistics_items": len(first),
+        **_statistics([arrays for _, arrays in first]),
     }
-    out_dir = Path(out_dir)
-    with ShardWriter(out_dir, metadata=metadata, overwrite=True) as writer:
-        for item_id, arrays in items:
-            writer.add(item_id, **arrays)
-    write_manifest(out_dir)
-    return ShardReader(out_dir)
+    writer = ShardWriter(out_dir, metadata=metadata, overwrite=True)
+    for item_id, arrays in first:
+        writer.add(item_id, **arrays)
+    return writer
 
 
-def _utterance(
-    corpus_dir: Path,
-    row: dict[str, Any],
-    codec: LatentCodec,
-    vocabulary: PhonemeVocabulary,
-    durations: DurationSource,
-    aligner: Aligner | None,
-) -> dict[str, Tensor]:
+class _Preprocess:
     """One corpus row -> its shard arrays (phonemes, durations, latents, codes, log_f0, voiced)."""
-    audio, _ = load(corpus_dir / row["path"], sample_rate=codec.sample_rate, channels=1)
-    hop = round(codec.sample_rate / codec.frame_rate)
-    with torch.no_grad():
-        latents = codec.encode_latents(audio[None])[0].float()
-        codes = codec.encode(audio[None])[0]
-    n = latents.shape[0]
-    ids = vocabulary.encode([SILENCE, *row["phonemes"]])
-    if durations == "espeak":
-        starts = row["phoneme_starts"]
-        frames = torch.from_numpy(
-            durations_from_starts(starts, row["duration"], codec.frame_rate, n)
+
+    def __init__(
+        self,
+        corpus_dir: Path,
+        codec: LatentCodec,
+        vocabulary: PhonemeVocabulary,
+        durations: DurationSource,
+        aligner: Aligner | None,
+        device: str | torch.device | None,
+    ):
+        self.corpus_dir, self.codec, self.vocabulary = corpus_dir, codec, vocabulary
+        self.durations, self.aligner = durations, aligner
+        self.device = torch.device(device) if device is not None else _device_of(codec)
+        self.hop = round(codec.sample_rate / codec.frame_rate)
+        # an aligner trained with its own vocabulary reads the symbols with it
+        symbols = aligner.config.phonemes if aligner is not None else ()
+        self.aligner_vocabulary = PhonemeVocabulary(symbols) if symbols else vocabulary
+
+    def utterance(self, row: dict[str, Any]) -> dict[str, Tensor] | str:
+        """The arrays of ``row``, or why it is skipped (aligner durations only)."""
+        codec = self.codec
+        symbols = [SILENCE, *row.get("phonemes", [])]
+        if self.durations == "aligner" and len(symbols) == 1:
+            return "no phonemes"
+        audio, _ = load(self.corpus_dir / row["path"], sample_rate=codec.sample_rate, channels=1)
+        with torch.no_grad():
+            latents = codec.encode_latents(audio[None].to(self.device))[0].float().cpu()
+            codes = codec.encode(audio[None].to(self.device))[0].cpu()
+        n = latents.shape[0]
+        ids = self.vocabulary.encode(symbols)
+        if self.durations == "espeak":
+            starts = row["phoneme_starts"]
+            frames = torch.from_numpy(
+                durations_from_starts(starts, row["duration"], codec.frame_rate, n)
+            )
+        elif n < len(ids):
+            return f"{n} frames for {len(ids)} phonemes (every phoneme needs a frame)"
+        else:
+            frames = self._aligned(audio[0], symbols, n)
+        pitch = extract_pitch(
+            audio[0].numpy(), sample_rate=codec.sample_rate, hop_length=self.hop, num_frames=n
         )
-    else:
+        return dict(
+            phonemes=ids,
+            durations=frames.long(),
+            latents=latents,
+            codes=codes,
+            log_f0=torch.from_numpy(pitch.log_f0),
+            voiced=torch.from_numpy(pitch.voiced),
+        )
+
+    def _aligned(self, audio: Tensor, symbols: list[str], n: int) -> Tensor:
+        """``(l,)`` frames per phoneme from the aligner's MAS over ``n`` log-mel frames."""
+        aligner = self.aligner
         assert aligner is not None
-        mel = mel_features(audio[0], codec.sample_rate, hop, n, aligner.config.feature_dim)
+        device = _device_of(aligner)
+        ids = self.aligner_vocabulary.encode(symbols).to(device)
+        mel = mel_features(audio, self.codec.sample_rate, self.hop, n, aligner.config.feature_dim)
         with torch.no_grad():
             out = aligner(
                 ids[None],
-                torch.ones(1, len(ids), dtype=torch.bool),
-                mel[None],
-                torch.ones(1, n, dtype=torch.bool),
+                torch.ones(1, len(ids), dtype=torch.bool, device=device),
+                mel[None].to(device),
+                torch.ones(1, n, dtype=torch.bool, device=device),
             )
-        frames = out.durations[0].cpu()
-    pitch = extract_pitch(
-        audio[0].numpy(), sample_rate=codec.sample_rate, hop_length=hop, num_frames=n
-    )
-    return dict(
-        phonemes=ids,
-        durations=frames.long(),
-        latents=latents,
-        codes=codes,
-        log_f0=torch.from_numpy(pitch.log_f0),
-        voiced=torch.from_numpy(pitch.voiced),
-    )
+        return out.durations[0].cpu()
+
+
+def _device_of(module: Any) -> torch.device:
+    """The device of a module's first parameter (the CPU for anything else)."""
+    if isinstance(module, torch.nn.Module):
+        for parameter in module.parameters():
+            return parameter.device
+    return torch.device("cpu")
 
 
 def _statistics(items: Sequence[dict[str, Tensor]]) -> dict[str, float]:
