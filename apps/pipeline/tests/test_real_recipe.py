@@ -203,6 +203,22 @@ def test_the_real_recipe_runs_end_to_end_at_miniature_scale(tmp_path, cache):
         )
 
 
+@pytest.mark.parametrize("name, folder", [("librispeech", "LibriSpeech"), ("ljspeech", "LJSpeech-1.1"), ("vctk", "VCTK-Corpus")])  # fmt: skip
+def test_the_other_real_recipes_run_from_their_layouts_to_trained_models(tmp_path, cache, name, folder):  # fmt: skip
+    # the chain is libritts' (tested whole above); what differs is the layout read and split
+    root = write_miniature(name, tmp_path / folder, seconds=0.6)
+    out = tmp_path / "out"
+    only = ORDER[: ORDER.index("phonemes")]  # to the trained semantic LM and SoundStorm
+    pipeline = run_real_recipe(name, root, out, override=tiny_override(cache), only=only)
+    summary = json.loads((out / "corpus" / "corpus.json").read_text())
+    assert summary["train"]["utterances"] + summary["valid"]["utterances"] == 12
+    assert len(ShardReader(out / "shards" / "train")) == summary["train"]["utterances"]
+    for stage in ("semantic_lm", "soundstorm"):
+        assert json.loads((pipeline / stage / "training.json").read_text())["stage"] == stage
+    storm = load_pretrained(pipeline / "soundstorm")
+    assert storm.config.num_quantizers == 4 and storm.config.frame_rate == 75.0
+
+
 def _check_naturalspeech2(pipeline: Path, out: Path, codec):
     """The aligner's durations in NaturalSpeech 2's shards, and the released NS2 speaks."""
     aligner = load_pretrained(pipeline / "aligner")
