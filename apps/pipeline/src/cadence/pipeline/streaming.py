@@ -79,10 +79,19 @@ class StreamOptions(Config):
     left_context_seconds: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("chunk_seconds", "left_context_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:  # fmt: skip
-                raise ConfigError(f"StreamOptions.{name} must be a finite number > 0, got {value!r}")  # fmt: skip
+        check_seconds(self, ("chunk_seconds", "left_context_seconds"), zero=False)
+
+
+def check_seconds(options: Config, names: Sequence[str], *, zero: bool) -> None:
+    """Each of ``names`` on ``options`` is a finite number > 0 (``zero``: >= 0), else ConfigError."""
+    for name in names:
+        value = getattr(options, name)
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not number or not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            bound = ">= 0" if zero else "> 0"
+            raise ConfigError(
+                f"{type(options).__name__}.{name} must be a finite number {bound}, got {value!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,12 @@ import torch
 from torch import Tensor
 
 from cadence.core.audio import batch_audio
-from cadence.core.config import Config, ConfigError
+from cadence.core.config import Config
 from cadence.core.interfaces import frame_lengths
 from cadence.soundstorm import default_iterations
 
 from .components import PipelineError
-from .streaming import MAX_STREAM_SECONDS, StreamChunk, _frames, _stream_decoder
+from .streaming import MAX_STREAM_SECONDS, StreamChunk, _frames, _stream_decoder, check_seconds
 
 if TYPE_CHECKING:
     from .synthesis import VoiceConversion
@@ -78,14 +78,8 @@ class ConversionStreamOptions(Config):
     lookahead_seconds: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("chunk_seconds", "left_context_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:  # fmt: skip
-                raise ConfigError(f"ConversionStreamOptions.{name} must be a finite number > 0, got {value!r}")  # fmt: skip
-        for name in ("source_context_seconds", "lookahead_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:  # fmt: skip
-                raise ConfigError(f"ConversionStreamOptions.{name} must be a finite number >= 0, got {value!r}")  # fmt: skip
+        check_seconds(self, ("chunk_seconds", "left_context_seconds"), zero=False)
+        check_seconds(self, ("source_context_seconds", "lookahead_seconds"), zero=True)
 
 
 class _SourceReader:
