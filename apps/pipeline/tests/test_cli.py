@@ -157,6 +157,8 @@ def test_tts(tmp_path, utterances):
         8,
         "--seed",
         0,
+        "--accent",
+        "en-gb-x-rp",
     )
     assert result.exit_code == 0, result.output
     check_audio_file(out, min_seconds=0.3, max_seconds=6.0)

@@ -123,6 +123,29 @@ def test_voice_conversion_and_tts_objects(prompts):
     tts = TextToSpeech.from_pretrained(default_pipeline())
     audio = tts.synthesize("Good morning.", target, sample_rate=16000, steps=4, seed=0)
     assert audio.ndim == 2 and audio.shape[-1] > 1600
+    british = tts.synthesize(
+        "Good morning.", target, sample_rate=16000, steps=4, seed=0, accent="en-gb-x-rp"
+    )
+    assert british.ndim == 2 and british.shape[-1] > 1600
+    with pytest.raises(PipelineError, match="accent 'xx-nowhere'.*no voice"):
+        tts.synthesize("Good morning.", target, sample_rate=16000, steps=4, accent="xx-nowhere")
+
+
+def test_evaluation_reads_each_transcript_in_its_speakers_accent(prompts):
+    from cadence.pipeline.evaluation import EvalSet, Listener, evaluate_tts
+
+    data = EvalSet.read(default_pipeline() / "held_out", 16000, 1, limit=6, prompt_seconds=3.0, seed=0)
+    asked = []
+
+    class RecordingTTS:
+        def synthesize(self, text, prompt, *, sample_rate, seed, accent=None):
+            asked.append(accent)
+            return torch.zeros(1, 1600)
+
+    listener = Listener(None, data.references, data.sample_rate)
+    evaluate_tts(data, RecordingTTS(), listener, lambda items, _: items)
+    assert asked == [item["voice"] for item in data.items]
+    assert len(set(asked)) > 1  # the held-out speakers have more than one accent
 
 
 def test_shipped_evaluation_is_recorded():

@@ -217,6 +217,24 @@ def test_synthesize_from_phonemes_and_text(config, batch, sampler):
     assert text.shape[0] == 1 and text.shape[1] >= 5
 
 
+def test_synthesize_reads_the_text_in_the_accent_asked_for(config, batch, monkeypatch):
+    model = NaturalSpeech2(config).eval()
+    seen = []
+    monkeypatch.setattr(
+        model, "generate", lambda ids, prompt, **kw: seen.append(ids[0].tolist()) or _Out()
+    )
+    prompt = batch["latents"][0, :20]
+    for voice in (None, "en-us", "en-gb-x-rp"):
+        model.synthesize("What a lot of water.", prompt, voice=voice)
+    default, us, rp = seen
+    assert default == us  # config.voice is en-us
+    assert rp != us  # /w ɒ t/ against /w ʌ t/, read through the vocabulary
+
+
+class _Out:
+    latents = torch.zeros(1, 1, 1)
+
+
 def test_save_load_round_trip(tmp_path, config, batch):
     torch.manual_seed(0)
     model = NaturalSpeech2(config).eval()

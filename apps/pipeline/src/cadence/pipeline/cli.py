@@ -574,6 +574,12 @@ def tts(
         int, typer.Option(min=1, max=MAX_STEPS, help="diffusion sampling steps (DPM-Solver++)")
     ] = 32,
     guidance: Annotated[float, _guidance("classifier-free guidance scale (1 = off)")] = 1.5,
+    accent: Annotated[
+        str | None,
+        typer.Option(
+            help="espeak-ng voice that reads the text, e.g. en-gb-x-rp or en-us (default: the model's)"
+        ),
+    ] = None,
     pipeline: PipelineOption = None,
     seed: SeedOption = None,
 ) -> None:
@@ -587,7 +593,8 @@ def tts(
     _crop_notice(prompt, voice, rate, VOICE_PROMPT_SECONDS, "first")
     with console.status("synthesizing"):
         audio = model.synthesize(
-            text, voice, sample_rate=rate, steps=steps, guidance_scale=guidance, seed=seed
+            text, voice, sample_rate=rate, steps=steps, guidance_scale=guidance, seed=seed,
+            accent=accent,
         )
     _write_audio(out, audio, model.sample_rate)
 

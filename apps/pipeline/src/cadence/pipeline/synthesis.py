@@ -238,13 +238,18 @@ class TextToSpeech:
         steps: int = 32,
         guidance_scale: float = 1.5,
         seed: int | None = None,
+        accent: str | None = None,
     ) -> Tensor:
         """``text`` in the voice of ``prompt`` ``(c, t)`` -> ``(c, t')`` audio at :attr:`sample_rate`.
 
-        Only the first :data:`VOICE_PROMPT_SECONDS` of ``prompt`` are used.
+        Only the first :data:`VOICE_PROMPT_SECONDS` of ``prompt`` are used. ``accent`` is the
+        espeak-ng voice that turns the text into phonemes (``"en-gb-x-rp"``, ``"en-us"``; default
+        the model's ``config.voice``): the prompt gives the timbre, the accent the pronunciation.
         """
         if not text or not text.strip():
             raise PipelineError("no text to synthesize: give a non-empty sentence")
+        from cadence.naturalspeech2.espeak import EspeakError
+
         _check_steps(steps, "steps")
         _check_guidance(guidance_scale)
         generator = _generator(self.model, seed)
@@ -264,7 +269,10 @@ class TextToSpeech:
                 steps=steps,
                 guidance_scale=guidance_scale,
                 generator=generator,
+                voice=accent,
             )
         except (KeyError, ValueError) as err:
             raise PipelineError(f"cannot synthesize {text!r}: {err}") from err
+        except EspeakError as err:  # no such espeak-ng voice; the message lists the way to see them
+            raise PipelineError(f"cannot read {text!r} with accent {accent!r}: {err}") from err
         return self.codec.decode_latents(latents)[0].cpu()

@@ -500,6 +500,7 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
         guidance_scale: float = 1.0,
         sampler: Sampler = "dpm++",
         generator: torch.Generator | None = None,
+        voice: str | None = None,
         **kwargs,
     ) -> Tensor:
         """Text (G2P with libespeak-ng) or a phoneme list -> ``(1, n, d)`` latents (codec scale).
@@ -511,10 +512,14 @@ class NaturalSpeech2(PretrainedMixin, nn.Module):
                 symbols is used as is (a leading silence symbol is added if missing).
             prompt_latents: ``(p, d)`` or ``(1, p, d)`` codec latents of the reference speech.
             guidance_scale: classifier-free guidance; 1 = off (one conditional pass).
+            voice: the espeak-ng voice that reads a string (its accent: ``"en-gb-x-rp"``
+                says "what" as /w ɒ t/, ``"en-us"`` as /w ʌ t/); default ``config.voice``.
+                Symbols the model never saw map to ``<unk>``, so keep to the accents of its
+                training corpus.
             kwargs: more options of :meth:`generate`.
         """
         if isinstance(text_or_phonemes, str):
-            symbols = phonemize(text_or_phonemes, self.config.voice)
+            symbols = phonemize(text_or_phonemes, voice or self.config.voice)
         else:
             symbols = list(text_or_phonemes)
             if not symbols:
