@@ -127,14 +127,16 @@ def test_voice_conversion_and_tts_objects(prompts):
         "Good morning.", target, sample_rate=16000, steps=4, seed=0, accent="en-gb-x-rp"
     )
     assert british.ndim == 2 and british.shape[-1] > 1600
-    with pytest.raises(PipelineError, match="accent 'xx-nowhere'.*no voice"):
+    with pytest.raises(PipelineError, match=r"accent 'xx-nowhere'.*no voice"):
         tts.synthesize("Good morning.", target, sample_rate=16000, steps=4, accent="xx-nowhere")
 
 
 def test_evaluation_reads_each_transcript_in_its_speakers_accent(prompts):
     from cadence.pipeline.evaluation import EvalSet, Listener, evaluate_tts
 
-    data = EvalSet.read(default_pipeline() / "held_out", 16000, 1, limit=6, prompt_seconds=3.0, seed=0)
+    data = EvalSet.read(
+        default_pipeline() / "held_out", 16000, 1, limit=6, prompt_seconds=3.0, seed=0
+    )
     asked = []
 
     class RecordingTTS:

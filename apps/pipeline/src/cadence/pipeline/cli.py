@@ -593,7 +593,12 @@ def tts(
     _crop_notice(prompt, voice, rate, VOICE_PROMPT_SECONDS, "first")
     with console.status("synthesizing"):
         audio = model.synthesize(
-            text, voice, sample_rate=rate, steps=steps, guidance_scale=guidance, seed=seed,
+            text,
+            voice,
+            sample_rate=rate,
+            steps=steps,
+            guidance_scale=guidance,
+            seed=seed,
             accent=accent,
         )
     _write_audio(out, audio, model.sample_rate)

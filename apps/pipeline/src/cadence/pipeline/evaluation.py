@@ -355,7 +355,10 @@ def evaluate_tts(data: EvalSet, tts, listener: Listener, progress: Progress) -> 
         # its phonemes, and reading every text in en-us cost ~10 points of PER that were
         # the accent, not the model (24.3% -> 13.8% on the toy held-out set)
         speech = tts.synthesize(
-            item["text"], data.voice(i), sample_rate=data.sample_rate, seed=data.seed + i,
+            item["text"],
+            data.voice(i),
+            sample_rate=data.sample_rate,
+            seed=data.seed + i,
             accent=item.get("voice"),
         )
         ratios.append(speech.shape[-1] / data.audios[i].shape[-1])
