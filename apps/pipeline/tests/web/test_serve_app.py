@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cadence.core.audio import load, save
@@ -54,6 +55,16 @@ def test_bad_numbers_and_text_are_refused_with_the_command_lines_messages(studio
     with pytest.raises(PipelineError) as long_text:
         studio.tts(text, str(prompt))
     assert str(long_text.value) in _cli_error("tts", text, "--prompt", str(prompt), "--out", out)
+
+
+def test_tts_reads_in_the_chosen_accent_and_names_an_unknown_one(studio, prompt):
+    with pytest.raises(PipelineError, match="accent 'xx-nowhere'"):
+        studio.tts("The ship sailed at dawn.", str(prompt), steps=2, accent="xx-nowhere")
+    text, voice = "The ship sailed at dawn.", str(prompt)
+    default = load(studio.tts(text, voice, accent="", steps=2, seed=0).audio)[0]
+    other = load(studio.tts(text, voice, accent=" en-gb-scotland ", steps=2, seed=0).audio)[0]
+    # another accent reads other phonemes: other durations, so another length or other samples
+    assert default.shape != other.shape or not torch.allclose(default, other)
 
 
 def test_a_continuation_has_the_asked_length_and_a_long_prompt_is_noticed(studio, tmp_path):

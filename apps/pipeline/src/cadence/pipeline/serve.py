@@ -28,12 +28,14 @@ from . import cli
 from .components import PipelineError
 from .pipeline import default_pipeline
 from .plots import save_spectrogram_png
+from .recipe import CORPUS
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Generated", "Studio", "build_app", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only: the app has no authentication
 DEFAULT_PORT = 7860  # Gradio's usual port
 SEED_MAX = 2**32 - 1
+TOY_ACCENTS: tuple[str, ...] = tuple(CORPUS["voices"])  # the shipped toy model's accents
 
 Progress = Callable[[str], None]
 
@@ -192,8 +194,9 @@ class Studio:
         return Generated(wav, png, audio.shape[-1] / vc.sample_rate, (notice,) if notice else ())
 
     def tts(self, text: str, voice: Any, *, steps: Any = 32, guidance: Any = 1.5, seed: Any = None,
-            progress: Progress | None = None) -> Generated:  # fmt: skip
-        """Say ``text`` in the voice of the clip at ``voice``."""
+            accent: Any = None, progress: Progress | None = None) -> Generated:  # fmt: skip
+        """Say ``text`` in the voice of the clip at ``voice``, read in ``accent`` (an espeak-ng
+        voice such as en-gb-x-rp; blank: the model's)."""
         from .synthesis import VOICE_PROMPT_SECONDS
 
         cli.check_text(text or "")
@@ -201,6 +204,7 @@ class Studio:
             raise PipelineError("text: write the sentence to say")
         steps, seed = _steps(steps), _seed(seed)
         guidance = _check("guidance", guidance, 0, None)
+        accent = str(accent).strip() if accent is not None else ""
         model = self._model("tts")
         prompt = self._input(voice, "voice prompt", model.sample_rate)
         notice = cli.crop_message(
@@ -209,7 +213,7 @@ class Studio:
         if progress is not None:
             progress("synthesizing")
         audio = model.synthesize(text, prompt, sample_rate=model.sample_rate, steps=steps,
-                                 guidance_scale=guidance, seed=seed)  # fmt: skip
+                                 guidance_scale=guidance, seed=seed, accent=accent or None)  # fmt: skip
         wav, png = self._write("tts", audio, model.sample_rate)
         return Generated(wav, png, audio.shape[-1] / model.sample_rate, (notice,) if notice else ())
 
@@ -334,12 +338,18 @@ def build_app(studio: Studio) -> Any:
             voice = gr.Audio(
                 sources=sources, type="filepath", label="voice prompt", elem_id="tts-voice"
             )
+            # the accents the toy corpus speaks; any other espeak-ng voice can be typed in
+            accent = gr.Dropdown([("the model's", "")] + [(v, v) for v in TOY_ACCENTS], value="",
+                                 allow_custom_value=True, label="accent (espeak-ng voice)",
+                                 elem_id="tts-accent")  # fmt: skip
             steps, guidance, seed = common("tts", 32, 1.5, "diffusion steps")
             button = gr.Button("Speak", variant="primary", elem_id="tts-run")
             results = outputs("tts")
-            run = _handler(gr, lambda t, v, st, g, sd, progress: studio.tts(
-                t, v, steps=st, guidance=g, seed=sd, progress=progress))  # fmt: skip
-            button.click(_with_progress(gr, run), [text, voice, steps, guidance, seed], results)
+            run = _handler(gr, lambda t, v, a, st, g, sd, progress: studio.tts(
+                t, v, accent=a, steps=st, guidance=g, seed=sd, progress=progress))  # fmt: skip
+            button.click(
+                _with_progress(gr, run), [text, voice, accent, steps, guidance, seed], results
+            )
     return app
 
 
