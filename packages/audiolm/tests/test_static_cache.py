@@ -225,3 +225,42 @@ def test_int8_needs_the_cache_and_a_float32_cpu_model():
         SamplingOptions(weights="int8", use_cache=False)
     with pytest.raises(ValueError, match="int8 decoding runs a float32 model on the CPU"):
         StaticDecoder(semantic().decoder.to(torch.float64), int8=True)
+
+
+@pytest.mark.parametrize("weights", ["float", "int8"])
+def test_the_step_weights_are_built_once_and_rebuilt_when_a_weight_changes(weights):
+    from cadence.audiolm.static_cache import static_decoder
+
+    model = semantic()
+    int8 = weights == "int8"
+    first = static_decoder(model.decoder, int8=int8)
+    assert static_decoder(model.decoder, int8=int8) is first  # reused: nothing was copied
+    assert static_decoder(model.decoder, int8=not int8) is not first
+    sampling = SamplingOptions(temperature=1.0, allow_eos=False, weights=weights)
+
+    def draw():
+        return model.generate(
+            batch_size=2, max_frames=12, sampling=sampling, return_logits=True,
+            generator=torch.Generator().manual_seed(1),
+        ).logits  # fmt: skip
+
+    before = draw()
+    assert torch.equal(draw(), before)  # a reused decoder samples what a fresh one did
+    with torch.no_grad():  # an optimizer step's in-place update
+        model.decoder.layers[0][1].to_v.weight.mul_(1.5)
+    rebuilt = static_decoder(model.decoder, int8=int8)
+    assert rebuilt is not first
+    after = draw()
+    assert not torch.allclose(after[:, 1:], before[:, 1:])  # the new weights decode
+    fresh = StaticDecoder(model.decoder, int8=int8)
+    x = torch.randn(2, model.config.dim)
+    state_a, state_b = rebuilt.start(2, 4), fresh.start(2, 4)
+    assert torch.equal(rebuilt.step(state_a, x), fresh.step(state_b, x))
+    model.load_state_dict(semantic().state_dict())  # load_state_dict copies in place
+    assert static_decoder(model.decoder, int8=int8) is not rebuilt
+    # under inference mode too (the pipelines sample there), and usable outside it afterwards
+    other = semantic()
+    with torch.inference_mode():
+        built = static_decoder(other.decoder, int8=int8)
+    with torch.no_grad():
+        built.step(built.start(1, 2), torch.randn(1, other.config.dim))

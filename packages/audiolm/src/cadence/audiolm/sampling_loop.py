@@ -29,7 +29,7 @@ from torch import Tensor
 from cadence.core.sampling import classifier_free_guidance, top_p_filter
 
 from .sampling import SamplingOptions
-from .static_cache import StaticDecoder
+from .static_cache import static_decoder
 
 if TYPE_CHECKING:
     from .transformer import StageTransformer, _PromptBatch
@@ -42,7 +42,7 @@ class _StaticStep:
 
     def __init__(self, model: StageTransformer, batch: _PromptBatch, steps: int, int8: bool):
         self.model, self.batch = model, batch
-        self.static = StaticDecoder(model.decoder, int8=int8)
+        self.static = static_decoder(model.decoder, int8=int8)
         self.state = self.static.start(
             batch.x.shape[0],
             batch.x.shape[1] + steps,

@@ -25,6 +25,11 @@ decoding on a CPU is bound by reading the weights, and int8 reads a quarter of t
 from float decoding where the logits' rounding moves a draw; the tests bound the logits'
 difference.
 
+Building a :class:`StaticDecoder` copies (and, in int8, quantizes and packs) every weight:
+tens of milliseconds, more than the first chunk of a stream takes to sample. :func:`static_decoder`
+keeps one per decoder and rebuilds it only when a weight changed (an optimizer step, a
+``load_state_dict``, a ``.to()``: each bumps a parameter's version or moves its storage).
+
 Why hand-written: PyTorch's StaticCache lives in ``transformers`` for its own model classes;
 x-transformers has no static-cache step. ``torch.compile`` was measured on this step on CPU
 (bench/audiolm/README.md) and is not used.
@@ -35,6 +40,7 @@ x-transformers has no static-cache step. ``torch.compile`` was measured on this 
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +50,7 @@ from x_transformers import Decoder
 
 from .fast_decoder import FastDecoder
 
-__all__ = ["StaticDecoder"]
+__all__ = ["StaticDecoder", "static_decoder"]
 
 
 @dataclass
@@ -211,3 +217,34 @@ class StaticDecoder:
         if self.int8:
             return x + _linear_int8(a, layer.q_out)
         return torch.addmm(x, a, layer.w_out)
+
+
+# decoder -> (what its weights were when built, float StaticDecoder, int8 StaticDecoder)
+_BUILT: weakref.WeakKeyDictionary[Decoder, tuple[tuple, dict[bool, StaticDecoder]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _weights_key(decoder: Decoder) -> tuple:
+    """Changes whenever a weight does: an in-place update bumps ``_version``; ``.to()`` and
+    ``load_state_dict(assign=True)`` give new storage."""
+    return tuple(
+        (p.data_ptr(), p._version, p.dtype, p.device)
+        for p in (*decoder.parameters(), *decoder.buffers())
+    )
+
+
+def static_decoder(decoder: Decoder, *, int8: bool = False) -> StaticDecoder:
+    """The :class:`StaticDecoder` of ``decoder``, built once and reused while its weights are
+    unchanged (it holds weights only, no decoding state, so sampling loops can share it)."""
+    key = _weights_key(decoder)
+    built = _BUILT.get(decoder)
+    if built is None or built[0] != key:
+        built = (key, {})
+        _BUILT[decoder] = built
+    cache = built[1]
+    if int8 not in cache:
+        # built outside inference mode: its tensors must serve a later no_grad call too
+        with torch.inference_mode(False), torch.no_grad():
+            cache[int8] = StaticDecoder(decoder, int8=int8)
+    return cache[int8]
