@@ -10,6 +10,10 @@ side):
   checked, tokenized and encoded) to the first chunk with samples; ``generate`` has its
   first audio when it returns, so its figure is its whole time (also from after tokenizing:
   the same tokenization is subtracted);
+- start of gapless playback: the earliest moment a player could start and never run dry,
+  ``max_i(arrival_i - audio before chunk i / rate)``. The first audio of a non-causal codec
+  is short (its decoder holds back its look-ahead), so this, not the first chunk, is when
+  a listener hears sound that goes on;
 - real-time factor: wall time / seconds of audio, streaming ``--seconds`` (default 10);
 - peak memory: ``ru_maxrss`` of a fresh process streaming (or generating) 10 s and 60 s.
 
@@ -62,6 +66,7 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=1.0)
     parser.add_argument("--left-context", type=float, default=2.0)
     parser.add_argument("--steps", type=int, default=16, help="SoundStorm passes on level 0")
+    parser.add_argument("--lookahead", type=float, default=None, help="seconds (default exact)")
     parser.add_argument("--int8", action="store_true", help="semantic LM step in int8")
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
@@ -91,19 +96,23 @@ def main() -> None:
             pipe.codec.encode(x)
         return time.perf_counter() - start
 
-    def streamed() -> tuple[float, float]:
+    def streamed() -> tuple[float, float, float]:
         stream = pipe.stream(
             audio,
             chunk_seconds=args.chunk_seconds,
             left_context_seconds=args.left_context,
+            lookahead_seconds=args.lookahead,
             **kwargs,
         )
         start = time.perf_counter()
-        first = None
+        first, gapless, played = None, 0.0, 0
         for chunk in stream:
-            if first is None and chunk.audio.shape[-1]:
-                first = time.perf_counter() - start
-        return first or 0.0, time.perf_counter() - start
+            if chunk.audio.shape[-1]:
+                now = time.perf_counter() - start
+                first = now if first is None else first
+                gapless = max(gapless, now - played / chunk.sample_rate)
+                played += chunk.audio.shape[-1]
+        return first or 0.0, time.perf_counter() - start, gapless
 
     def generated() -> float:
         start = time.perf_counter()
@@ -116,16 +125,18 @@ def main() -> None:
     g_runs = [generated() for _ in range(args.repeats)]
     ttfa = statistics.median(r[0] for r in s_runs)
     s_total = statistics.median(r[1] for r in s_runs)
+    gapless = statistics.median(r[2] for r in s_runs)
     g_total = statistics.median(g_runs)
     load_avg = os.getloadavg()
     print(
         f"\nshipped pipeline ({type(pipe.codec).__name__} codec) | {args.seconds:g} s continuation | chunk "
-        f"{args.chunk_seconds:g} s, left context {args.left_context:g} s | SoundStorm {args.steps} "
+        f"{args.chunk_seconds:g} s, left context {args.left_context:g} s | look-ahead {'exact' if args.lookahead is None else f'{args.lookahead:g} s'} | SoundStorm {args.steps} "
         f"passes on level 0 | LM {sampling.weights} | threads {args.threads} | median of {args.repeats} | load "
         f"average {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}"
     )
     print(f"{'measure':34s} {'stream':>10s} {'generate':>10s}")
     print(f"{'time to first audio (s)':34s} {ttfa:10.3f} {g_total:10.3f}")
+    print(f"{'start of gapless playback (s)':34s} {gapless:10.3f} {g_total:10.3f}")
     print(f"{'real-time factor':34s} {s_total / args.seconds:10.3f} {g_total / args.seconds:10.3f}")
     print(
         f"      runs: stream {[tuple(round(x, 3) for x in r) for r in s_runs]}, generate {[round(x, 3) for x in g_runs]}"

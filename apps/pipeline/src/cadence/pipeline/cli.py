@@ -321,6 +321,15 @@ def generate(
             above=True,
         ),
     ] = 2.0,
+    lookahead: Annotated[
+        float | None,
+        _number(
+            "with --stream: at most this many seconds of codes after a sample before it is "
+            "written (less starts sooner, changes samples slightly; default: exact)",
+            0,
+            10,
+        ),
+    ] = None,
     play: Annotated[
         bool, typer.Option(help="play while generating (implies --stream; extra 'play')")
     ] = False,
@@ -335,7 +344,7 @@ def generate(
             prompt, out, seconds=seconds, pipeline=pipeline, temperature=temperature,
             top_p=top_p, steps=steps, guidance=guidance, eos=eos,
             include_prompt=include_prompt, seed=seed, chunk_seconds=chunk_seconds,
-            left_context=left_context, play=play,
+            left_context=left_context, lookahead=lookahead, play=play,
         )  # fmt: skip
         return
     paths = [_output_file(path, inputs=prompt) for path in _batch_outputs(out, len(prompt))]
@@ -379,7 +388,7 @@ def check_text(text: str) -> None:
         )
 
 
-def _generate_stream(prompt: list[Path], out: Path, *, pipeline: Path | None, temperature: float, top_p: float, steps: int, guidance: float, eos: bool, include_prompt: bool, chunk_seconds: float, left_context: float, play: bool, seed: int | None, seconds: float) -> None:  # fmt: skip
+def _generate_stream(prompt: list[Path], out: Path, *, pipeline: Path | None, temperature: float, top_p: float, steps: int, guidance: float, eos: bool, include_prompt: bool, chunk_seconds: float, left_context: float, lookahead: float | None, play: bool, seed: int | None, seconds: float) -> None:  # fmt: skip
     """``generate --stream``: one prompt, written (and played) chunk by chunk."""
     if len(prompt) != 1:
         raise PipelineError("--stream takes one --prompt; run one command per prompt")
@@ -397,7 +406,7 @@ def _generate_stream(prompt: list[Path], out: Path, *, pipeline: Path | None, te
     _crop_notice(prompt[0], item, pipe.sample_rate, pipe.prompt_seconds, "last")
     chunks = pipe.stream(
         item, sample_rate=pipe.sample_rate, seconds=seconds, chunk_seconds=chunk_seconds,
-        left_context_seconds=left_context,
+        left_context_seconds=left_context, lookahead_seconds=lookahead,
         sampling=SamplingOptions(temperature=temperature, top_p=top_p, allow_eos=eos),
         iterations=default_iterations(pipe.soundstorm.config.num_quantizers, first=steps),
         guidance_scale=guidance, seed=seed,

@@ -257,6 +257,7 @@ class SpeechContinuation:
         seconds: float = 3.0,
         chunk_seconds: float = 1.0,
         left_context_seconds: float = 2.0,
+        lookahead_seconds: float | None = None,
         sampling: SamplingOptions | None = None,
         iterations: Sequence[int] | None = None,
         soundstorm_temperature: float = 1.0,
@@ -267,7 +268,8 @@ class SpeechContinuation:
 
         Each step samples ``chunk_seconds`` of semantic tokens, fills their codes with
         SoundStorm prompted by the ``left_context_seconds`` of codes before them, and
-        decodes them carrying the codec's state. Joined, the semantic tokens are
+        decodes them carrying the codec's state (``lookahead_seconds``: see
+        :class:`~cadence.pipeline.streaming.StreamOptions`). Joined, the semantic tokens are
         :meth:`generate`'s for the same seed and the audio is ``codec.decode`` of the joined
         codes; see :mod:`cadence.pipeline.streaming` for exactly how it differs from
         :meth:`generate`. Bad options and a prompt shorter than the left context raise
@@ -277,7 +279,8 @@ class SpeechContinuation:
 
         return stream_continuation(
             self, prompt, sample_rate=sample_rate, seconds=seconds,
-            options=StreamOptions(chunk_seconds=chunk_seconds, left_context_seconds=left_context_seconds),
+            options=StreamOptions(chunk_seconds=chunk_seconds, left_context_seconds=left_context_seconds,
+                                  lookahead_seconds=lookahead_seconds),
             sampling=sampling, iterations=iterations, soundstorm_temperature=soundstorm_temperature,
             guidance_scale=guidance_scale, seed=seed,
         )  # fmt: skip

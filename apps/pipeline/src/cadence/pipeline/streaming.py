@@ -26,7 +26,12 @@ How it relates to :meth:`SpeechContinuation.generate` for the same ``seed``:
   ``soundstorm.generate(chunk tokens, prompt = the left context)`` with that generator;
 - the audio is exactly ``codec.decode`` of all the streamed codes at once (up to float
   rounding; a causal codec's stream, or the overlap windows, see every code that touches a
-  sample), every sample once: ``n * hop_length`` samples for ``n`` frames.
+  sample), every sample once: ``n * hop_length`` samples for ``n`` frames. With
+  ``StreamOptions.lookahead_seconds`` a non-causal codec's look-ahead is cut to that much:
+  audio comes out sooner (the shipped codec's exact reach is 29 frames, 0.58 s, so a 0.6 s
+  first chunk gives 20 ms of final audio), and a sample then misses the codes beyond the
+  look-ahead. Measured on the shipped codec against one-shot decoding (held-out prompt,
+  0.6 s chunks): 37 dB SNR at 4 frames, 67.5 dB at 8, 137 dB at 16.
 
 Memory is bounded whatever the length: the LM holds one window of tokens, SoundStorm one
 left context plus a chunk, the decoder its reach plus a chunk.
@@ -73,13 +78,20 @@ class StreamOptions(Config):
             its left context, so larger ones are cheaper per second.
         left_context_seconds: codes before a chunk that prompt SoundStorm for it (the
             prompt's, then the generated ones). The prompt must give at least this much.
+        lookahead_seconds: for a non-causal codec, the most codes after a sample its
+            decoding waits for (None: the decoder's whole measured reach, exact). Less
+            starts the audio sooner and changes samples by the decoder's response beyond it
+            (module docstring: the measured error). A causal codec needs none.
     """
 
     chunk_seconds: float = 1.0
     left_context_seconds: float = 2.0
+    lookahead_seconds: float | None = None
 
     def __post_init__(self) -> None:
         check_seconds(self, ("chunk_seconds", "left_context_seconds"), zero=False)
+        if self.lookahead_seconds is not None:
+            check_seconds(self, ("lookahead_seconds",), zero=True)
 
 
 def check_seconds(options: Config, names: Sequence[str], *, zero: bool) -> None:
@@ -141,9 +153,9 @@ def _plan(pipe: SpeechContinuation, options: StreamOptions) -> tuple[int, int, i
     return chunk_tokens, chunk_frames, ctx_tokens, ctx_frames
 
 
-def _stream_decoder(pipe: SpeechContinuation | VoiceConversion):
+def _stream_decoder(pipe: SpeechContinuation | VoiceConversion, lookahead: int | None = None):
     """The codec's exact stateful decoder where it has one, else overlap windows (reach
-    measured once per pipeline and kept)."""
+    measured once per pipeline and kept; ``lookahead`` frames at most on the right)."""
     factory = getattr(pipe.codec, "stream_decoder", None)
     if callable(factory):
         try:
@@ -154,7 +166,15 @@ def _stream_decoder(pipe: SpeechContinuation | VoiceConversion):
     if reach is None:
         left, right = decoder_reach(pipe.codec)
         reach = pipe._decoder_reach = (left + 1, right + 1)
+    if lookahead is not None:
+        reach = (reach[0], min(reach[1], lookahead))
     return OverlapDecoder(pipe.codec, reach=reach)
+
+
+def _lookahead_frames(pipe: SpeechContinuation, options: StreamOptions) -> int | None:
+    if options.lookahead_seconds is None:
+        return None
+    return round(options.lookahead_seconds * pipe.codec.frame_rate)
 
 
 def _seeded(device: torch.device, seed: int | None) -> torch.Generator | None:
@@ -251,7 +271,7 @@ def _prepare(
         )
     context = pipe.semantic_lm.config.max_frames
     return _Prepared(
-        decoder=_stream_decoder(pipe),
+        decoder=_stream_decoder(pipe, _lookahead_frames(pipe, options)),
         lm_prompt=semantic[:, -min(semantic.shape[1], context // 2) :],
         ctx_codes=codes[:, -ctx_frames:],
         ctx_semantic=semantic[:, -ctx_tokens:],
