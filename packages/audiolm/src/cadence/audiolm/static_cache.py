@@ -26,7 +26,7 @@ from float decoding where the logits' rounding moves a draw; the tests bound the
 difference.
 
 Building a :class:`StaticDecoder` copies (and, in int8, quantizes and packs) every weight:
-tens of milliseconds, more than the first chunk of a stream takes to sample. :func:`static_decoder`
+~100-150 ms per call in int8 (bench/audiolm/README.md), more than the first chunk of a stream takes to sample. :func:`static_decoder`
 keeps one per decoder and rebuilds it only when a weight changed (an optimizer step, a
 ``load_state_dict``, a ``.to()``: each bumps a parameter's version or moves its storage).
 
@@ -219,7 +219,7 @@ class StaticDecoder:
         return torch.addmm(x, a, layer.w_out)
 
 
-# decoder -> (what its weights were when built, float StaticDecoder, int8 StaticDecoder)
+# decoder -> (its weights' key when built, {int8: StaticDecoder})
 _BUILT: weakref.WeakKeyDictionary[Decoder, tuple[tuple, dict[bool, StaticDecoder]]] = (
     weakref.WeakKeyDictionary()
 )
