@@ -136,3 +136,47 @@ def test_the_adversarial_phase_trains_both_networks(tmp_path):
     assert "adv" in history[-1] and "adv" not in history[0] and "d_loss" in history[1]
     after = trainer.unwrapped_discriminator.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.slow
+def test_frozen_encoder_side_trains_the_decoder_alone(tmp_path):
+    """``frozen_modules`` of the encoder side: the decoder learns, every code stays the same.
+
+    Measured while writing this test (seeds 0, 1): held-out mel distance 2.27 -> 1.77 and
+    2.25 -> 1.77 in 60 steps (ratios 0.78); with ``generator_lr=1e-9`` both stay at 1.00, so
+    the threshold is 0.9. The encoder, its
+    latent projection and the codebooks (EMA buffers included) do not move.
+    """
+    torch.manual_seed(0)
+    model = ISTFTCodec(ISTFTCodecConfig.tiny())
+    frozen = ("mel", "encoder", "to_latent", "quantizer")
+    fixed = {k: v.clone() for k, v in model.state_dict().items() if k.split(".")[0] in frozen}
+    valid = corpus("valid", 1.0, limit=8, random_crop=False)
+    clip = valid[0]["audio"][None]
+    codes = model.eval().encode(clip)
+    config = CodecTrainerConfig(
+        max_steps=60, batch_size=8, generator_lr=2e-3, warmup_steps=10, betas=(0.8, 0.99),
+        discriminator=DiscriminatorConfig.tiny(), discriminator_start_step=10**6,
+        adversarial_start_step=10**6, ema_decay=None, save_every=None, frozen_modules=frozen,
+    )  # fmt: skip
+    trainer = CodecTrainer(
+        model, corpus("train", 0.5), config, output_dir=tmp_path, eval_data=valid
+    )
+    before = trainer.evaluate()["mel_distance"]
+    assert all(m.training is False for m in (model.encoder, model.quantizer))
+    history = trainer.train()
+    after = history[-1]["eval/mel_distance"]
+    assert after <= 0.9 * before, (before, after)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in fixed.items())
+    assert model.decoder.training and not model.quantizer.training
+    assert torch.equal(model.eval().encode(clip), codes)
+
+
+def test_frozen_modules_must_name_submodules(tmp_path):
+    model = ISTFTCodec(ISTFTCodecConfig.tiny())
+    config = CodecTrainerConfig(
+        discriminator=DiscriminatorConfig.tiny(), frozen_modules=("encoder", "vocoder")
+    )
+    with pytest.raises(ValueError, match=r"no submodule 'vocoder'.*mel, encoder"):
+        CodecTrainer(model, corpus("train", 0.5, limit=4), config, output_dir=tmp_path)

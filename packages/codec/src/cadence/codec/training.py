@@ -119,6 +119,12 @@ class CodecTrainerConfig(Config):
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    # Submodules of the codec (``named_modules`` names) held fixed: no gradients, not in the
+    # optimizer, and kept in eval mode, so EMA codebooks and k-means do not move either. With
+    # the encoder side frozen (ISTFTCodec: ``("mel", "encoder", "to_latent", "quantizer")``)
+    # a run started from a trained codec retrains only its decoder: every code stays what it
+    # was, so the models trained on those codes stay valid.
+    frozen_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "eval_batch_size", "log_every"):
@@ -160,6 +166,22 @@ def _audio_of(batch: Any) -> Tensor:
         "a codec training batch must be a (b, c, t) tensor or a dict with 'audio' "
         f"(as collate_audio makes), got {type(batch).__name__}"
     )
+
+
+def _freeze(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
+    """Turn off the gradients of ``model``'s submodules ``names``; returns those modules."""
+    modules = dict(model.named_modules())
+    unknown = [name for name in names if name not in modules or not name]
+    if unknown:
+        top = ", ".join(name for name, _ in model.named_children())
+        raise ValueError(
+            f"CodecTrainerConfig.frozen_modules: {type(model).__name__} has no submodule "
+            f"{', '.join(map(repr, unknown))}; its top-level submodules are: {top}"
+        )
+    frozen = [modules[name] for name in names]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
 
 
 @contextmanager
@@ -220,6 +242,7 @@ class CodecTrainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed)
         )
         set_seed(cfg.seed)
+        self._frozen = _freeze(generator, cfg.frozen_modules)
         discriminator = CodecDiscriminator(cfg.discriminator)
         opt_g = build_optimizer(
             generator,
@@ -284,6 +307,11 @@ class CodecTrainer:
         self._last_saved_step = -1
         self._last_eval_step = -1
 
+    def _train_mode(self) -> None:
+        self.generator.train()
+        for module in self._frozen:
+            module.eval()
+
     def _new_ema(self) -> EMA:
         return EMA(self.unwrapped_generator, decay=float(self.config.ema_decay))  # type: ignore[arg-type]
 
@@ -320,7 +348,7 @@ class CodecTrainer:
             dynamic_ncols=True,
         )
         clock = time.perf_counter()
-        self.generator.train()
+        self._train_mode()
         self.discriminator.train()
         while self.global_step < cfg.max_steps:
             loader = self._epoch_loader()
@@ -480,7 +508,8 @@ class CodecTrainer:
                         sums[k] = sums.get(k, 0.0) + v * audio.shape[0]
                     count += audio.shape[0]
         finally:
-            model.train(was_training)
+            if was_training:
+                self._train_mode()
         return {k: v / max(count, 1) for k, v in sums.items()}
 
     # -- checkpoints --------------------------------------------------------------------
