@@ -171,3 +171,30 @@ def test_the_recipe_synthesizes_its_own_corpus_with_held_out_speakers_and_senten
     assert not {r["speaker"] for r in rows["train"]} & {r["speaker"] for r in rows["valid"]}
     assert not {r["text"] for r in rows["train"]} & {r["text"] for r in rows["valid"]}
     assert make_corpus(corpus, spec) == corpus  # a second call keeps what is there
+
+
+@pytest.mark.slow
+def test_codec_stage_retrains_the_shipped_decoder_alone(tmp_path, mini_corpus):
+    """``init_from`` + ``frozen_modules``: how the shipped codec's decoder was retrained."""
+    from cadence.codec import ISTFTCodec
+    from cadence.pipeline.training import run_job
+
+    shipped = default_pipeline() / "codec"
+    frozen = ["mel", "encoder", "to_latent", "quantizer"]
+    job = TrainJob(
+        stage="codec", corpus=str(mini_corpus), output=str(tmp_path / "codec"),
+        architecture="istft", init_from=str(shipped), crop_seconds=0.5,
+        trainer={"max_steps": 2, "batch_size": 2, "eval_batch_size": 2, "generator_lr": 1e-3,
+                 "discriminator_start_step": 10**9, "adversarial_start_step": 10**9,
+                 "balancer": False, "l1_weight": 0.0, "save_every": None,
+                 "frozen_modules": frozen},
+    )  # fmt: skip
+    run_job(job)
+    before = ISTFTCodec.load_pretrained(shipped).state_dict()
+    after = ISTFTCodec.load_pretrained(tmp_path / "codec").state_dict()
+    moved = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert moved == {"decoder", "head"}
+    with pytest.raises(PipelineError, match="no \\[model\\]"):
+        TrainJob(stage="codec", corpus="c", output="x", init_from="y", model={"dim": 8})
+    with pytest.raises(PipelineError, match='stage = "codec"'):
+        TrainJob(stage="soundstorm", shards="s", output="x", init_from="y")

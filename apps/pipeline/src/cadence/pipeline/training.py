@@ -75,6 +75,9 @@ class TrainJob:
             (``"soundstream"``, default, or ``"istft"``: :class:`~cadence.codec.ISTFTCodec`) and
             the semantic tokenizer (``"mfcc"``, default, ``"phonetic"``: k-means over a CTC
             phoneme encoder, or ``"hubert"``: k-means over HuBERT, :mod:`.training_hubert`).
+        init_from: a release checkpoint (``config.json`` + weights) the codec stage starts
+            from instead of a new model; with ``trainer.frozen_modules`` naming its encoder
+            side, a run retrains the decoder alone and every code stays the same.
         model: overrides of the model config's fields.
         train: fields of the package's train config (``SoundStormTrainConfig``,
             ``NaturalSpeech2TrainConfig``, ``FlowMatchingTrainConfig``, ``AudioLMTrainConfig``):
@@ -93,6 +96,7 @@ class TrainJob:
     max_frames: int = 200
     speaker_chains: bool = False
     architecture: str | None = None
+    init_from: str | None = None
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     trainer: dict[str, Any] = field(default_factory=dict)
@@ -125,6 +129,12 @@ class TrainJob:
             raise PipelineError(
                 f"stage {self.stage!r} has no architecture {self.architecture!r}; choices: {known}"
             )
+        if self.init_from is not None and (self.stage != "codec" or self.model):
+            raise PipelineError(
+                "init_from starts the codec stage from a trained codec, whose config it keeps: "
+                f'it takes stage = "codec" and no [model] (got stage {self.stage!r}'
+                f"{', [model] ' + str(sorted(self.model)) if self.model else ''})"
+            )
         if self.speaker_chains and self.corpus is None:
             raise PipelineError(
                 "speaker_chains = true needs `corpus = ...` (its manifests name the speakers)"
@@ -150,7 +160,7 @@ class TrainJob:
         if unknown:
             raise PipelineError(f"{path}: unknown keys {unknown}; known keys are {sorted(known)}")
         # Relative paths are relative to the config file, so a recipe directory can move.
-        for key in ("corpus", "output", "run_dir", "shards", "codec", "aligner"):
+        for key in ("corpus", "output", "run_dir", "shards", "codec", "aligner", "init_from"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str((path.parent / data[key]).resolve())
         if "output" not in data or "stage" not in data:
@@ -226,7 +236,16 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
         "soundstream": (SoundStream, SoundStreamConfig),
         "istft": (ISTFTCodec, ISTFTCodecConfig),
     }[job.architecture or "soundstream"]
-    config = _config(config_class, job.model, "model")
+    if job.init_from is not None:
+        if not (Path(job.init_from) / "config.json").is_file():
+            raise PipelineError(
+                f"init_from = {job.init_from}: no config.json there (a release dir)"
+            )
+        model = model_class.load_pretrained(job.init_from)
+        config = model.config
+    else:
+        config = _config(config_class, job.model, "model")
+        model = model_class(config)
     trainer_config = _config(CodecTrainerConfig, job.trainer, "trainer")
     train = AudioDataset(
         _manifest(cast(str, job.corpus), "train"),
@@ -238,9 +257,7 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
         sample_rate=config.sample_rate,
         crop_seconds=max(job.crop_seconds, 2.0),
     )
-    trainer = CodecTrainer(
-        model_class(config), train, trainer_config, output_dir=job.run_path, eval_data=valid
-    )
+    trainer = CodecTrainer(model, train, trainer_config, output_dir=job.run_path, eval_data=valid)
     trainer.train(resume_from="latest")
     metrics = trainer.evaluate()
     if trainer.accelerator.is_main_process:
