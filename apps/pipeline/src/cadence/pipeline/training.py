@@ -241,7 +241,7 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
             raise PipelineError(
                 f"init_from = {job.init_from}: no config.json there (a release dir)"
             )
-        model = model_class.load_pretrained(job.init_from)
+        model = cast(Any, model_class).load_pretrained(job.init_from)
         config = model.config
     else:
         config = _config(config_class, job.model, "model")
