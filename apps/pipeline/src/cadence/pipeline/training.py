@@ -236,11 +236,7 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
         "soundstream": (SoundStream, SoundStreamConfig),
         "istft": (ISTFTCodec, ISTFTCodecConfig),
     }[job.architecture or "soundstream"]
-    if job.init_from is not None:
-        if not (Path(job.init_from) / "config.json").is_file():
-            raise PipelineError(
-                f"init_from = {job.init_from}: no config.json there (a release dir)"
-            )
+    if job.init_from is not None:  # a missing or foreign checkpoint: load's CheckpointError
         model = cast(Any, model_class).load_pretrained(job.init_from)
         config = model.config
     else:
