@@ -80,8 +80,11 @@ class FakeCodec:
         frames = rearrange(
             audio[..., : n * self.hop_length], "b 1 (n w) -> b n w", w=self.hop_length
         )
-        # frame-wise, so each item's real frames never see its padding
-        return _zero_past(frames @ self._projection.to(frames), lengths, self.hop_length)
+        # frame-wise, so each item's real frames never see its padding; in float64 because a
+        # float32 GEMM's rounding depends on the batch size on some CPUs (oneDNN blocking), and
+        # a last-bit change flips a code at a bin edge: a clip's codes must not depend on its batch
+        latents = frames.double() @ self._projection.to(frames.device, torch.float64)
+        return _zero_past(latents.to(frames.dtype), lengths, self.hop_length)
 
     def codes_to_latents(self, codes: Tensor) -> Tensor:
         """(b, n, q) codes -> (b, n, d) quantized latents: only the first coordinate is coded."""
