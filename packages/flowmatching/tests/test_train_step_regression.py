@@ -3,7 +3,8 @@
 ``data/train_step_regression.safetensors`` was written by ``data/record_train_step.py`` at
 commit 2621415, when ``forward`` drew the contexts, condition drops, noise and times and
 returned the loss. The train step now draws them from the same global RNG, in the same
-order, and the model only predicts: the losses and gradients must be bit-identical.
+order, and the model only predicts: the losses must be bit-identical and the gradients equal
+to float32 rounding.
 """
 
 from __future__ import annotations
@@ -55,4 +56,12 @@ def test_losses_and_gradients_are_those_of_the_old_forward(recorded, prior):
     assert torch.equal(out.metrics["flow_loss"], recorded[f"{prior}.flow_loss"])
     assert torch.equal(out.metrics["prior_loss"], recorded[f"{prior}.prior_loss"])
     assert out.num_items == int(recorded[f"{prior}.num_items"])
-    assert torch.equal(model.flow.input_proj.weight.grad, recorded[f"{prior}.grad.input_proj"])
+    # The backward GEMMs' reduction order depends on the CPU and its thread split, so gradients
+    # recorded on one host differ from another's in the last bits (measured: at most 4.5e-8 on
+    # entries up to 0.17). A different draw order would move them by orders of magnitude more.
+    torch.testing.assert_close(
+        model.flow.input_proj.weight.grad,
+        recorded[f"{prior}.grad.input_proj"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
