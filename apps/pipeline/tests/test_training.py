@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -103,16 +104,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_train_stage_under_accelerate_launch_with_two_processes(tmp_path, mini_corpus):
+def test_train_stage_under_accelerate_launch_with_two_processes(tmp_path, mini_shards):
     shipped = default_pipeline()
-    for split in ("train", "valid"):
-        tokenize_corpus(
-            mini_corpus / f"{split}.jsonl",
-            tmp_path / "shards" / split,
-            codec=shipped / "codec",
-            tokenizer=shipped / "semantic_tokenizer",
-            progress=False,
-        )
+    shutil.copytree(mini_shards, tmp_path / "shards")
     job = tmp_path / "semantic_lm.toml"
     job.write_text(
         job_toml(
@@ -196,5 +190,51 @@ def test_codec_stage_retrains_the_shipped_decoder_alone(tmp_path, mini_corpus):
     assert moved == {"decoder", "head"}
     with pytest.raises(PipelineError, match="no \\[model\\]"):
         TrainJob(stage="codec", corpus="c", output="x", init_from="y", model={"dim": 8})
-    with pytest.raises(PipelineError, match='stage = "codec"'):
-        TrainJob(stage="soundstorm", shards="s", output="x", init_from="y")
+    with pytest.raises(PipelineError, match="a stage among codec, semantic_lm"):
+        TrainJob(stage="naturalspeech2", corpus="c", codec="k", output="x", init_from="y")
+
+
+@pytest.fixture(scope="module")
+def mini_shards(tmp_path_factory, mini_corpus) -> Path:
+    """The mini corpus tokenized with the shipped codec and semantic tokenizer."""
+    shards = tmp_path_factory.mktemp("mini_shards")
+    shipped = default_pipeline()
+    for split in ("train", "valid"):
+        tokenize_corpus(
+            mini_corpus / f"{split}.jsonl",
+            shards / split,
+            codec=shipped / "codec",
+            tokenizer=shipped / "semantic_tokenizer",
+            progress=False,
+        )
+    return shards
+
+
+def test_soundstorm_stage_fine_tunes_the_shipped_model(tmp_path, mini_shards):
+    """``init_from`` on a token model: more steps on a release, its config kept; a release of
+    other codes than the shards' is refused before any training."""
+    from cadence.pipeline.training import run_job
+    from cadence.soundstorm import SoundStorm, SoundStormConfig
+
+    shipped = default_pipeline() / "soundstorm"
+    trainer = {"max_steps": 2, "batch_size": 2, "learning_rate": 1e-3, "save_every": None}
+    job = TrainJob(
+        stage="soundstorm", shards=str(mini_shards), output=str(tmp_path / "ss"),
+        init_from=str(shipped), trainer=trainer,
+    )  # fmt: skip
+    run_job(job)
+    before, after = SoundStorm.load_pretrained(shipped), SoundStorm.load_pretrained(job.output)
+    assert after.config == before.config
+    old, new = before.state_dict(), after.state_dict()
+    assert any(not torch.equal(old[k], new[k]) for k in old)  # trained from the release...
+    drift = max((old[k].float() - new[k].float()).abs().max().item() for k in old)
+    assert drift < 0.1  # ...not from scratch: two steps move weights by little
+
+    SoundStorm(SoundStormConfig.tiny(num_quantizers=2)).save_pretrained(tmp_path / "other")
+    other = TrainJob(
+        stage="soundstorm", shards=str(mini_shards), output=str(tmp_path / "ss2"),
+        init_from=str(tmp_path / "other"), trainer=trainer,
+    )  # fmt: skip
+    with pytest.raises(PipelineError, match="num_quantizers = 2 but the shards have 8"):
+        run_job(other)
+    assert not (tmp_path / "ss2").exists()

@@ -49,6 +49,8 @@ STAGES = COMPONENTS  # every component of a pipeline is trained by a stage of th
 # the stages `cadence train` runs: the components', and the aligner, a training aid
 # (NaturalSpeech 2's durations on a corpus without timings) that is no pipeline component
 TRAIN_STAGES = (*STAGES, "aligner")
+# The stages that can start from a trained release (``init_from``) instead of a new model.
+INIT_STAGES = ("codec", "semantic_lm", "soundstorm", "flowmatching")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,9 +77,12 @@ class TrainJob:
             (``"soundstream"``, default, or ``"istft"``: :class:`~cadence.codec.ISTFTCodec`) and
             the semantic tokenizer (``"mfcc"``, default, ``"phonetic"``: k-means over a CTC
             phoneme encoder, or ``"hubert"``: k-means over HuBERT, :mod:`.training_hubert`).
-        init_from: a release checkpoint (``config.json`` + weights) the codec stage starts
-            from instead of a new model; with ``trainer.frozen_modules`` naming its encoder
-            side, a run retrains the decoder alone and every code stays the same.
+        init_from: a release checkpoint (``config.json`` + weights) the stage starts from
+            instead of a new model, keeping its config (codec, semantic_lm, soundstorm,
+            flowmatching): fine-tuning, or more steps on a shipped model. For the codec, with
+            ``trainer.frozen_modules`` naming its encoder side, a run retrains the decoder alone
+            and every code stays the same. A token model must fit the shards (same codec and
+            semantic tokenizer), or the job is refused.
         model: overrides of the model config's fields.
         train: fields of the package's train config (``SoundStormTrainConfig``,
             ``NaturalSpeech2TrainConfig``, ``FlowMatchingTrainConfig``, ``AudioLMTrainConfig``):
@@ -129,11 +134,11 @@ class TrainJob:
             raise PipelineError(
                 f"stage {self.stage!r} has no architecture {self.architecture!r}; choices: {known}"
             )
-        if self.init_from is not None and (self.stage != "codec" or self.model):
+        if self.init_from is not None and (self.stage not in INIT_STAGES or self.model):
             raise PipelineError(
-                "init_from starts the codec stage from a trained codec, whose config it keeps: "
-                f'it takes stage = "codec" and no [model] (got stage {self.stage!r}'
-                f"{', [model] ' + str(sorted(self.model)) if self.model else ''})"
+                "init_from starts a stage from a trained release, whose config it keeps: it "
+                f"takes a stage among {', '.join(INIT_STAGES)} and no [model] (got stage "
+                f"{self.stage!r}{', [model] ' + str(sorted(self.model)) if self.model else ''})"
             )
         if self.speaker_chains and self.corpus is None:
             raise PipelineError(
@@ -236,12 +241,8 @@ def _train_codec(job: TrainJob) -> dict[str, float]:
         "soundstream": (SoundStream, SoundStreamConfig),
         "istft": (ISTFTCodec, ISTFTCodecConfig),
     }[job.architecture or "soundstream"]
-    if job.init_from is not None:  # a missing or foreign checkpoint: load's CheckpointError
-        model = cast(Any, model_class).load_pretrained(job.init_from)
-        config = model.config
-    else:
-        config = _config(config_class, job.model, "model")
-        model = model_class(config)
+    model = _start_model(job, model_class, lambda: _config(config_class, job.model, "model"), {})
+    config = model.config
     trainer_config = _config(CodecTrainerConfig, job.trainer, "trainer")
     train = AudioDataset(
         _manifest(cast(str, job.corpus), "train"),
@@ -338,6 +339,28 @@ def _trainer_config(job: TrainJob, **defaults: Any) -> TrainerConfig:
     return _config(TrainerConfig, job.trainer, "trainer", **defaults)
 
 
+def _start_model(
+    job: TrainJob, model_class: type, build: Callable[[], Any], fits: dict[str, Any]
+) -> Any:
+    """The model a stage trains: a new one of ``build()``'s config, or the ``init_from``
+    release, whose config must agree with the data on ``fits`` (dotted config field -> the
+    shards' value: a model of another codec's codes would train on tokens it cannot read)."""
+    if job.init_from is None:
+        return model_class(build())
+    model = cast(Any, model_class).load_pretrained(job.init_from)  # missing: CheckpointError
+    for name, want in fits.items():
+        have: Any = model.config
+        for part in name.split("."):
+            have = getattr(have, part)
+        if have != want:
+            raise PipelineError(
+                f"init_from {job.init_from} has {name} = {have!r} but the shards have {want!r}: "
+                "fine-tune on shards written with the codec and semantic tokenizer it was "
+                "trained on (`cadence tokenize`)"
+            )
+    return model
+
+
 def _release(trainer: Trainer, job: TrainJob) -> dict[str, float]:
     metrics = trainer.evaluate() if trainer.eval_dataloader is not None else {}
     trainer.save_pretrained(job.output)  # every process calls it; the main one writes
@@ -357,14 +380,17 @@ def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
 
     train, valid = _open_shards(job, "train"), _open_shards(job, "valid")
     meta = train.metadata
-    config = _config(
-        SemanticTransformerConfig,
-        job.model,
-        "model",
-        codebook_size=meta["tokenizer_codebook_size"],
-        frame_rate=meta["tokenizer_frame_rate"],
+    fits = {
+        "codebook_size": meta["tokenizer_codebook_size"],
+        "frame_rate": meta["tokenizer_frame_rate"],
+    }
+    model = _start_model(
+        job,
+        SemanticTransformer,
+        lambda: _config(SemanticTransformerConfig, job.model, "model", **fits),
+        fits,
     )
-    model = SemanticTransformer(config)
+    config = model.config
     groups = None
     if job.speaker_chains:
         groups = speaker_groups(train.ids, _manifest(cast(str, job.corpus), "train"))
@@ -388,21 +414,26 @@ def _train_semantic_lm(job: TrainJob) -> dict[str, float]:
 
 
 def _train_soundstorm(job: TrainJob) -> dict[str, float]:
-    from cadence.soundstorm import SoundStormConfig, SoundStormTrainConfig, train_soundstorm
+    from cadence.soundstorm import (
+        SoundStorm,
+        SoundStormConfig,
+        SoundStormTrainConfig,
+        train_soundstorm,
+    )
 
     meta = _open_shards(job, "train").metadata
-    config = _config(
-        SoundStormConfig,
-        job.model,
-        "model",
-        num_quantizers=meta["num_quantizers"],
-        codebook_size=meta["codebook_size"],
-        frame_rate=meta["frame_rate"],
-        semantic_codebook_size=meta["tokenizer_codebook_size"],
-        semantic_frame_rate=meta["tokenizer_frame_rate"],
+    fits = {
+        "num_quantizers": meta["num_quantizers"],
+        "codebook_size": meta["codebook_size"],
+        "frame_rate": meta["frame_rate"],
+        "semantic_codebook_size": meta["tokenizer_codebook_size"],
+        "semantic_frame_rate": meta["tokenizer_frame_rate"],
+    }
+    model = _start_model(
+        job, SoundStorm, lambda: _config(SoundStormConfig, job.model, "model", **fits), fits
     )
     trainer = train_soundstorm(
-        config,
+        model,
         Path(cast(str, job.shards)) / "train",
         _trainer_config(job),
         train_config=_config(SoundStormTrainConfig, job.train, "train"),
@@ -552,16 +583,23 @@ def _train_flowmatching(job: TrainJob) -> dict[str, float]:
     model_values = dict(job.model)
     flow = dict(model_values.pop("flow", {}))
     flow.setdefault("latent_dim", meta["latent_dim"])
-    config = _config(
-        HierarchicalFlowMatcherConfig,
-        {**model_values, "flow": flow},
-        "model",
-        codebook_size=meta["tokenizer_codebook_size"],
-        semantic_frame_rate=meta["tokenizer_frame_rate"],
-        latent_frame_rate=meta["latent_frame_rate"],
+    fits = {
+        "codebook_size": meta["tokenizer_codebook_size"],
+        "semantic_frame_rate": meta["tokenizer_frame_rate"],
+        "latent_frame_rate": meta["latent_frame_rate"],
+    }
+    model = _start_model(
+        job,
+        HierarchicalConditionalFlowMatcher,
+        lambda: _config(
+            HierarchicalFlowMatcherConfig, {**model_values, "flow": flow}, "model", **fits
+        ),
+        {**fits, "flow.latent_dim": meta["latent_dim"]},
     )
-    model = HierarchicalConditionalFlowMatcher(config)
-    fit_latent_statistics(model, train)
+    if job.init_from is None:
+        # A release keeps the statistics its weights were trained against: refitting them
+        # would rescale every input and target under the learned network.
+        fit_latent_statistics(model, train)
     trainer = build_trainer(
         model,
         train,
