@@ -44,6 +44,25 @@ def mini_corpus(tmp_path_factory, corpus) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def mini_shards(tmp_path_factory, mini_corpus) -> Path:
+    """The mini corpus tokenized with the shipped codec and semantic tokenizer (read only)."""
+    shards = tmp_path_factory.mktemp("mini_shards")
+    from cadence.pipeline.cli import default_pipeline
+    from cadence.pipeline.training import tokenize_corpus
+
+    shipped = default_pipeline()
+    for split in ("train", "valid"):
+        tokenize_corpus(
+            mini_corpus / f"{split}.jsonl",
+            shards / split,
+            codec=shipped / "codec",
+            tokenizer=shipped / "semantic_tokenizer",
+            progress=False,
+        )
+    return shards
+
+
 @pytest.fixture
 def pipeline_copy(tmp_path) -> Path:
     """A writable copy of the shipped pipeline (to break on purpose)."""

@@ -10,24 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from cadence.core.train import Trainer
-from cadence.pipeline.cli import default_pipeline
 from cadence.pipeline.recipe import job_toml
-from cadence.pipeline.training import TrainJob, run_job, tokenize_corpus
+from cadence.pipeline.training import TrainJob, run_job
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory, mini_corpus) -> Path:
-    root = tmp_path_factory.mktemp("shards")
-    shipped = default_pipeline()
-    for split in ("train", "valid"):
-        tokenize_corpus(
-            mini_corpus / f"{split}.jsonl",
-            root / split,
-            codec=shipped / "codec",
-            tokenizer=shipped / "semantic_tokenizer",
-            progress=False,
-        )
-    return root
+@pytest.fixture
+def shards(mini_shards) -> Path:
+    return mini_shards  # read only here
 
 
 def semantic_lm_job(directory: Path, shards: Path, *, max_steps: int = 4) -> TrainJob:

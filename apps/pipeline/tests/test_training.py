@@ -17,7 +17,7 @@ from cadence.core.checkpoint import halve_weights, load_pretrained
 from cadence.pipeline.cli import default_pipeline
 from cadence.pipeline.components import PipelineError
 from cadence.pipeline.recipe import TOY_JOBS, job_toml, run_toy_recipe, write_jobs
-from cadence.pipeline.training import STAGES, TrainJob, tokenize_corpus
+from cadence.pipeline.training import STAGES, TrainJob
 
 
 def test_every_stage_has_a_toy_job():
@@ -192,22 +192,6 @@ def test_codec_stage_retrains_the_shipped_decoder_alone(tmp_path, mini_corpus):
         TrainJob(stage="codec", corpus="c", output="x", init_from="y", model={"dim": 8})
     with pytest.raises(PipelineError, match="a stage among codec, semantic_lm"):
         TrainJob(stage="naturalspeech2", corpus="c", codec="k", output="x", init_from="y")
-
-
-@pytest.fixture(scope="module")
-def mini_shards(tmp_path_factory, mini_corpus) -> Path:
-    """The mini corpus tokenized with the shipped codec and semantic tokenizer."""
-    shards = tmp_path_factory.mktemp("mini_shards")
-    shipped = default_pipeline()
-    for split in ("train", "valid"):
-        tokenize_corpus(
-            mini_corpus / f"{split}.jsonl",
-            shards / split,
-            codec=shipped / "codec",
-            tokenizer=shipped / "semantic_tokenizer",
-            progress=False,
-        )
-    return shards
 
 
 def test_soundstorm_stage_fine_tunes_the_shipped_model(tmp_path, mini_shards):
