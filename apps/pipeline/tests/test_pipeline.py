@@ -108,6 +108,23 @@ def test_continuation_input_errors(pipe, prompts):
         pipe.generate(torch.full((1, 16000), float("nan")), sample_rate=16000)
 
 
+def test_soundstorm_is_guided_unless_told_otherwise(pipe, prompts):
+    from cadence.pipeline.guidance import FLOW_GUIDANCE, SOUNDSTORM_GUIDANCE
+
+    assert SOUNDSTORM_GUIDANCE != 1.0
+    prompt = prompts[0][:, :16000]
+    kwargs = dict(sample_rate=16000, seconds=0.4, sampling=NO_EOS, seed=0)
+    default = pipe.generate(prompt, **kwargs).codes
+    assert torch.equal(default, pipe.generate(prompt, guidance_scale=SOUNDSTORM_GUIDANCE, **kwargs).codes)  # fmt: skip
+    assert not torch.equal(default, pipe.generate(prompt, guidance_scale=1.0, **kwargs).codes)
+    source, target = prompts[1][:, :8000], prompts[2]
+    for method, guidance in (("soundstorm", SOUNDSTORM_GUIDANCE), ("flow", FLOW_GUIDANCE)):
+        vc = VoiceConversion.from_pretrained(default_pipeline(), method=method)
+        assert vc.default_guidance == guidance
+        same = dict(sample_rate=16000, steps=2, seed=0)
+        assert torch.equal(vc.convert(source, target, **same), vc.convert(source, target, guidance_scale=guidance, **same))  # fmt: skip
+
+
 def test_incompatible_components_are_named(pipe):
     small = SoundStorm(pipe.soundstorm.config.replace(codebook_size=pipe.codec.codebook_size // 2))
     with pytest.raises(PipelineError, match=r"soundstorm models .* codes, the codec makes"):

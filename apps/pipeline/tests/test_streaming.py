@@ -15,6 +15,7 @@ from cadence.core.audio import load
 from cadence.pipeline import SpeechContinuation
 from cadence.pipeline.cli import default_pipeline
 from cadence.pipeline.continuation import DEFAULT_SAMPLING
+from cadence.pipeline.guidance import SOUNDSTORM_GUIDANCE
 from cadence.soundstorm import default_iterations
 
 NO_EOS = DEFAULT_SAMPLING.replace(allow_eos=False)
@@ -65,7 +66,8 @@ def test_stream_joined_is_the_documented_non_streaming_generation(pipe, prompt):
     first = pipe.soundstorm.generate(
         chunks[0].semantic[None], num_frames=30, prompt_codes=used[:, -50:],
         prompt_semantic=pipe.tokenizer.tokenize(audio[None].float())[:, -50:],
-        iterations=PLAN, generator=torch.Generator().manual_seed(5),
+        iterations=PLAN, guidance_scale=SOUNDSTORM_GUIDANCE,
+        generator=torch.Generator().manual_seed(5),
     )  # fmt: skip
     assert torch.equal(first.codes[0], chunks[0].codes)
 
@@ -133,7 +135,7 @@ pipe = SpeechContinuation.from_pretrained(default_pipeline())
 audio, rate = load(default_pipeline() / "prompts" / "prompt.flac")
 samples = 0
 for chunk in pipe.stream(audio, sample_rate=rate, seconds=float(sys.argv[1]), chunk_seconds=2.0,
-                         left_context_seconds=1.0, seed=0,
+                         left_context_seconds=1.0, seed=0, guidance_scale=1.0,
                          iterations=(1,) * pipe.soundstorm.config.num_quantizers,
                          sampling=DEFAULT_SAMPLING.replace(allow_eos=False)):
     samples += chunk.audio.shape[-1]

@@ -30,6 +30,7 @@ from cadence.core.data import ShardError
 from cadence.core.io import write_json
 
 from .components import PipelineError
+from .guidance import FLOW_GUIDANCE, SOUNDSTORM_GUIDANCE
 from .pipeline import PipelineSpec, default_pipeline
 
 app = typer.Typer(
@@ -298,7 +299,9 @@ def generate(
     steps: Annotated[
         int, typer.Option(min=1, max=MAX_STEPS, help="SoundStorm passes on the first level")
     ] = 16,
-    guidance: Annotated[float, _guidance("SoundStorm classifier-free guidance (1 = off)")] = 1.0,
+    guidance: Annotated[
+        float, _guidance("SoundStorm classifier-free guidance (1 = off, about half the work)")
+    ] = SOUNDSTORM_GUIDANCE,
     eos: Annotated[
         bool,
         typer.Option(help="stop when the semantic LM ends the utterance (may be shorter)"),
@@ -488,7 +491,13 @@ def convert(
             help="SoundStorm passes on the first level, or ODE steps of the flow",
         ),
     ] = 16,
-    guidance: Annotated[float, _guidance("classifier-free guidance (1 = off)")] = 1.0,
+    guidance: Annotated[
+        float | None,
+        _guidance(
+            f"classifier-free guidance (1 = off; default {SOUNDSTORM_GUIDANCE:g} for soundstorm, "
+            f"{FLOW_GUIDANCE:g} for flow)"
+        ),
+    ] = None,
     pipeline: PipelineOption = None,
     seed: SeedOption = None,
     stream: Annotated[

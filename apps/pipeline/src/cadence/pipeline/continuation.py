@@ -31,6 +31,7 @@ from cadence.core.interfaces import Codec, SemanticTokenizer, frame_lengths
 from cadence.soundstorm import SoundStorm, default_iterations
 
 from .components import PipelineError, check_compatible
+from .guidance import SOUNDSTORM_GUIDANCE
 from .pipeline import PipelineSpec
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class SpeechContinuation:
         sampling: SamplingOptions | None = None,
         iterations: Sequence[int] | None = None,
         soundstorm_temperature: float = 1.0,
-        guidance_scale: float = 1.0,
+        guidance_scale: float = SOUNDSTORM_GUIDANCE,
         seed: int | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> ContinuationOutput:
@@ -168,7 +169,8 @@ class SpeechContinuation:
                 never stops early); with ``allow_eos`` the LM may end an utterance before
                 ``seconds``.
             iterations: SoundStorm passes per level (default 16 on the first, 1 after).
-            soundstorm_temperature, guidance_scale: SoundStorm sampling.
+            soundstorm_temperature, guidance_scale: SoundStorm sampling (guidance
+                :data:`~cadence.pipeline.guidance.SOUNDSTORM_GUIDANCE` by default; 1 turns it off and halves the work).
             seed: makes the result reproducible.
             progress: called with the name of each stage as it starts; the semantic LM then
                 also shows a progress bar.
@@ -261,7 +263,7 @@ class SpeechContinuation:
         sampling: SamplingOptions | None = None,
         iterations: Sequence[int] | None = None,
         soundstorm_temperature: float = 1.0,
-        guidance_scale: float = 1.0,
+        guidance_scale: float = SOUNDSTORM_GUIDANCE,
         seed: int | None = None,
     ) -> Iterator[StreamChunk]:
         """Continue one prompt by ``seconds``, yielding :class:`StreamChunk` s as audio is made.

@@ -304,8 +304,11 @@ def evaluate_soundstorm(
     listener: Listener,
     progress: Progress,
 ) -> dict[str, float]:
-    """SoundStorm with ground-truth semantic tokens and an acoustic prompt of the utterance itself."""
+    """SoundStorm with ground-truth semantic tokens and an acoustic prompt of the utterance
+    itself, sampled as the pipelines sample it (guidance :data:`SOUNDSTORM_GUIDANCE`)."""
     from cadence.codec.metrics import mel_distance
+
+    from .guidance import SOUNDSTORM_GUIDANCE
 
     generator = torch.Generator().manual_seed(data.seed)
     rate, hop = data.sample_rate, round(data.sample_rate / codec.frame_rate)
@@ -323,6 +326,7 @@ def evaluate_soundstorm(
             num_frames=n - p,
             prompt_codes=codes[None, :p],
             prompt_semantic=tokens[None, :ps],
+            guidance_scale=SOUNDSTORM_GUIDANCE,
             generator=generator,
         )
         hits = (out.codes[0, : n - p] == codes[p:]).float()
@@ -343,6 +347,7 @@ def evaluate_soundstorm(
         **{f"accuracy_level_{k}": float(a) for k, a in enumerate(accuracy)},
         "mel_distance": _mean(storm_mel),
         "mel_distance_codec_resynthesis": _mean(codec_mel),
+        "guidance_scale": SOUNDSTORM_GUIDANCE,
     }
 
 
@@ -402,10 +407,16 @@ def evaluate_conversion(
 
 def evaluate_continuation(data: EvalSet, pipe, listener: Listener, progress: Progress, *,
                           seconds: float) -> dict[str, float]:  # fmt: skip
-    """The chain continues each utterance's first ``prompt_seconds`` (at most half of it)."""
-    from cadence.audiolm import SamplingOptions
+    """The chain continues each utterance's first ``prompt_seconds`` (at most half of it).
 
-    lengths = []
+    With a speaker encoder, ``similarity_of_the_original`` is the ceiling to read the
+    continuation's similarity against: the same measure for what the speaker really said
+    next (the utterance's following ``seconds``, or what is left of it), also short clips.
+    """
+    from cadence.audiolm import SamplingOptions
+    from cadence.evaluation import similarity
+
+    lengths, ceiling = [], []
     sampling = SamplingOptions(temperature=0.9, top_p=0.95, allow_eos=False)
     for i, audio in enumerate(progress(data.audios, "continuation")):
         prompt = audio[
@@ -417,7 +428,13 @@ def evaluate_continuation(data: EvalSet, pipe, listener: Listener, progress: Pro
         lengths.append(continuation.shape[-1] / data.sample_rate)
         listener.note(i, "continuation/seconds", lengths[-1])
         listener.hear("continuation", i, continuation, voice=prompt, transcript=False)
-    return {"seconds": _mean(lengths)}
+        real = audio[..., prompt.shape[-1] : prompt.shape[-1] + round(seconds * data.sample_rate)]
+        if listener.speaker is not None and real.shape[-1] > 0:
+            pair = listener.speaker.embed([real, prompt], sample_rate=data.sample_rate)
+            ceiling.append(float(similarity(pair[0], pair[1])))
+            listener.note(i, "continuation/similarity_of_the_original", ceiling[-1])
+    out = {"seconds": _mean(lengths)}
+    return out | ({"similarity_of_the_original": _mean(ceiling)} if ceiling else {})
 
 
 # ----------------------------------------------------------------------------- the whole pipeline

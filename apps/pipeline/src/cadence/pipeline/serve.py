@@ -26,6 +26,7 @@ from cadence.core.audio import load, save
 
 from . import cli
 from .components import PipelineError
+from .guidance import FLOW_GUIDANCE, SOUNDSTORM_GUIDANCE
 from .pipeline import default_pipeline
 from .plots import save_spectrogram_png
 from .recipe import CORPUS
@@ -134,7 +135,7 @@ class Studio:
         return wav, png
 
     def continuation(self, prompt: Any, *, seconds: Any = 3.0, steps: Any = 16, temperature: Any = 0.9,
-                     guidance: Any = 1.0, seed: Any = None, progress: Progress | None = None) -> Generated:  # fmt: skip
+                     guidance: Any = SOUNDSTORM_GUIDANCE, seed: Any = None, progress: Progress | None = None) -> Generated:  # fmt: skip
         """Continue the prompt clip at ``prompt`` (a file) by ``seconds``."""
         from cadence.audiolm import SamplingOptions
         from cadence.soundstorm import default_iterations
@@ -171,14 +172,15 @@ class Studio:
         return Generated(wav, png, got, tuple(n for n in notices if n))
 
     def conversion(self, source: Any, voice: Any, *, method: str = "soundstorm", steps: Any = 16,
-                   guidance: Any = 1.0, seed: Any = None, progress: Progress | None = None) -> Generated:  # fmt: skip
-        """Say ``source``'s words in ``voice``'s voice (``method``: soundstorm or flow)."""
+                   guidance: Any = None, seed: Any = None, progress: Progress | None = None) -> Generated:  # fmt: skip
+        """Say ``source``'s words in ``voice``'s voice (``method``: soundstorm or flow;
+        ``guidance`` None: the method's default)."""
         from .synthesis import VOICE_PROMPT_SECONDS
 
         if method not in ("soundstorm", "flow"):
             raise PipelineError(f"method: {method!r} is not one of soundstorm, flow.")
         steps, seed = _steps(steps), _seed(seed)
-        guidance = _check("guidance", guidance, 0, None)
+        guidance = None if guidance is None else _check("guidance", guidance, 0, None)
         vc = self._model(method)
         src = self._input(source, "source", vc.sample_rate)
         tgt = self._input(voice, "target voice", vc.sample_rate)
@@ -295,7 +297,7 @@ def build_app(studio: Studio) -> Any:
             temperature = gr.Slider(0, 2, value=0.9, step=0.05, label="temperature (0 = greedy)",
                                     elem_id="continuation-temperature")  # fmt: skip
             steps, guidance, seed = common(
-                "continuation", 16, 1.0, "SoundStorm steps (first level)"
+                "continuation", 16, SOUNDSTORM_GUIDANCE, "SoundStorm steps (first level)"
             )
             button = gr.Button("Continue", variant="primary", elem_id="continuation-run")
             results = outputs("continuation")
@@ -323,7 +325,13 @@ def build_app(studio: Studio) -> Any:
                 elem_id="conversion-method",
             )
             steps, guidance, seed = common(
-                "conversion", 16, 1.0, "steps (SoundStorm passes or ODE steps)"
+                "conversion", 16, SOUNDSTORM_GUIDANCE, "steps (SoundStorm passes or ODE steps)"
+            )
+            # each method starts from its own default guidance (the flow's is off)
+            method.change(
+                lambda m: SOUNDSTORM_GUIDANCE if m == "soundstorm" else FLOW_GUIDANCE,
+                method,
+                guidance,
             )
             button = gr.Button("Convert", variant="primary", elem_id="conversion-run")
             results = outputs("conversion")

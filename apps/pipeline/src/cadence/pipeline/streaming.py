@@ -191,7 +191,7 @@ def stream_continuation(
     sampling: SamplingOptions | None = None,
     iterations: Sequence[int] | None = None,
     soundstorm_temperature: float = 1.0,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | None = None,
     seed: int | None = None,
 ) -> Iterator[StreamChunk]:
     """Continue one prompt by ``seconds``, yielding audio as it is made (module docstring).
@@ -203,16 +203,19 @@ def stream_continuation(
         seconds: length of the continuation, at most :data:`MAX_STREAM_SECONDS`.
         options: chunk size and left context (default :class:`StreamOptions`).
         sampling, iterations, soundstorm_temperature, guidance_scale, seed: as in
-            :meth:`SpeechContinuation.generate`.
+            :meth:`SpeechContinuation.generate` (``guidance_scale=None``: its default).
 
     Raises:
         PipelineError: a chunk or context that is no whole number of frames, a prompt
             shorter than the left context, a bad ``seconds``, more than one prompt (at the
             call, before any chunk: the prompt is checked, tokenized and encoded eagerly).
     """
+    from .guidance import SOUNDSTORM_GUIDANCE
+
     with torch.inference_mode():
         state = _prepare(pipe, prompt, sample_rate, seconds, options, sampling, iterations, seed)
-    return _run(pipe, state, soundstorm_temperature, guidance_scale)
+    guidance = SOUNDSTORM_GUIDANCE if guidance_scale is None else guidance_scale
+    return _run(pipe, state, soundstorm_temperature, guidance)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from cadence.core.audio import batch_audio
 from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
 
 from .components import PipelineError, check_compatible
+from .guidance import FLOW_GUIDANCE, SOUNDSTORM_GUIDANCE
 from .pipeline import PipelineSpec
 
 if TYPE_CHECKING:
@@ -104,6 +105,12 @@ class VoiceConversion:
     def sample_rate(self) -> int:
         return self.codec.sample_rate
 
+    @property
+    def default_guidance(self) -> float:
+        """The method's guidance unless told otherwise: :data:`SOUNDSTORM_GUIDANCE` or
+        :data:`FLOW_GUIDANCE`."""
+        return SOUNDSTORM_GUIDANCE if self.method == "soundstorm" else FLOW_GUIDANCE
+
     @torch.inference_mode()
     def convert(
         self,
@@ -112,15 +119,18 @@ class VoiceConversion:
         *,
         sample_rate: int,
         steps: int = 16,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         seed: int | None = None,
     ) -> Tensor:
         """``(c, t)`` source and target audio at ``sample_rate`` -> ``(c, t')`` at :attr:`sample_rate`.
 
-        ``steps``: SoundStorm's passes on the first level, or the flow's ODE steps. Only the
-        first :data:`VOICE_PROMPT_SECONDS` of ``target`` are used.
+        ``steps``: SoundStorm's passes on the first level, or the flow's ODE steps.
+        ``guidance_scale``: classifier-free guidance (1 = off; default
+        :attr:`default_guidance`). Only the first :data:`VOICE_PROMPT_SECONDS` of ``target``
+        are used.
         """
         _check_steps(steps, "steps")
+        guidance_scale = self.default_guidance if guidance_scale is None else guidance_scale
         _check_guidance(guidance_scale)
         generator = _generator(self.model, seed)
         device = next(self.model.parameters()).device
@@ -178,7 +188,7 @@ class VoiceConversion:
         source_context_seconds: float = 2.0,
         lookahead_seconds: float = 0.5,
         steps: int = 16,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         seed: int | None = None,
     ) -> Iterator[StreamChunk]:
         """Convert ``source`` (a clip, or an iterable of ``(c, t)`` blocks read as they come)
