@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16, help="SoundStorm passes on level 0")
     parser.add_argument("--lookahead", type=float, default=None, help="seconds (default exact)")
     parser.add_argument("--int8", action="store_true", help="semantic LM step in int8")
+    parser.add_argument(
+        "--guidance", type=float, default=None, help="SoundStorm's (default: the pipelines')"
+    )
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
     import torch
@@ -77,7 +80,9 @@ def main() -> None:
     from cadence.pipeline import SpeechContinuation
     from cadence.pipeline.cli import default_pipeline
     from cadence.pipeline.continuation import DEFAULT_SAMPLING
+    from cadence.pipeline.guidance import SOUNDSTORM_GUIDANCE
 
+    guidance = SOUNDSTORM_GUIDANCE if args.guidance is None else args.guidance
     pipe = SpeechContinuation.from_pretrained(default_pipeline())
     audio, rate = load(default_pipeline() / "prompts" / "prompt.flac")
     from cadence.soundstorm import default_iterations
@@ -85,8 +90,9 @@ def main() -> None:
     sampling = DEFAULT_SAMPLING.replace(allow_eos=False, weights="int8" if args.int8 else "float")
     plan = default_iterations(pipe.soundstorm.config.num_quantizers, first=args.steps)
     kwargs = dict(
-        sample_rate=rate, seconds=args.seconds, sampling=sampling, seed=0, iterations=plan
-    )
+        sample_rate=rate, seconds=args.seconds, sampling=sampling, seed=0, iterations=plan,
+        guidance_scale=guidance,
+    )  # fmt: skip
 
     def tokenize_time() -> float:
         start = time.perf_counter()
@@ -131,7 +137,7 @@ def main() -> None:
     print(
         f"\nshipped pipeline ({type(pipe.codec).__name__} codec) | {args.seconds:g} s continuation | chunk "
         f"{args.chunk_seconds:g} s, left context {args.left_context:g} s | look-ahead {'exact' if args.lookahead is None else f'{args.lookahead:g} s'} | SoundStorm {args.steps} "
-        f"passes on level 0 | LM {sampling.weights} | threads {args.threads} | median of {args.repeats} | load "
+        f"passes on level 0, guidance {guidance:g} | LM {sampling.weights} | threads {args.threads} | median of {args.repeats} | load "
         f"average {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}"
     )
     print(f"{'measure':34s} {'stream':>10s} {'generate':>10s}")
