@@ -167,6 +167,43 @@ def test_evaluation_reads_each_transcript_in_its_speakers_accent(prompts):
     assert len(set(asked)) > 1  # the held-out speakers have more than one accent
 
 
+def test_evaluation_compares_the_generated_part_and_the_real_continuation(pipe):
+    from cadence.pipeline.evaluation import (
+        EvalSet,
+        Listener,
+        evaluate_codec,
+        evaluate_continuation,
+        evaluate_soundstorm,
+    )
+
+    data = EvalSet.read(default_pipeline() / "held_out", 16000, 1, limit=2, prompt_seconds=1.0, seed=0)  # fmt: skip
+    pairs: list[tuple[int, int]] = []
+
+    class Lengths:  # a speaker encoder that records the lengths of the clips it compares
+        def embed(self, clips, *, sample_rate):
+            pairs.append(tuple(c.shape[-1] for c in clips))
+            return torch.ones(len(clips), 3)
+
+    bar = lambda items, _: items  # noqa: E731
+    listener = Listener(None, data.references, data.sample_rate, speaker=Lengths())
+    _, codes = evaluate_codec(data, pipe.codec, listener, bar)
+    semantic = [pipe.tokenizer.tokenize(a[None])[0] for a in data.audios]
+    pairs.clear()
+    storm = evaluate_soundstorm(data, pipe.soundstorm, pipe.codec, pipe.tokenizer, codes, semantic, listener, bar)  # fmt: skip
+    assert storm["similarity_generated_part"] == pytest.approx(1.0)
+    hop = pipe.codec.hop_length
+    for i, audio in enumerate(data.audios):
+        n = audio.shape[-1]
+        # the whole utterance with its resynthesized prompt, then the generated frames alone
+        assert pairs[2 * i] == (n, n) and pairs[2 * i + 1] == (n - 50 * hop,) * 2
+    pairs.clear()
+    cont = evaluate_continuation(data, pipe, listener, bar, seconds=0.5)
+    assert cont["similarity_of_the_original"] == pytest.approx(1.0)
+    for i in range(len(data.audios)):
+        # the continuation against its 1 s prompt, then the speaker's real next 0.5 s
+        assert pairs[2 * i] == (8000, 16000) and pairs[2 * i + 1] == (8000, 16000)
+
+
 def test_shipped_evaluation_is_recorded():
     report = json.loads((default_pipeline() / "eval.json").read_text())
     assert report["setup"]["utterances"] >= 4

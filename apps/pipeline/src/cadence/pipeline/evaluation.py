@@ -305,15 +305,21 @@ def evaluate_soundstorm(
     progress: Progress,
 ) -> dict[str, float]:
     """SoundStorm with ground-truth semantic tokens and an acoustic prompt of the utterance
-    itself, sampled as the pipelines sample it (guidance :data:`SOUNDSTORM_GUIDANCE`)."""
+    itself, sampled as the pipelines sample it (guidance :data:`SOUNDSTORM_GUIDANCE`).
+
+    What is heard (PER, similarity) is the whole utterance: the prompt part (at most half)
+    is the codec's resynthesis. ``similarity_generated_part`` compares only the generated
+    frames with the same span of the original (with a speaker encoder).
+    """
     from cadence.codec.metrics import mel_distance
+    from cadence.evaluation import similarity
 
     from .guidance import SOUNDSTORM_GUIDANCE
 
     generator = torch.Generator().manual_seed(data.seed)
     rate, hop = data.sample_rate, round(data.sample_rate / codec.frame_rate)
     correct, total_frames = torch.zeros(storm.config.num_quantizers), 0
-    storm_mel, codec_mel = [], []
+    storm_mel, codec_mel, generated_similarity = [], [], []
     ratio = tokenizer.frame_rate / codec.frame_rate
     for i, (audio, codes, tokens) in enumerate(
         progress(list(zip(data.audios, codes_all, semantic)), "soundstorm")
@@ -342,13 +348,17 @@ def evaluate_soundstorm(
         listener.note(i, "soundstorm/mel_distance", storm_mel[-1])
         listener.note(i, "soundstorm/mel_distance_codec_resynthesis", codec_mel[-1])
         listener.hear("soundstorm", i, decoded[0], voice=audio)
+        if listener.speaker is not None and n > p:
+            pair = listener.speaker.embed([decoded[0, :, span], audio[:, span]], sample_rate=rate)
+            generated_similarity.append(float(similarity(pair[0], pair[1])))
+            listener.note(i, "soundstorm/similarity_generated_part", generated_similarity[-1])
     accuracy = correct / max(total_frames, 1)
     return {
         **{f"accuracy_level_{k}": float(a) for k, a in enumerate(accuracy)},
         "mel_distance": _mean(storm_mel),
         "mel_distance_codec_resynthesis": _mean(codec_mel),
         "guidance_scale": SOUNDSTORM_GUIDANCE,
-    }
+    } | ({"similarity_generated_part": _mean(generated_similarity)} if generated_similarity else {})
 
 
 def evaluate_tts(data: EvalSet, tts, listener: Listener, progress: Progress) -> dict[str, float]:
