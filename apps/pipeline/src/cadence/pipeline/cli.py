@@ -542,7 +542,7 @@ def convert(
     _write_audio(out, audio, vc.sample_rate)
 
 
-def _convert_stream(vc: Any, source: Path, target_voice: Path, out: Path, *, to_stdout: bool, steps: int, guidance: float, seed: int | None, chunk_seconds: float, play: bool) -> None:  # fmt: skip
+def _convert_stream(vc: Any, source: Path, target_voice: Path, out: Path, *, to_stdout: bool, steps: int, guidance: float | None, seed: int | None, chunk_seconds: float, play: bool) -> None:  # fmt: skip
     """``convert --stream``: the source read in blocks, the output written as it comes."""
     from cadence.core.audio import blocks
 

@@ -138,6 +138,11 @@ class CoIGConversion(VoiceConversion):
     ) -> CoIGConversion:
         return cls.from_spec(PipelineSpec.read(directory), method=method, device=device)
 
+    @property
+    def default_guidance(self) -> float:
+        """Off: guidance was measured on the toy pipeline's models, not on these."""
+        return 1.0
+
     @torch.inference_mode()
     def convert(
         self,
@@ -146,11 +151,12 @@ class CoIGConversion(VoiceConversion):
         *,
         sample_rate: int,
         steps: int = 16,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         seed: int | None = None,
     ) -> Tensor:
         """``(c, t)`` source and target audio -> ``(c, t')`` at :attr:`sample_rate` (see the base class)."""
         _check_steps(steps, "steps")
+        guidance_scale = self.default_guidance if guidance_scale is None else guidance_scale
         _check_guidance(guidance_scale)
         generator = _generator(self.model, seed)
         device = next(self.model.parameters()).device

@@ -183,14 +183,13 @@ def stream_conversion(
         sample_rate: the rate of ``source`` and ``target``.
         options: chunking (default :class:`ConversionStreamOptions`).
         steps, guidance_scale, seed: as in :meth:`VoiceConversion.convert` (``None``:
-            :data:`~cadence.pipeline.guidance.SOUNDSTORM_GUIDANCE`).
+            ``vc.default_guidance``).
 
     Raises:
         PipelineError: the flow method, a chunk or context that is no whole number of
             frames, a target voice shorter than the left context (at the call, before any
             chunk); bad source blocks, as they are read.
     """
-    from .guidance import SOUNDSTORM_GUIDANCE
     from .synthesis import _check_guidance, _check_steps, _voice
 
     if vc.method != "soundstorm":
@@ -200,7 +199,7 @@ def stream_conversion(
         )
     options = options if options is not None else ConversionStreamOptions()
     _check_steps(steps, "steps")
-    guidance_scale = SOUNDSTORM_GUIDANCE if guidance_scale is None else guidance_scale
+    guidance_scale = vc.default_guidance if guidance_scale is None else guidance_scale
     _check_guidance(guidance_scale)
     plan = _plan(vc, options)
     device = next(vc.model.parameters()).device
