@@ -16,22 +16,33 @@ import torch
 from cadence.core.checkpoint import halve_weights, load_pretrained
 from cadence.pipeline.cli import default_pipeline
 from cadence.pipeline.components import PipelineError
-from cadence.pipeline.recipe import TOY_JOBS, job_toml, run_toy_recipe, write_jobs
+from cadence.pipeline.recipe import (
+    COMPONENT_JOBS,
+    REFINES,
+    TOY_JOBS,
+    job_toml,
+    run_toy_recipe,
+    write_jobs,
+)
 from cadence.pipeline.training import STAGES, TrainJob
 
 
 def test_every_stage_has_a_toy_job():
-    assert set(TOY_JOBS) == set(STAGES)
+    assert set(COMPONENT_JOBS) == set(STAGES)
+    assert set(TOY_JOBS) == {*STAGES, *REFINES}
 
 
 def test_job_files_round_trip(tmp_path, corpus):
     paths = write_jobs(tmp_path, corpus)
     for name, path in paths.items():
         job = TrainJob.from_toml(path)
-        assert job.stage == name
+        component = REFINES.get(name, name)
+        assert job.stage == component
         assert (
-            Path(job.output) == (tmp_path / "pipeline" / name).resolve()
+            Path(job.output) == (tmp_path / "pipeline" / component).resolve()
         )  # relative to the job file
+        # a refining job goes on from the release it writes over
+        assert job.init_from == (str(Path(job.output)) if name in REFINES else None)
         assert job.model == TOY_JOBS[name].get("model", {})
         assert job.trainer == TOY_JOBS[name]["trainer"]
 
@@ -76,7 +87,10 @@ def test_toy_recipe_runs_end_to_end(tmp_path, mini_corpus):
     a time in separate processes (the dependency order is what makes this work)."""
     pipeline = run_toy_recipe(tmp_path / "toy", mini_corpus, steps_scale=0.002, workers=2)
     logs = sorted(p.stem for p in (tmp_path / "toy" / "logs").glob("*.log"))
-    assert logs == sorted((*STAGES, "tokenize"))
+    assert logs == sorted((*STAGES, *REFINES, "tokenize"))
+    # the codec's release is the decoder stage's, which went on from the codec stage's
+    summary = json.loads((pipeline / "codec" / "training.json").read_text())
+    assert Path(summary["init_from"]) == (pipeline / "codec").resolve()
     spec = json.loads((pipeline / "pipeline.json").read_text())
     assert set(spec["components"]) == set(STAGES)
     report = json.loads((pipeline / "eval.json").read_text())

@@ -89,6 +89,34 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
             "log_every": 50,
         },
     },
+    "codec_decoder": {
+        # The codec's decoder alone goes on for 1500 more steps, its encoder side frozen
+        # (`frozen_modules`): every code and latent stays the same, so the models trained on
+        # them stay valid and this can run beside them. Measured (docs/pipeline.md): PESQ
+        # 1.91 -> 2.01, resynthesis PER 3.6% -> 3.1%. It writes over the codec's release.
+        "stage": "codec",
+        "architecture": "istft",
+        "crop_seconds": 1.0,
+        "trainer": {
+            "max_steps": 1500,
+            "batch_size": 16,
+            "generator_lr": 3e-4,
+            "betas": [0.8, 0.99],
+            "weight_decay": 0.01,
+            "warmup_steps": 50,
+            "schedule": "cosine",
+            "balancer": False,
+            "mel_weight": 1.0,
+            "l1_weight": 0.0,
+            "discriminator_start_step": _ADVERSARIAL_OFF,
+            "adversarial_start_step": _ADVERSARIAL_OFF,
+            "ema_decay": 0.99,
+            "save_every": 500,
+            "eval_batch_size": 8,
+            "log_every": 50,
+            "frozen_modules": ["mel", "encoder", "to_latent", "quantizer"],
+        },
+    },
     "semantic_tokenizer": {
         # supervised semantic tokens (CosyVoice's S3 idea): k-means over layer 4 of a CTC
         # phoneme encoder (bench/semantic/README.md: 0.63 phone purity vs 0.48 for MFCC k-means)
@@ -220,10 +248,17 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
     },
 }
 
+# Jobs that go on from another job's release and write over it (no component of their own).
+REFINES = {"codec_decoder": "codec"}
+
+# The pipeline's components, one job each.
+COMPONENT_JOBS = tuple(name for name in TOY_JOBS if name not in REFINES)
+
 # The order jobs run in; "tokenize" writes the shards the token-level models train on.
 ORDER = (
     "corpus",
     "codec",
+    "codec_decoder",
     "semantic_tokenizer",
     "tokenize",
     "semantic_lm",
@@ -277,10 +312,12 @@ def write_jobs(out: Path, corpus: Path, *, steps_scale: float = 1.0) -> dict[str
     paths = {}
     for name, spec in TOY_JOBS.items():
         spec = _scaled(spec, steps_scale)
+        component = REFINES.get(name, name)
         spec = {
             "stage": spec.pop("stage"),
             "corpus": str(corpus.resolve()),
-            "output": f"../pipeline/{name}",
+            "output": f"../pipeline/{component}",
+            **({"init_from": f"../pipeline/{component}"} if name in REFINES else {}),
             "run_dir": f"../runs/{name}",
             **(
                 {"shards": "../shards"}
@@ -305,6 +342,13 @@ def _record_time(timing_file: Path, stage: str, elapsed: float) -> None:
 
 def _done(directory: Path) -> bool:
     return (directory / CONFIG_NAME).is_file()
+
+
+def _refined(directory: Path) -> bool:
+    """Whether the release in ``directory`` went on from another (its last job had init_from):
+    a retrained base codec writes a summary without it, so its decoder stage runs again."""
+    summary = directory / "training.json"
+    return summary.is_file() and "init_from" in json.loads(summary.read_text())
 
 
 def copy_held_out(corpus: Path, destination: Path, *, per_speaker: int | None = None) -> Path:
@@ -364,6 +408,7 @@ def _held_out_prompt(corpus: Path, destination: Path) -> Path:
 NEEDS: dict[str, tuple[str, ...]] = {
     "corpus": (),
     "codec": ("corpus",),
+    "codec_decoder": ("codec",),
     "semantic_tokenizer": ("corpus",),
     "tokenize": ("codec", "semantic_tokenizer"),
     "semantic_lm": ("tokenize",),
@@ -507,7 +552,8 @@ def run_toy_recipe(
                 )
         else:
             job = TrainJob.from_toml(paths[stage])
-            if _done(Path(job.output)):
+            done = _refined if stage in REFINES else _done
+            if done(Path(job.output)):
                 console.print(f"[dim]{stage}: done ({job.output})[/]")
                 continue
             console.rule(f"[bold]{stage}")
@@ -519,15 +565,18 @@ def run_toy_recipe(
         _record_time(timing_file, stage, time.perf_counter() - start)
     # Stages run by the parallel scheduler leave the assembly to it (two finishing at once
     # would both write the pipeline).
-    if assemble and all(_done(pipeline_dir / name) for name in TOY_JOBS):
+    finished = all(_done(pipeline_dir / name) for name in COMPONENT_JOBS) and all(
+        _refined(pipeline_dir / component) for component in REFINES.values()
+    )
+    if assemble and finished:
         _held_out_prompt(corpus, pipeline_dir / "prompts")
         copy_held_out(corpus, pipeline_dir / "held_out", per_speaker=SHIPPED_PER_SPEAKER)
-        for name in TOY_JOBS:
+        for name in COMPONENT_JOBS:
             # blockwise int8 storage: what ships stays under ~40 MB (cadence.core.checkpoint)
             quantize_weights(pipeline_dir / name)
         write_pipeline(
             pipeline_dir,
-            {name: name for name in TOY_JOBS},
+            {name: name for name in COMPONENT_JOBS},
             prompt="prompts/prompt.flac",
             description="toy recipe: ISTFTCodec, phonetic semantic tokens, AudioLM semantic stage, "
             "SoundStorm, NaturalSpeech 2, flow matching, trained on a synthetic corpus",

@@ -211,6 +211,8 @@ def _write_summary(job: TrainJob, metrics: dict[str, float]) -> None:
             "stage": job.stage,
             "num_processes": int(os.environ.get("WORLD_SIZE", "1")),
             "metrics": metrics,
+            # a release that went on from another (the recipe's decoder stage looks for it)
+            **({"init_from": job.init_from} if job.init_from is not None else {}),
         }
         write_json(path, summary)
         _ship_history(job)
