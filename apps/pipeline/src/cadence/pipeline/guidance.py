@@ -1,8 +1,9 @@
 """Classifier-free guidance the pipelines use unless told otherwise (a light module: the
 command line reads these for its defaults without importing the models).
 
-Every SoundStorm and flow matcher Cadence trains drops its condition part of the time
-(``cond_drop_prob``), so each also holds the unconditional model guidance needs.
+By default every SoundStorm and flow matcher Cadence trains drops its condition part of
+the time (``cond_drop_prob``; the recipes keep it), so each also holds the unconditional
+model guidance needs.
 """
 
 __all__ = ["FLOW_GUIDANCE", "SOUNDSTORM_GUIDANCE"]
