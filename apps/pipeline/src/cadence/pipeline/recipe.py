@@ -57,6 +57,20 @@ SHIPPED_PER_SPEAKER = 5
 
 _ADVERSARIAL_OFF = 10**9
 
+# The codec's reconstruction on the mel loss alone, no GAN: measured, the waveform L1 and the
+# gradient balancer cost this codec PESQ (docs/pipeline.md). Both codec jobs train so.
+_MEL_ONLY = {
+    "balancer": False,
+    "mel_weight": 1.0,
+    "l1_weight": 0.0,
+    "discriminator_start_step": _ADVERSARIAL_OFF,
+    "adversarial_start_step": _ADVERSARIAL_OFF,
+    "ema_decay": 0.99,
+    "save_every": 500,
+    "eval_batch_size": 8,
+    "log_every": 50,
+}
+
 # Each job: its stage, the inputs it needs, and its model and trainer settings.
 TOY_JOBS: dict[str, dict[str, Any]] = {
     "codec": {
@@ -76,17 +90,7 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
             "weight_decay": 0.01,
             "warmup_steps": 100,
             "schedule": "cosine",
-            # reconstruction on the mel loss alone: measured, the waveform L1 and the gradient
-            # balancer cost this codec PESQ (docs/pipeline.md)
-            "balancer": False,
-            "mel_weight": 1.0,
-            "l1_weight": 0.0,
-            "discriminator_start_step": _ADVERSARIAL_OFF,
-            "adversarial_start_step": _ADVERSARIAL_OFF,
-            "ema_decay": 0.99,
-            "save_every": 500,
-            "eval_batch_size": 8,
-            "log_every": 50,
+            **_MEL_ONLY,
         },
     },
     "codec_decoder": {
@@ -105,15 +109,7 @@ TOY_JOBS: dict[str, dict[str, Any]] = {
             "weight_decay": 0.01,
             "warmup_steps": 50,
             "schedule": "cosine",
-            "balancer": False,
-            "mel_weight": 1.0,
-            "l1_weight": 0.0,
-            "discriminator_start_step": _ADVERSARIAL_OFF,
-            "adversarial_start_step": _ADVERSARIAL_OFF,
-            "ema_decay": 0.99,
-            "save_every": 500,
-            "eval_batch_size": 8,
-            "log_every": 50,
+            **_MEL_ONLY,
             "frozen_modules": ["mel", "encoder", "to_latent", "quantizer"],
         },
     },
