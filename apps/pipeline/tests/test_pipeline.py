@@ -125,6 +125,27 @@ def test_soundstorm_is_guided_unless_told_otherwise(pipe, prompts):
         assert torch.equal(vc.convert(source, target, **same), vc.convert(source, target, guidance_scale=guidance, **same))  # fmt: skip
 
 
+def test_the_pipelines_guide_soundstorm_on_its_coarsest_levels(pipe, prompts, monkeypatch):
+    from cadence.pipeline.guidance import SOUNDSTORM_GUIDED_LEVELS, soundstorm_scales
+
+    q = pipe.soundstorm.config.num_quantizers
+    assert soundstorm_scales(3.0, q) == (3.0,) * SOUNDSTORM_GUIDED_LEVELS + (1.0,) * (q - 2)
+    assert soundstorm_scales(3.0, 1) == (3.0,)
+    seen = []
+    generate = pipe.soundstorm.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["guidance_scale"])
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.soundstorm, "generate", spy)
+    prompt = prompts[0][:, :16000]
+    pipe.generate(prompt, sample_rate=16000, seconds=0.4, sampling=NO_EOS, guidance_scale=3.0)
+    chunks = pipe.stream(prompt, sample_rate=16000, seconds=0.4, chunk_seconds=0.2, left_context_seconds=0.4, sampling=NO_EOS, iterations=(2,) + (1,) * (q - 1), guidance_scale=3.0)  # fmt: skip
+    list(chunks)
+    assert seen and all(scales == soundstorm_scales(3.0, q) for scales in seen), seen
+
+
 def test_incompatible_components_are_named(pipe):
     small = SoundStorm(pipe.soundstorm.config.replace(codebook_size=pipe.codec.codebook_size // 2))
     with pytest.raises(PipelineError, match=r"soundstorm models .* codes, the codec makes"):

@@ -250,6 +250,47 @@ def test_guidance_changes_the_output_and_scale_one_is_plain():
     assert not torch.equal(guided, model.generate(semantic, **greedy).codes)
 
 
+@pytest.mark.parametrize("name", ["aligned", "cross"])
+def test_guidance_per_level_runs_the_unconditional_rows_only_where_asked(name):
+    cross = BackboneConfig(
+        kind="conformer",
+        dim=32,
+        depth=2,
+        heads=2,
+        ff_mult=2.0,
+        conv_kernel_size=5,
+        cross_attn_dim=32,
+    )
+    changes = (
+        {} if name == "aligned" else dict(semantic_conditioning="cross_attention", backbone=cross)
+    )
+    model = _model(seed=4, **changes)
+    with torch.no_grad():  # make the condition matter, so guidance must change something
+        model.semantic_embedding.weight.mul_(50)
+    semantic = _semantic(2, 12)
+    run = dict(iterations=(4, 2, 1), generator=None)
+
+    def generate(scale):
+        calls, handle = _count_passes(model)
+        out = model.generate(
+            semantic, guidance_scale=scale, **run | {"generator": torch.Generator().manual_seed(0)}
+        )
+        handle.remove()
+        return out, calls
+
+    everywhere, _ = generate(2.5)
+    same, _ = generate((2.5, 2.5, 2.5))
+    assert torch.equal(same.codes, everywhere.codes)
+    plain, _ = generate(1.0)
+    assert torch.equal(generate((1.0, 1.0, 1.0))[0].codes, plain.codes)
+    coarse, calls = generate((2.5, 1.0, 1.0))
+    assert calls == [4] * 4 + [2] * 3  # 2b rows on the guided level, b on the others
+    assert coarse.forward_passes == 7
+    # level 0 is decoded first, with the same draws: exactly the all-levels guided result
+    assert torch.equal(coarse.codes[..., 0], everywhere.codes[..., 0])
+    assert not torch.equal(coarse.codes, everywhere.codes)
+
+
 def test_convert_keeps_the_content_length_and_drops_the_prompt():
     model = _model(semantic_frame_rate=25.0)
     prompt = torch.randint(0, 16, (2, 30, 3), generator=torch.Generator().manual_seed(0))
@@ -293,6 +334,8 @@ def test_convert_keeps_the_content_length_and_drops_the_prompt():
         (dict(semantic_lengths=torch.tensor([0])), ValueError, "semantic_lengths"),
         (dict(temperature=-1.0), ValueError, "temperature"),
         (dict(guidance_scale=-1.0), ValueError, "guidance_scale"),
+        (dict(guidance_scale=(2.0, 1.0)), ValueError, "one per level"),
+        (dict(guidance_scale=(2.0, -1.0, 1.0)), ValueError, "guidance_scale"),
     ],
 )
 def test_generate_rejects_bad_input(kwargs, error, match):

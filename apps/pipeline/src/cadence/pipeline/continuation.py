@@ -31,7 +31,7 @@ from cadence.core.interfaces import Codec, SemanticTokenizer, frame_lengths
 from cadence.soundstorm import SoundStorm, default_iterations
 
 from .components import PipelineError, check_compatible
-from .guidance import SOUNDSTORM_GUIDANCE
+from .guidance import SOUNDSTORM_GUIDANCE, soundstorm_scales
 from .pipeline import PipelineSpec
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class SpeechContinuation:
             prompt_semantic_lengths=storm_semantic_lengths.to(device),
             iterations=plan,
             temperature=soundstorm_temperature,
-            guidance_scale=guidance_scale,
+            guidance_scale=soundstorm_scales(guidance_scale, self.soundstorm.config.num_quantizers),
             generator=generator,
         )
         report("decoding")

@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 from cadence.core.audio import load
 
 from .components import PipelineError
+from .guidance import SOUNDSTORM_GUIDANCE, soundstorm_scales
 from .pipeline import PipelineSpec
 
 __all__ = ["EvalSet", "Listener", "evaluate_pipeline"]
@@ -314,8 +315,6 @@ def evaluate_soundstorm(
     from cadence.codec.metrics import mel_distance
     from cadence.evaluation import similarity
 
-    from .guidance import SOUNDSTORM_GUIDANCE
-
     generator = torch.Generator().manual_seed(data.seed)
     rate, hop = data.sample_rate, round(data.sample_rate / codec.frame_rate)
     correct, total_frames = torch.zeros(storm.config.num_quantizers), 0
@@ -332,7 +331,7 @@ def evaluate_soundstorm(
             num_frames=n - p,
             prompt_codes=codes[None, :p],
             prompt_semantic=tokens[None, :ps],
-            guidance_scale=SOUNDSTORM_GUIDANCE,
+            guidance_scale=soundstorm_scales(SOUNDSTORM_GUIDANCE, storm.config.num_quantizers),
             generator=generator,
         )
         hits = (out.codes[0, : n - p] == codes[p:]).float()
@@ -357,7 +356,7 @@ def evaluate_soundstorm(
         **{f"accuracy_level_{k}": float(a) for k, a in enumerate(accuracy)},
         "mel_distance": _mean(storm_mel),
         "mel_distance_codec_resynthesis": _mean(codec_mel),
-        "guidance_scale": SOUNDSTORM_GUIDANCE,
+        "guidance_scale": list(soundstorm_scales(SOUNDSTORM_GUIDANCE, storm.config.num_quantizers)),
     } | ({"similarity_generated_part": _mean(generated_similarity)} if generated_similarity else {})
 
 

@@ -57,6 +57,7 @@ from cadence.core.interfaces import frame_lengths
 from cadence.soundstorm import default_iterations
 
 from .components import PipelineError
+from .guidance import SOUNDSTORM_GUIDANCE, soundstorm_scales
 
 if TYPE_CHECKING:
     from .continuation import SpeechContinuation
@@ -210,7 +211,6 @@ def stream_continuation(
             shorter than the left context, a bad ``seconds``, more than one prompt (at the
             call, before any chunk: the prompt is checked, tokenized and encoded eagerly).
     """
-    from .guidance import SOUNDSTORM_GUIDANCE
 
     with torch.inference_mode():
         state = _prepare(pipe, prompt, sample_rate, seconds, options, sampling, iterations, seed)
@@ -301,11 +301,12 @@ def _run(
         window_frames=context, keep_frames=context // 2, sampling=state.sampling,
         generator=state.lm_generator,
     )  # fmt: skip
+    scales = soundstorm_scales(guidance_scale, pipe.soundstorm.config.num_quantizers)
     for chunk in tokens:
         frames = round(chunk.shape[1] * state.ratio)
         out = pipe.soundstorm.generate(
             chunk, num_frames=frames, prompt_codes=ctx_codes, prompt_semantic=ctx_semantic,
-            iterations=state.plan, temperature=temperature, guidance_scale=guidance_scale,
+            iterations=state.plan, temperature=temperature, guidance_scale=scales,
             generator=state.storm_generator,
         )  # fmt: skip
         new = out.codes[:, :frames]

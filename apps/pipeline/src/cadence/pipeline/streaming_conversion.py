@@ -51,6 +51,7 @@ from cadence.core.interfaces import frame_lengths
 from cadence.soundstorm import default_iterations
 
 from .components import PipelineError
+from .guidance import soundstorm_scales
 from .streaming import MAX_STREAM_SECONDS, StreamChunk, _frames, _stream_decoder, check_seconds
 
 if TYPE_CHECKING:
@@ -275,7 +276,8 @@ def _run(vc: VoiceConversion, reader: _SourceReader, plan: _Plan, ctx_codes: Ten
         frames = round(end * plan.ratio) - round(done * plan.ratio)
         out = vc.model.generate(
             chunk, num_frames=frames, prompt_codes=ctx_codes, prompt_semantic=ctx_semantic,
-            iterations=iterations, guidance_scale=guidance_scale, generator=generator,
+            iterations=iterations, generator=generator,
+            guidance_scale=soundstorm_scales(guidance_scale, vc.model.config.num_quantizers),
         )  # fmt: skip
         new = out.codes[:, :frames]
         audio = decoder.decode_chunk(new)[0].cpu()  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from cadence.core.audio import batch_audio
 from cadence.core.interfaces import Codec, LatentCodec, SemanticTokenizer
 
 from .components import PipelineError, check_compatible
-from .guidance import FLOW_GUIDANCE, SOUNDSTORM_GUIDANCE
+from .guidance import FLOW_GUIDANCE, SOUNDSTORM_GUIDANCE, soundstorm_scales
 from .pipeline import PipelineSpec
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class VoiceConversion:
             self.codec.encode(tgt),
             prompt_semantic=self.tokenizer.tokenize(tgt),
             iterations=default_iterations(self.model.config.num_quantizers, first=steps),
-            guidance_scale=guidance_scale,
+            guidance_scale=soundstorm_scales(guidance_scale, self.model.config.num_quantizers),
             generator=generator,
         )
         return self.codec.decode(codes)[0].cpu()

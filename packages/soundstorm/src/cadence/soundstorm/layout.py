@@ -51,14 +51,14 @@ class DecodePlan:
     iterations: tuple[int, ...]
     temperature: float
     choice_temperature: float
-    guidance_scale: float
+    guidance_scale: tuple[float, ...]  # one per level
     schedule: MaskSchedule
     sampler: Sampler = "maskgit"
 
     @property
     def guided(self) -> bool:
-        """Whether the unconditional rows run too (``guidance_scale != 1``)."""
-        return self.guidance_scale != 1.0
+        """Whether the unconditional rows run on some level (a scale other than 1)."""
+        return any(scale != 1.0 for scale in self.guidance_scale)
 
 
 @dataclass(frozen=True)
@@ -118,11 +118,12 @@ def check_plan(
     iterations: Sequence[int] | None,
     temperature: float,
     choice_temperature: float,
-    guidance_scale: float,
+    guidance_scale: float | Sequence[float],
     schedule: MaskSchedule,
     sampler: Sampler = "maskgit",
 ) -> DecodePlan:
-    """The sampling options, checked; ``iterations=None`` is :func:`default_iterations`."""
+    """The sampling options, checked; ``iterations=None`` is :func:`default_iterations`, and
+    one ``guidance_scale`` is the scale of every level."""
     q = num_quantizers
     plan = default_iterations(q) if iterations is None else tuple(int(s) for s in iterations)
     if len(plan) != q or min(plan) < 1:
@@ -134,11 +135,20 @@ def check_plan(
         raise ValueError(
             f"temperature and choice_temperature must be >= 0, got {temperature} and {choice_temperature}"
         )
-    if guidance_scale < 0:
+    if isinstance(guidance_scale, (int, float)):
+        scales = (float(guidance_scale),) * q
+    else:
+        scales = tuple(float(s) for s in guidance_scale)
+        if len(scales) != q:
+            raise ValueError(
+                f"guidance_scale must be one number or one per level ({q}), got {guidance_scale}; "
+                f"e.g. {(2.0,) + (1.0,) * (q - 1)} guides the coarsest level only"
+            )
+    if min(scales) < 0:
         raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
     if sampler not in ("maskgit", "diffusion"):
         raise ValueError(f"sampler must be 'maskgit' or 'diffusion', got {sampler!r}")
-    return DecodePlan(plan, temperature, choice_temperature, guidance_scale, schedule, sampler)
+    return DecodePlan(plan, temperature, choice_temperature, scales, schedule, sampler)
 
 
 def check_request(

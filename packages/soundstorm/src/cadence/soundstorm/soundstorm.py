@@ -80,6 +80,23 @@ class _Conditioning:
     context: Tensor | None = None
     context_mask: Tensor | None = None
 
+    def conditional(self) -> _Conditioning:
+        """The conditional rows alone, for a level decoded without guidance."""
+        if not self.guided:
+            return self
+        b = self.embedding.shape[0] // 2
+
+        def half(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[:b]
+
+        return _Conditioning(
+            self.embedding[:b],
+            half(self.key_mask),
+            False,
+            half(self.context),
+            half(self.context_mask),
+        )
+
 
 class SoundStorm(PretrainedMixin, nn.Module):
     """SoundStorm; see the module docstring and :class:`SoundStormConfig`.
@@ -250,7 +267,7 @@ class SoundStorm(PretrainedMixin, nn.Module):
         iterations: Sequence[int] | None = None,
         temperature: float = 1.0,
         choice_temperature: float = 1.0,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | Sequence[float] = 1.0,
         schedule: MaskSchedule = "cosine",
         sampler: Sampler = "maskgit",
         generator: torch.Generator | None = None,
@@ -279,8 +296,11 @@ class SoundStorm(PretrainedMixin, nn.Module):
             iterations: passes per level (default ``(16, 1, 1, ...)``).
             temperature: sampling temperature of the first iteration of a level.
             choice_temperature: scale of the Gumbel noise on the re-masking confidences.
-            guidance_scale: classifier-free guidance (1 = off; MaskGCT uses 2.5). The
-                conditional and unconditional rows run as one batch of ``2b``, one pass.
+            guidance_scale: classifier-free guidance (1 = off; MaskGCT uses 2.5), one scale
+                for every level or one per level. The conditional and unconditional rows
+                run as one batch of ``2b``, one pass; a level at 1 runs the ``b``
+                conditional rows alone (e.g. ``(2, 1, 1, ...)`` guides the coarsest level,
+                where the content is decided, at about the cost of one extra level).
             schedule: the masking schedule ``gamma``.
             sampler: how a level with several passes is decoded: ``"maskgit"`` (above) or
                 ``"diffusion"``, the absorbing-state reverse process (for models trained with
@@ -401,6 +421,9 @@ class SoundStorm(PretrainedMixin, nn.Module):
         One pass: every frame takes its argmax (SoundStorm sec. 3.3, greedy on the finer
         levels). More: MaskGIT (:meth:`_maskgit_step`).
         """
+        scale = plan.guidance_scale[level]
+        if scale == 1.0:  # this level unguided: the unconditional rows would be wasted
+            conditioning = conditioning.conditional()
         summed = self.config.codebook_combiner == "sum"
         if summed:
             base = self._other_levels_embedding(codes, level, conditioning)
@@ -410,7 +433,7 @@ class SoundStorm(PretrainedMixin, nn.Module):
         for step in range(steps):
             current = codes[..., level]
             frame = current if summed else codes
-            logits = self._level_logits(base, frame, level, conditioning, plan.guidance_scale)
+            logits = self._level_logits(base, frame, level, conditioning, scale)
             still = (current == self.mask_id) & layout.is_new
             if steps == 1:
                 codes[..., level] = torch.where(still, logits.argmax(-1), current)
