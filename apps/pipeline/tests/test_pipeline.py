@@ -129,7 +129,8 @@ def test_the_pipelines_guide_soundstorm_on_its_coarsest_levels(pipe, prompts, mo
     from cadence.pipeline.guidance import SOUNDSTORM_GUIDED_LEVELS, soundstorm_scales
 
     q = pipe.soundstorm.config.num_quantizers
-    assert soundstorm_scales(3.0, q) == (3.0,) * SOUNDSTORM_GUIDED_LEVELS + (1.0,) * (q - SOUNDSTORM_GUIDED_LEVELS)
+    guided = SOUNDSTORM_GUIDED_LEVELS
+    assert soundstorm_scales(3.0, q) == (3.0,) * guided + (1.0,) * (q - guided)
     assert soundstorm_scales(3.0, 1) == (3.0,)
     seen = []
     generate = pipe.soundstorm.generate
