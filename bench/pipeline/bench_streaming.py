@@ -71,6 +71,12 @@ def main() -> None:
     parser.add_argument(
         "--guidance", type=float, default=None, help="SoundStorm's (default: the pipelines')"
     )
+    parser.add_argument(
+        "--guided-levels",
+        type=int,
+        default=None,
+        help="SoundStorm levels guided (default: the pipelines', SOUNDSTORM_GUIDED_LEVELS)",
+    )
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
     import torch
@@ -78,10 +84,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from cadence.core.audio import load
     from cadence.pipeline import SpeechContinuation
+    from cadence.pipeline import guidance as pipeline_guidance
     from cadence.pipeline.cli import default_pipeline
     from cadence.pipeline.continuation import DEFAULT_SAMPLING
     from cadence.pipeline.guidance import SOUNDSTORM_GUIDANCE
 
+    if args.guided_levels is not None:  # read by soundstorm_scales at each call
+        pipeline_guidance.SOUNDSTORM_GUIDED_LEVELS = args.guided_levels
+    levels = pipeline_guidance.SOUNDSTORM_GUIDED_LEVELS
     guidance = SOUNDSTORM_GUIDANCE if args.guidance is None else args.guidance
     pipe = SpeechContinuation.from_pretrained(default_pipeline())
     audio, rate = load(default_pipeline() / "prompts" / "prompt.flac")
@@ -137,7 +147,7 @@ def main() -> None:
     print(
         f"\nshipped pipeline ({type(pipe.codec).__name__} codec) | {args.seconds:g} s continuation | chunk "
         f"{args.chunk_seconds:g} s, left context {args.left_context:g} s | look-ahead {'exact' if args.lookahead is None else f'{args.lookahead:g} s'} | SoundStorm {args.steps} "
-        f"passes on level 0, guidance {guidance:g} | LM {sampling.weights} | threads {args.threads} | median of {args.repeats} | load "
+        f"passes on level 0, guidance {guidance:g} on {levels} levels | LM {sampling.weights} | threads {args.threads} | median of {args.repeats} | load "
         f"average {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}"
     )
     print(f"{'measure':34s} {'stream':>10s} {'generate':>10s}")
