@@ -15,7 +15,7 @@ from cadence.core.audio import load
 from cadence.pipeline import SpeechContinuation
 from cadence.pipeline.cli import default_pipeline
 from cadence.pipeline.continuation import DEFAULT_SAMPLING
-from cadence.pipeline.guidance import SOUNDSTORM_GUIDANCE
+from cadence.pipeline.guidance import SOUNDSTORM_GUIDANCE, soundstorm_scales
 from cadence.soundstorm import default_iterations
 
 NO_EOS = DEFAULT_SAMPLING.replace(allow_eos=False)
@@ -66,8 +66,8 @@ def test_stream_joined_is_the_documented_non_streaming_generation(pipe, prompt):
     first = pipe.soundstorm.generate(
         chunks[0].semantic[None], num_frames=30, prompt_codes=used[:, -50:],
         prompt_semantic=pipe.tokenizer.tokenize(audio[None].float())[:, -50:],
-        iterations=PLAN, guidance_scale=SOUNDSTORM_GUIDANCE,
-        generator=torch.Generator().manual_seed(5),
+        iterations=PLAN, generator=torch.Generator().manual_seed(5),
+        guidance_scale=soundstorm_scales(SOUNDSTORM_GUIDANCE, pipe.soundstorm.config.num_quantizers),
     )  # fmt: skip
     assert torch.equal(first.codes[0], chunks[0].codes)
 

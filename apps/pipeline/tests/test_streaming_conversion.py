@@ -12,7 +12,7 @@ import torch
 
 from cadence.core.audio import load, resample
 from cadence.pipeline.cli import default_pipeline
-from cadence.pipeline.guidance import SOUNDSTORM_GUIDANCE
+from cadence.pipeline.guidance import SOUNDSTORM_GUIDANCE, soundstorm_scales
 from cadence.pipeline.synthesis import VoiceConversion
 from cadence.soundstorm import default_iterations
 
@@ -59,7 +59,8 @@ def test_windows_that_cover_the_source_give_its_tokens_and_the_one_shot_decode(v
         chunks[0].semantic[None], num_frames=30, prompt_codes=vc.codec.encode(tgt)[:, -100:],
         prompt_semantic=vc.tokenizer.tokenize(tgt)[:, -100:],
         iterations=default_iterations(vc.model.config.num_quantizers, first=STEPS),
-        guidance_scale=SOUNDSTORM_GUIDANCE, generator=torch.Generator().manual_seed(3),
+        guidance_scale=soundstorm_scales(SOUNDSTORM_GUIDANCE, vc.model.config.num_quantizers),
+        generator=torch.Generator().manual_seed(3),
     )  # fmt: skip
     assert torch.equal(first.codes[0], chunks[0].codes)
 

@@ -92,7 +92,16 @@ def test_keeping_per_item_values_leaves_the_aggregate_figures_unchanged(written)
         pipeline, PipelineSpec.read(pipeline).held_out(), limit=LIMIT, progress=False,
         speaker_similarity=False,
     )  # fmt: skip
-    assert plain == result.report
+    # equal up to float rounding (the two runs' kernels may sum in another order: 1e-7 apart)
+    assert plain.keys() == result.report.keys()
+    for section, figures in plain.items():
+        other = result.report[section]
+        assert figures.keys() == other.keys(), section
+        for key, value in figures.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(other[key], rel=1e-5, abs=1e-6), (section, key)
+            else:
+                assert value == other[key], (section, key)
 
 
 def test_the_page_draws_the_training_logs_it_finds_and_names_the_missing_ones(written, tmp_path):

@@ -864,7 +864,9 @@ def _print_report(report: dict[str, Any]) -> None:
         if not isinstance(metrics, dict):
             continue
         for key, value in metrics.items():
-            if isinstance(value, (int, float)):
+            if isinstance(value, list):  # per level, e.g. SoundStorm's guidance
+                table.add_row(model, key, " ".join(f"{v:.4g}" for v in value))
+            elif isinstance(value, (int, float)):
                 table.add_row(model, key, f"{value:.4g}")
     console.print(table)
 

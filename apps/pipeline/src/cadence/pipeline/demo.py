@@ -96,7 +96,10 @@ def run_demo(
             if model == "setup":
                 continue
             for key, value in values.items():
-                shipped.add_row(model, key, f"{value:.3g}")
+                if isinstance(value, list):  # per level, e.g. SoundStorm's guidance
+                    shipped.add_row(model, key, " ".join(f"{v:.3g}" for v in value))
+                elif isinstance(value, (int, float)):
+                    shipped.add_row(model, key, f"{value:.3g}")
         console.print(shipped)
     console.print(
         f"wrote {out / 'continuation.wav'}, {out / 'prompt_and_continuation.wav'}, {out / 'spectrogram.png'}"

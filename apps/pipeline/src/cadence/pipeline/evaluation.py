@@ -304,7 +304,7 @@ def evaluate_soundstorm(
     semantic: list[Tensor],
     listener: Listener,
     progress: Progress,
-) -> dict[str, float]:
+) -> dict[str, float | list[float]]:
     """SoundStorm with ground-truth semantic tokens and an acoustic prompt of the utterance
     itself, sampled as the pipelines sample it (guidance :data:`SOUNDSTORM_GUIDANCE`).
 
@@ -352,12 +352,15 @@ def evaluate_soundstorm(
             generated_similarity.append(float(similarity(pair[0], pair[1])))
             listener.note(i, "soundstorm/similarity_generated_part", generated_similarity[-1])
     accuracy = correct / max(total_frames, 1)
-    return {
+    figures: dict[str, float | list[float]] = {
         **{f"accuracy_level_{k}": float(a) for k, a in enumerate(accuracy)},
         "mel_distance": _mean(storm_mel),
         "mel_distance_codec_resynthesis": _mean(codec_mel),
         "guidance_scale": list(soundstorm_scales(SOUNDSTORM_GUIDANCE, storm.config.num_quantizers)),
-    } | ({"similarity_generated_part": _mean(generated_similarity)} if generated_similarity else {})
+    }
+    if generated_similarity:
+        figures["similarity_generated_part"] = _mean(generated_similarity)
+    return figures
 
 
 def evaluate_tts(data: EvalSet, tts, listener: Listener, progress: Progress) -> dict[str, float]:
