@@ -300,7 +300,7 @@ class SoundStorm(PretrainedMixin, nn.Module):
                 for every level or one per level. The conditional and unconditional rows
                 run as one batch of ``2b``, one pass; a level at 1 runs the ``b``
                 conditional rows alone (e.g. ``(2, 1, 1, ...)`` guides the coarsest level,
-                where the content is decided, at about the cost of one extra level).
+                where the content is decided; only its passes run the doubled batch).
             schedule: the masking schedule ``gamma``.
             sampler: how a level with several passes is decoded: ``"maskgit"`` (above) or
                 ``"diffusion"``, the absorbing-state reverse process (for models trained with
